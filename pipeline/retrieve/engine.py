@@ -1,0 +1,150 @@
+"""The query side in one object: rehydrate once, then retrieve or answer many queries (CLI and service)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.llms import LLM
+from llama_index.core.schema import NodeWithScore, QueryBundle
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, InvalidQuery
+from pipeline.models import Answer, MatchedRef, Mode, QueryStats, SourceRef
+from pipeline.providers.embeddings import build_embedder
+from pipeline.providers.llm import build_llm
+from pipeline.retrieve.answer import build_query_engine
+from pipeline.retrieve.parents import MATCHED, ParentRetriever
+from pipeline.retrieve.rehydrate import Rehydrated, rehydrate
+from pipeline.store import layout
+
+logger = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 4000
+
+
+def to_source(hit: NodeWithScore) -> SourceRef:
+    meta = hit.node.metadata
+    return SourceRef(
+        parent_id=hit.node.node_id,
+        readable_id=meta.get(layout.READABLE_ID, ""),
+        doc_id=meta.get(layout.DOC_ID, ""),
+        pages=list(meta.get(layout.PAGES, [])),
+        score=round(float(hit.score or 0.0), 6),
+        text=hit.node.get_content(),
+        matched=[MatchedRef(**m) for m in meta.get(MATCHED, [])],
+    )
+
+
+class Engine:
+    """Rehydrated store + models, shared by every query of a process (thread-safe for retrieval).
+
+    Example:
+        with Engine(Settings()) as engine:
+            result = engine.retrieve("How did AlexNet use GPUs?", mode=Mode.ALL, top_k=3)
+            result.stats.embedded_texts  # 0
+    """
+
+    def __init__(self, settings: Settings, embedder: BaseEmbedding | None = None, llm: LLM | None = None, load_llm: bool = True) -> None:
+        self.settings = settings
+        self.embedder = embedder or build_embedder(settings)
+        self.embedder.load()
+        self._llm = llm
+        self._llm_built = llm is not None or not load_llm
+        self._lock = threading.Lock()
+        self.store: Rehydrated = rehydrate(settings, self.embedder)
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def llm(self) -> LLM | None:
+        with self._lock:
+            if not self._llm_built:
+                self._llm = build_llm(self.settings)
+                self._llm_built = True
+        return self._llm
+
+    def _validate(self, query: str, mode: Mode | str | None, top_k: int | None) -> tuple[Mode, int]:
+        if not query or not query.strip():
+            raise InvalidQuery("query is empty")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidQuery(f"query is {len(query)} characters, the limit is {MAX_QUERY_CHARS}")
+        try:
+            mode = Mode(mode or Mode.ALL)
+        except ValueError as exc:
+            raise InvalidQuery(f"unknown mode {mode!r}: use one of {', '.join(m.value for m in Mode)}") from exc
+        top_k = top_k or self.settings.retrieval.top_k
+        if not 1 <= top_k <= 50:
+            raise InvalidQuery(f"top_k must be between 1 and 50, got {top_k}")
+        return mode, top_k
+
+    def retriever(self, mode: Mode, top_k: int, filters: Mapping[str, Any] | None = None) -> ParentRetriever:
+        cfg = self.settings.retrieval
+        return ParentRetriever(self.store, self.embedder, mode, top_k, cfg.overfetch, cfg.fusion, filters)
+
+    def _stats(self, retriever: ParentRetriever, started: float) -> QueryStats:
+        usage = getattr(self.embedder, "usage", None)
+        return QueryStats(
+            embedded_texts=usage.texts if usage else 0,
+            embedded_queries=usage.queries if usage else 0,
+            references_fetched=retriever.references_fetched,
+            retrieve_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+    def retrieve(self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None) -> Answer:
+        """Top-k distinct parents for ``query``; only the query is embedded."""
+        mode, top_k = self._validate(query, mode, top_k)
+        started = time.perf_counter()
+        retriever = self.retriever(mode, top_k, filters)
+        hits = retriever.retrieve(QueryBundle(query_str=query))
+        return Answer(query=query, mode=mode, top_k=top_k, sources=[to_source(h) for h in hits], stats=self._stats(retriever, started))
+
+    def _require_llm(self) -> LLM:
+        llm = self.llm
+        if llm is None:
+            raise ConfigError("no LLM configured (llm.provider=none): use --retrieve-only or configure an LLM")
+        return llm
+
+    def query(self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None) -> Answer:
+        """Retrieve, then answer with the LLM over the retrieved parents."""
+        mode, top_k = self._validate(query, mode, top_k)
+        llm = self._require_llm()
+        started = time.perf_counter()
+        retriever = self.retriever(mode, top_k, filters)
+        hits = retriever.retrieve(QueryBundle(query_str=query))
+        stats = self._stats(retriever, started)
+        t_answer = time.perf_counter()
+        engine = build_query_engine(retriever, llm)
+        response = engine.synthesize(QueryBundle(query_str=query), nodes=hits)
+        stats.answer_ms = round((time.perf_counter() - t_answer) * 1000, 2)
+        return Answer(query=query, mode=mode, top_k=top_k, answer=str(response).strip(), sources=[to_source(h) for h in hits], stats=stats)
+
+    def stream_query(
+        self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None
+    ) -> Iterator[str | Answer]:
+        """Yield answer text deltas as the LLM writes them, then the complete ``Answer``."""
+        mode, top_k = self._validate(query, mode, top_k)
+        llm = self._require_llm()
+        started = time.perf_counter()
+        retriever = self.retriever(mode, top_k, filters)
+        hits = retriever.retrieve(QueryBundle(query_str=query))
+        stats = self._stats(retriever, started)
+        t_answer = time.perf_counter()
+        response = build_query_engine(retriever, llm, streaming=True).synthesize(QueryBundle(query_str=query), nodes=hits)
+        parts: list[str] = []
+        for delta in response.response_gen:
+            parts.append(delta)
+            yield delta
+        stats.answer_ms = round((time.perf_counter() - t_answer) * 1000, 2)
+        yield Answer(query=query, mode=mode, top_k=top_k, answer="".join(parts).strip(), sources=[to_source(h) for h in hits], stats=stats)
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,59 @@
+"""Open what ingestion wrote (Qdrant collections + disk docstore) without embedding any corpus text."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from llama_index.core import VectorStoreIndex
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.vector_stores.qdrant import QdrantVectorStore
+from qdrant_client import QdrantClient
+
+from pipeline.config import Settings
+from pipeline.errors import StoreUnavailable
+from pipeline.providers.embeddings import embed_dim
+from pipeline.store import qdrant as qstore
+from pipeline.store.docstore import ParentStore
+from pipeline.store.layout import Collection
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Rehydrated:
+    """Indexes over the existing collections and the lazily read parent store."""
+
+    client: QdrantClient
+    parents: ParentStore
+    indexes: dict[Collection, VectorStoreIndex] = field(default_factory=dict)
+    names: dict[Collection, str] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.parents.close()
+        self.client.close()
+
+
+def rehydrate(settings: Settings, embedder: BaseEmbedding, client: QdrantClient | None = None) -> Rehydrated:
+    """Open the store for queries.
+
+    Raises:
+        StoreUnavailable: nothing has been ingested into this store yet.
+        ModelMismatch: the collections were built with another embedding model or dimension.
+        StoreLocked: embedded Qdrant is open in another process.
+    """
+    docstore_path = settings.store / "docstore.sqlite"
+    client = client or qstore.open_client(settings)
+    names = qstore.names(settings)
+    dim = embed_dim(embedder)
+    present = {c: n for c, n in names.items() if qstore.check_model(client, n, embedder.model_name, dim)}
+    if not present or not docstore_path.exists():
+        client.close()
+        raise StoreUnavailable(
+            f"no ingested data in {settings.store} (collections {', '.join(names.values())}): run `python -m pipeline ingest PATH` first"
+        )
+    out = Rehydrated(client=client, parents=ParentStore(docstore_path), names=present)
+    for coll, name in present.items():
+        store = QdrantVectorStore(collection_name=name, client=client)
+        out.indexes[coll] = VectorStoreIndex.from_vector_store(store, embed_model=embedder)
+    return out

@@ -1,0 +1,141 @@
+"""Open the Qdrant client (embedded or server), create the three collections, and check their model.
+
+Each collection records the embedding model and dimension in Qdrant's collection metadata, so any
+process can refuse to mix vectors of different models before it writes or searches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from pipeline.config import Settings
+from pipeline.errors import ModelMismatch, StoreLocked, StoreUnavailable
+from pipeline.store import layout
+from pipeline.store.layout import Collection
+
+logger = logging.getLogger(__name__)
+
+META_MODEL = "embed_model"
+META_DIM = "embed_dim"
+PAYLOAD_INDEXES = (layout.DOC_ID, layout.KIND, layout.PARENT_ID)
+
+
+def _transient(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(s in text for s in ("connect", "timeout", "timed out", "unavailable", "refused", "reset"))
+
+
+def with_retries(fn: Any, attempts: int = 4) -> Any:
+    """Retry transient Qdrant failures with exponential backoff, then raise ``StoreUnavailable``."""
+    wrapped = retry(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(multiplier=0.5, max=8),
+        retry=retry_if_exception(_transient),
+        reraise=True,
+    )(fn)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return wrapped(*args, **kwargs)
+        except Exception as exc:
+            if _transient(exc):
+                raise StoreUnavailable(f"Qdrant unreachable after {attempts} attempts: {type(exc).__name__}: {exc}") from exc
+            raise
+
+    return call
+
+
+def open_client(settings: Settings) -> QdrantClient:
+    """A client for ``QDRANT_URL`` if set, else embedded local mode at ``<store>/qdrant``.
+
+    Raises:
+        StoreLocked: another process has the embedded store open.
+        StoreUnavailable: the server does not answer.
+    """
+    cfg = settings.qdrant
+    if cfg.url:
+        api_key = cfg.api_key.get_secret_value() if cfg.api_key else None
+        client = QdrantClient(url=cfg.url, api_key=api_key, timeout=int(cfg.timeout), check_compatibility=False)
+        with_retries(client.get_collections)()
+        return client
+    path = settings.qdrant_path
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return QdrantClient(path=str(path))
+    except RuntimeError as exc:
+        if "already accessed" in str(exc):
+            raise StoreLocked(
+                f"embedded Qdrant at {path} is open in another process (a running `pipeline serve`?). "
+                "Stop it, send the job to the service (POST /ingest), or use a Qdrant server (QDRANT_URL)."
+            ) from exc
+        raise StoreUnavailable(f"cannot open embedded Qdrant at {path}: {exc}") from exc
+
+
+def names(settings: Settings) -> dict[Collection, str]:
+    return {c: layout.collection_name(settings.qdrant.prefix, c) for c in Collection}
+
+
+def check_model(client: QdrantClient, name: str, model: str, dim: int) -> bool:
+    """True if the collection exists and matches; False if it does not exist.
+
+    Raises:
+        ModelMismatch: it exists with another model or dimension.
+    """
+    if not with_retries(client.collection_exists)(name):
+        return False
+    info = with_retries(client.get_collection)(name)
+    meta = info.config.metadata or {}
+    vectors = info.config.params.vectors
+    size = vectors.size if isinstance(vectors, models.VectorParams) else None
+    stored_model = meta.get(META_MODEL, "unknown model")
+    stored_dim = meta.get(META_DIM, size)
+    if stored_model != model or stored_dim != dim:
+        raise ModelMismatch(name, f"{stored_model}/{stored_dim}", f"{model}/{dim}")
+    return True
+
+
+def ensure_collections(client: QdrantClient, settings: Settings, model: str, dim: int) -> dict[Collection, str]:
+    """Create missing collections (cosine, recorded model/dim, payload indexes); check existing ones."""
+    out = names(settings)
+    for name in out.values():
+        if check_model(client, name, model, dim):
+            continue
+        with_retries(client.create_collection)(
+            name,
+            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            metadata={META_MODEL: model, META_DIM: dim},
+        )
+        if settings.qdrant.url:  # payload indexes have no effect in local mode
+            for key in PAYLOAD_INDEXES:
+                with_retries(client.create_payload_index)(name, key, models.PayloadSchemaType.KEYWORD)
+        logger.info("created collection %s (%s/%d)", name, model, dim)
+    return out
+
+
+def count_points(client: QdrantClient, name: str) -> int:
+    if not with_retries(client.collection_exists)(name):
+        return 0
+    return with_retries(client.count)(name, exact=True).count
+
+
+def scroll_payloads(client: QdrantClient, name: str, keys: list[str], flt: models.Filter | None = None) -> Iterator[tuple[str, dict]]:
+    """Every point's id and the asked payload keys, in pages (used by sync and ``check``)."""
+    offset = None
+    while True:
+        points, offset = with_retries(client.scroll)(
+            name, scroll_filter=flt, limit=1024, offset=offset, with_payload=keys, with_vectors=False
+        )
+        for p in points:
+            yield str(p.id), dict(p.payload or {})
+        if offset is None:
+            return
+
+
+def delete_points(client: QdrantClient, name: str, ids: list[str]) -> None:
+    for start in range(0, len(ids), 1024):
+        with_retries(client.delete)(name, points_selector=models.PointIdsList(points=ids[start : start + 1024]), wait=True)

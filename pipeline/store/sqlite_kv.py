@@ -1,0 +1,118 @@
+"""A LlamaIndex ``BaseKVStore`` on one SQLite file: the disk format under the docstore and the ingest cache.
+
+Why SQLite: a JSON ``SimpleKVStore`` must be loaded whole and rewritten whole; here a lookup reads one
+row, and a ``transaction()`` makes a batch of writes atomic (a killed process leaves the old state).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from llama_index.core.storage.kvstore.types import DEFAULT_BATCH_SIZE, DEFAULT_COLLECTION, BaseKVStore
+
+
+class SQLiteKVStore(BaseKVStore):
+    """Key → JSON dict, partitioned by collection, safe to share between threads.
+
+    Example:
+        kv = SQLiteKVStore("store/docstore.sqlite")
+        with kv.transaction():
+            kv.put("a", {"x": 1}); kv.put("b", {"x": 2})
+        kv.get("a")  # {"x": 1}
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=60)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS kv (collection TEXT NOT NULL, key TEXT NOT NULL, "
+            "value TEXT NOT NULL, PRIMARY KEY (collection, key)) WITHOUT ROWID"
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one atomic commit; nests (only the outermost commits)."""
+        with self._lock:
+            if self._depth == 0:
+                self._conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if self._depth == 0:
+                self._conn.execute("COMMIT")
+
+    def put(self, key: str, val: dict, collection: str = DEFAULT_COLLECTION) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO kv (collection, key, value) VALUES (?, ?, ?)",
+                (collection, key, json.dumps(val)),
+            )
+
+    def put_all(
+        self,
+        kv_pairs: list[tuple[str, dict]],
+        collection: str = DEFAULT_COLLECTION,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO kv (collection, key, value) VALUES (?, ?, ?)",
+                [(collection, k, json.dumps(v)) for k, v in kv_pairs],
+            )
+
+    def get(self, key: str, collection: str = DEFAULT_COLLECTION) -> dict | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT value FROM kv WHERE collection = ? AND key = ?", (collection, key)
+            ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def get_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
+        with self._lock:
+            rows = self._conn.execute("SELECT key, value FROM kv WHERE collection = ?", (collection,)).fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    def keys(self, collection: str = DEFAULT_COLLECTION) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT key FROM kv WHERE collection = ?", (collection,))]
+
+    def count(self, collection: str = DEFAULT_COLLECTION) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM kv WHERE collection = ?", (collection,)).fetchone()[0]
+
+    def delete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
+        with self._lock:
+            cur = self._conn.execute("DELETE FROM kv WHERE collection = ? AND key = ?", (collection, key))
+        return cur.rowcount > 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    async def aput(self, key: str, val: dict, collection: str = DEFAULT_COLLECTION) -> None:
+        self.put(key, val, collection)
+
+    async def aget(self, key: str, collection: str = DEFAULT_COLLECTION) -> dict | None:
+        return self.get(key, collection)
+
+    async def aget_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
+        return self.get_all(collection)
+
+    async def adelete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
+        return self.delete(key, collection)
