@@ -1,0 +1,233 @@
+"""Command line: ``python -m pipeline ingest|query|status|...``; results on stdout, logs and progress on stderr.
+
+Exit codes: 0 all good; 1 some input files failed (the rest were ingested); 2 fatal (nothing changed
+that was not already committed: bad configuration, store locked or unreachable, model mismatch).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.config import Settings
+from pipeline.errors import LoadError, PipelineError
+from pipeline.models import Answer, IngestReport, Mode
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Recursive retrieval with node references over PDFs.")
+err = Console(stderr=True)
+out = Console(soft_wrap=True)
+logger = logging.getLogger("pipeline")
+
+StoreOpt = Annotated[Path, typer.Option("--store", envvar="PIPELINE_STORE", help="Store folder (cache, docstore, embedded Qdrant).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")]
+
+
+def setup_logging(verbose: bool, log_file: Path | None = None) -> None:
+    root = logging.getLogger()
+    root.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("pipeline").setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("httpx", "openai", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if log_file is not None:
+        from pipeline.logs import JsonLinesHandler
+
+        root.addHandler(JsonLinesHandler(log_file))
+
+
+def settings_for(store: Path) -> Settings:
+    try:
+        return Settings(store=store)
+    except Exception as exc:  # pydantic ValidationError from env or config file
+        fail(f"configuration error: {exc}")
+        raise  # unreachable
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def emit_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+class IngestProgress:
+    """A bar per file and per parent on a terminal; plain log lines otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = err.is_terminal
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
+        )
+        self.files = None
+        self.parents = None
+
+    def __enter__(self) -> "IngestProgress":
+        if self.tty:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tty:
+            self.progress.stop()
+
+    def __call__(self, event: str, detail: dict) -> None:
+        name = Path(detail.get("path", "")).name
+        if event == "file":
+            if self.tty:
+                if self.files is None:
+                    self.files = self.progress.add_task("files", total=detail["total"])
+                if self.parents is not None:
+                    self.progress.remove_task(self.parents)
+                self.parents = self.progress.add_task(f"  {name}", total=None)
+            else:
+                logger.info("ingesting %s", detail["path"])
+        elif event == "parent":
+            if self.tty and self.parents is not None:
+                self.progress.update(self.parents, total=detail["total"], completed=detail["done"])
+            elif not self.tty and (detail["done"] % 10 == 0 or detail["done"] == detail["total"]):
+                logger.info("  %s: %d/%d parents", name, detail["done"], detail["total"])
+        elif event == "done":
+            if self.tty and self.files is not None:
+                self.progress.advance(self.files)
+            if detail["status"] == "failed":
+                err.print(f"[red]failed[/] {detail['path']}: {detail['reason']}", highlight=False)
+
+
+def print_ingest_summary(report: IngestReport) -> None:
+    s = report.stats
+    table = Table(title=f"ingest → {report.store}", show_header=False)
+    rows = [
+        ("files added / updated / unchanged", f"{s.files_added} / {s.files_updated} / {s.files_unchanged}"),
+        ("files removed / failed", f"{s.files_removed} / {s.files_failed}"),
+        ("documents / parents", f"{s.documents} / {s.parents}"),
+        ("references", ", ".join(f"{k} {v}" for k, v in s.references.items()) or "0"),
+        ("parents rebuilt / reused from cache", f"{s.parents_rebuilt} / {s.parents_reused}"),
+        ("LLM calls / texts embedded", f"{s.llm_calls} / {s.embedded_texts}"),
+        ("cache hits / misses", f"{s.cache_hits} / {s.cache_misses}"),
+        ("seconds", f"{s.seconds:.1f}"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    err.print(table)
+    if s.llm_calls == 0 and s.embedded_texts == 0 and s.files_failed == 0:
+        err.print("nothing to do: 0 LLM calls and 0 embedding calls (input unchanged)")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="PDF, .txt or .md files, or folders (recursive).")],
+    store: StoreOpt = Path("storage"),
+    prune: Annotated[bool, typer.Option("--prune", "--sync", help="Also remove documents under the given folders whose files are gone.")] = False,
+    lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for another ingest to finish.")] = 0.0,
+    json_out: JsonOpt = False,
+    log_file: Annotated[Optional[Path], typer.Option(help="Also write JSON-lines logs to this file.")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Ingest files into the store: parents to the docstore, references to Qdrant."""
+    setup_logging(verbose, log_file)
+    settings = settings_for(store)
+    from pipeline.ingest.run import Ingestor
+
+    missing = [p for p in paths if not p.exists()]
+    for p in missing:
+        err.print(f"[red]failed[/] {p}: no such file or folder", highlight=False)
+    try:
+        with IngestProgress() as progress:
+            report = Ingestor(settings, progress=progress, lock_timeout=lock_timeout).run([p for p in paths if p.exists()], prune=prune)
+    except PipelineError as exc:
+        fail(f"{type(exc).__name__}: {exc}")
+    from pipeline.models import FileResult
+
+    for p in missing:
+        report.files.append(FileResult(path=str(p), status="failed", reason="no such file or folder"))
+        report.stats.files_failed += 1
+    if json_out:
+        emit_json(report.model_dump(mode="json"))
+    else:
+        print_ingest_summary(report)
+    raise typer.Exit(1 if report.stats.files_failed else 0)
+
+
+def print_answer(result: Answer) -> None:
+    if result.answer is not None:
+        out.print(result.answer, highlight=False)
+        out.print()
+    out.print(f"[bold]Sources[/] (mode {result.mode.value}, top {result.top_k}):", highlight=False)
+    for i, s in enumerate(result.sources, 1):
+        pages = ", ".join(map(str, s.pages))
+        kinds = ", ".join(sorted({m.kind.value for m in s.matched}))
+        out.print(f" [{i}] {Path(s.doc_id).name} p. {pages}  score {s.score:.3f}  ({s.readable_id}; matched {kinds})", highlight=False)
+    out.print(f"[dim]retrieve {result.stats.retrieve_ms:.0f} ms, answer {result.stats.answer_ms:.0f} ms, corpus texts embedded {result.stats.embedded_texts}[/]", highlight=False)
+
+
+@app.command()
+def query(
+    text: Annotated[str, typer.Argument(help="The question.")],
+    mode: Annotated[Mode, typer.Option(help="Which references to match: base, chunk, metadata or all.")] = Mode.ALL,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Distinct parents to return (default 3).")] = None,
+    retrieve_only: Annotated[bool, typer.Option("--retrieve-only", help="Return parents without an LLM answer.")] = False,
+    doc_id: Annotated[Optional[str], typer.Option(help="Only search this document (its doc_id).")] = None,
+    store: StoreOpt = Path("storage"),
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Answer a question from the store (rehydrated: only the query is embedded)."""
+    setup_logging(verbose)
+    settings = settings_for(store)
+    from pipeline.retrieve.engine import Engine
+
+    filters = {"doc_id": doc_id} if doc_id else None
+    try:
+        with Engine(settings, load_llm=not retrieve_only) as engine:
+            if retrieve_only:
+                result = engine.retrieve(text, mode, top_k, filters)
+            else:
+                result = engine.query(text, mode, top_k, filters)
+    except PipelineError as exc:
+        fail(f"{type(exc).__name__}: {exc}")
+    if json_out:
+        emit_json(result.model_dump(mode="json"))
+    else:
+        print_answer(result)
+
+
+@app.command()
+def status(store: StoreOpt = Path("storage"), json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
+    """Show the store: collections with point counts, parents, embedding model."""
+    setup_logging(verbose)
+    settings = settings_for(store)
+    from pipeline.store.status import store_status
+
+    try:
+        info = store_status(settings)
+    except PipelineError as exc:
+        fail(f"{type(exc).__name__}: {exc}")
+    if json_out:
+        emit_json(info)
+        return
+    table = Table(title=f"store {info['store']}", show_header=False)
+    table.add_row("qdrant", info["qdrant"])
+    for name, n in info["collections"].items():
+        table.add_row(f"  {name}", f"{n} points")
+    table.add_row("documents / parents", f"{info['documents']} / {info['parents']}")
+    table.add_row("embedding", f"{info['embed_model']} ({info['embed_dim']} dims)")
+    out.print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,48 @@
+"""What a store holds: collections with point counts and model, parents and documents (``status``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qdrant_client import QdrantClient
+
+from pipeline.config import Settings
+from pipeline.store import qdrant as qstore
+from pipeline.store.docstore import ParentStore
+
+
+def store_status(settings: Settings, client: QdrantClient | None = None, parents: ParentStore | None = None) -> dict[str, Any]:
+    """A JSON-ready summary; opens (and closes) the client and docstore unless they are passed in."""
+    own_client = client is None
+    client = client or qstore.open_client(settings)
+    docstore_path = settings.store / "docstore.sqlite"
+    own_parents = parents is None and docstore_path.exists()
+    if own_parents:
+        parents = ParentStore(docstore_path)
+    try:
+        collections: dict[str, int] = {}
+        model: str | None = None
+        dim: int | None = None
+        for name in qstore.names(settings).values():
+            if not qstore.with_retries(client.collection_exists)(name):
+                continue
+            collections[name] = qstore.count_points(client, name)
+            meta = client.get_collection(name).config.metadata or {}
+            model = model or meta.get(qstore.META_MODEL)
+            dim = dim or meta.get(qstore.META_DIM)
+        ledger = parents.ledger() if parents else {}
+        return {
+            "store": str(settings.store.resolve()),
+            "qdrant": settings.qdrant.url or f"embedded:{settings.qdrant_path.resolve()}",
+            "collections": collections,
+            "parents": parents.count() if parents else 0,
+            "documents": len(ledger),
+            "pending_documents": sorted(d for d, e in ledger.items() if e.get("pending")),
+            "embed_model": model,
+            "embed_dim": dim,
+        }
+    finally:
+        if own_parents and parents:
+            parents.close()
+        if own_client:
+            client.close()

