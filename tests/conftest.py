@@ -1,0 +1,29 @@
+"""Shared fixtures: a clean environment for every test, paths to the bundled sample and ../shared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_PDF = ROOT / "samples" / "acl2020.acl-main.447.pdf"
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's shell must not change results: drop our variables and the OpenAI/Qdrant ones."""
+    for key in list(os.environ):
+        if key.startswith(("PIPELINE_", "QDRANT_", "OPENAI_")):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PIPELINE_CONFIG", str(ROOT / "tests" / "no-config.toml"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test with the reason when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared is only on the team's machines)")
+    return path

@@ -1,0 +1,21 @@
+from pipeline.config import Fusion
+from pipeline.models import MatchedRef, RefKind
+from pipeline.retrieve.fuse import fuse, rank_parents
+
+
+def ref(score: float) -> MatchedRef:
+    return MatchedRef(kind=RefKind.CHUNK_128, node_id="n", score=score)
+
+
+def test_rank_parents_uses_best_reference() -> None:
+    hits = [("a", ref(0.5)), ("b", ref(0.7)), ("a", ref(0.9))]
+    assert rank_parents(hits) == [("a", 0.9), ("b", 0.7)]
+
+
+def test_max_fusion_and_tie_break_by_id() -> None:
+    assert fuse([[("b", 0.8)], [("a", 0.8), ("b", 0.1)]], Fusion.MAX) == [("a", 0.8), ("b", 0.8)]
+
+
+def test_rrf_rewards_agreement() -> None:
+    fused = fuse([[("a", 0.9), ("b", 0.8)], [("b", 0.3), ("c", 0.2)]], Fusion.RRF)
+    assert [p for p, _ in fused] == ["b", "a", "c"]
