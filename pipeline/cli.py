@@ -22,7 +22,7 @@ from pipeline.errors import LoadError, PipelineError
 from pipeline.models import Answer, IngestReport, Mode
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Recursive retrieval with node references over PDFs.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 logger = logging.getLogger("pipeline")
 

@@ -89,6 +89,15 @@ class Ingestor:
         text = json.dumps([t.to_dict() for t in transforms], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def output_fingerprint(self) -> str:
+        """The fingerprint of this ingestor's transforms (models, prompts, sizes), without touching a store.
+
+        Two ingestors with the same fingerprint write the same parents and references; ``eval`` uses
+        it to name an isolated store per dataset and configuration.
+        """
+        split, per_parent = self._transforms(embed_dim(self.embedder))
+        return self.fingerprint(split + per_parent)
+
     def run(self, paths: Sequence[Path], prune: bool = False) -> IngestReport:
         """Ingest files and folders; with ``prune``, also remove documents under the given folders
         whose files are gone.

@@ -43,12 +43,18 @@ def rehydrate(settings: Settings, embedder: BaseEmbedding, client: QdrantClient 
         StoreLocked: embedded Qdrant is open in another process.
     """
     docstore_path = settings.store / "docstore.sqlite"
-    client = client or qstore.open_client(settings)
     names = qstore.names(settings)
+    if not docstore_path.exists():  # say so before opening (and creating) anything
+        raise StoreUnavailable(
+            f"no ingested data in {settings.store} (no docstore.sqlite): run `python -m pipeline ingest PATH` first"
+        )
+    own_client = client is None
+    client = client or qstore.open_client(settings)
     dim = embed_dim(embedder)
     present = {c: n for c, n in names.items() if qstore.check_model(client, n, embedder.model_name, dim)}
-    if not present or not docstore_path.exists():
-        client.close()
+    if not present:
+        if own_client:
+            client.close()
         raise StoreUnavailable(
             f"no ingested data in {settings.store} (collections {', '.join(names.values())}): run `python -m pipeline ingest PATH` first"
         )

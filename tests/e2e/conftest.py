@@ -1,0 +1,59 @@
+"""End-to-end fixtures: stores built by real `python -m pipeline` processes on the bundled sample PDF."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, SAMPLE_PDF
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 1500) -> Run:
+    """Run `python -m pipeline ...` in a new process, as a user or a cron job would."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "QDRANT_", "OPENAI_"))}
+    full_env["PIPELINE_CONFIG"] = str(ROOT / "tests" / "no-config.toml")
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+NO_LLM = {"PIPELINE_LLM__PROVIDER": "none", "PIPELINE_INGEST__ENRICH": "false"}
+
+
+@pytest.fixture(scope="session")
+def plain_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
+    """The sample ingested with chunk and parent references only (no LLM): fast."""
+    store = tmp_path_factory.mktemp("plain") / "store"
+    run = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store), "--json", env=NO_LLM)
+    assert run.code == 0, run.stderr
+    return store, run
+
+
+@pytest.fixture(scope="session")
+def llm_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
+    """The sample ingested with the default offline models: summaries and questions by SmolLM2."""
+    pytest.importorskip("xllamacpp")
+    store = tmp_path_factory.mktemp("llm") / "store"
+    run = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store), "--json")
+    assert run.code == 0, run.stderr
+    return store, run

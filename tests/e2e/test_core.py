@@ -1,0 +1,140 @@
+"""Ingest once, query from new processes: the product's core promise, on a real PDF and real models."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from qdrant_client import QdrantClient
+
+from pipeline.store.docstore import ParentStore
+from tests.conftest import SAMPLE_PDF
+from tests.e2e.conftest import NO_LLM, Run, run_cli
+
+pytestmark = pytest.mark.e2e
+
+QUESTION = "How does SciBERT differ from a BERT model pretrained on S2ORC?"
+EXPECTED = "acl2020.acl-main.447.pdf#p8"  # the parent comparing SciBERT with S2ORC-SciBERT (pages 6-7)
+ALL_KINDS = {"chunk-128", "chunk-256", "chunk-512", "parent", "summary", "question"}
+
+
+def point_ids(store: Path) -> dict[str, set[str]]:
+    client = QdrantClient(path=str(store / "qdrant"))
+    try:
+        out = {}
+        for c in client.get_collections().collections:
+            points, _ = client.scroll(c.name, limit=100_000, with_payload=False)
+            out[c.name] = {str(p.id) for p in points}
+        return out
+    finally:
+        client.close()
+
+
+@pytest.mark.llm
+class TestWithOfflineModels:
+    def test_ingest_writes_every_reference_kind(self, llm_store: tuple[Path, Run]) -> None:
+        _, run = llm_store
+        stats = run.json["stats"]
+        assert stats["documents"] == 1 and stats["parents"] == 20
+        assert set(stats["references"]) == ALL_KINDS
+        assert stats["references"]["summary"] == 20
+        assert stats["references"]["question"] >= 20  # small model: at least one per parent
+        assert stats["llm_calls"] >= 40 and stats["embedded_texts"] > 400
+
+    @pytest.mark.parametrize("mode", ["base", "chunk", "metadata", "all"])
+    def test_query_in_new_process_embeds_only_the_query(self, llm_store: tuple[Path, Run], mode: str) -> None:
+        store, _ = llm_store
+        run = run_cli("query", QUESTION, "--mode", mode, "--top-k", "3", "--retrieve-only", "--json", "--store", str(store))
+        assert run.code == 0, run.stderr
+        out = run.json
+        assert out["stats"]["embedded_texts"] == 0 and out["stats"]["embedded_queries"] == 1
+        ids = [s["readable_id"] for s in out["sources"]]
+        assert len(ids) == len(set(ids)) == 3  # top-k counts distinct parents
+        assert EXPECTED in ids
+        kinds = {m["kind"] for s in out["sources"] for m in s["matched"]}
+        wanted = {"base": {"parent"}, "chunk": {"chunk-128", "chunk-256", "chunk-512"}, "metadata": {"summary", "question"}, "all": ALL_KINDS}[mode]
+        assert kinds <= wanted
+
+    def test_answer_with_cited_pages(self, llm_store: tuple[Path, Run]) -> None:
+        store, _ = llm_store
+        run = run_cli("query", QUESTION, "--top-k", "2", "--json", "--store", str(store))
+        assert run.code == 0, run.stderr
+        out = run.json
+        assert out["answer"] and len(out["answer"]) > 10
+        assert all(s["pages"] and s["doc_id"].endswith("acl2020.acl-main.447.pdf") for s in out["sources"])
+        assert out["stats"]["embedded_texts"] == 0
+        human = run_cli("query", QUESTION, "--top-k", "2", "--store", str(store))
+        assert "acl2020.acl-main.447.pdf p. " in human.stdout
+
+    def test_reingest_unchanged_makes_no_calls(self, llm_store: tuple[Path, Run]) -> None:
+        store, first = llm_store
+        before = run_cli("status", "--json", "--store", str(store)).json
+        run = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store), "--json")
+        assert run.code == 0, run.stderr
+        stats = run.json["stats"]
+        assert stats["llm_calls"] == 0 and stats["embedded_texts"] == 0
+        assert stats["files_unchanged"] == 1 and stats["references"] == first.json["stats"]["references"]
+        assert run_cli("status", "--json", "--store", str(store)).json["collections"] == before["collections"]
+        human = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store))
+        assert "0 LLM calls and 0 embedding calls" in human.stderr
+
+    def test_cache_rebuilds_a_lost_store_without_calls(self, llm_store: tuple[Path, Run], tmp_path: Path) -> None:
+        store, first = llm_store
+        copy = tmp_path / "store"
+        copy.mkdir()
+        shutil.copy(store / "cache.sqlite", copy / "cache.sqlite")  # only the cache survives
+        run = run_cli("ingest", str(SAMPLE_PDF), "--store", str(copy), "--json")
+        assert run.code == 0, run.stderr
+        stats = run.json["stats"]
+        assert stats["llm_calls"] == 0 and stats["embedded_texts"] == 0 and stats["cache_hits"] >= 21
+        assert stats["references"] == first.json["stats"]["references"]
+        assert point_ids(copy) == point_ids(store)
+
+
+class TestStoreIntegrity:
+    def test_every_reference_has_its_parent(self, plain_store: tuple[Path, Run]) -> None:
+        store, _ = plain_store
+        parents = ParentStore(store / "docstore.sqlite")
+        client = QdrantClient(path=str(store / "qdrant"))
+        try:
+            parent_ids = set(parents.ids())
+            assert len(parent_ids) == 20
+            points, _ = client.scroll("docs_children", limit=100_000, with_payload=["parent_id", "kind"])
+            assert len(points) == 363
+            assert {p.payload["parent_id"] for p in points} == parent_ids
+            ledger = parents.ledger()[SAMPLE_PDF.resolve().as_posix()]
+            assert set(ledger["parents"]) == parent_ids and "pending" not in ledger
+        finally:
+            client.close()
+            parents.close()
+
+    def test_ids_are_stable_across_stores(self, plain_store: tuple[Path, Run], tmp_path: Path) -> None:
+        store, _ = plain_store
+        other = tmp_path / "other"
+        assert run_cli("ingest", str(SAMPLE_PDF), "--store", str(other), "--json", env=NO_LLM).code == 0
+        assert point_ids(other) == point_ids(store)
+
+    def test_status_json(self, plain_store: tuple[Path, Run]) -> None:
+        store, _ = plain_store
+        info = run_cli("status", "--json", "--store", str(store)).json
+        assert info["collections"] == {"docs_children": 363, "docs_summaries": 0, "docs_questions": 0}
+        assert info["parents"] == 20 and info["embed_model"] == "all-MiniLM-L6-v2-int8" and info["embed_dim"] == 384
+
+    def test_model_mismatch_is_refused(self, plain_store: tuple[Path, Run]) -> None:
+        store, _ = plain_store
+        env = {
+            "PIPELINE_EMBED__PROVIDER": "openai",
+            "PIPELINE_EMBED__MODEL": "text-embedding-3-small",
+            "PIPELINE_EMBED__API_BASE": "http://127.0.0.1:9/v1",  # never called: the check comes first
+        }
+        run = run_cli("query", QUESTION, "--retrieve-only", "--store", str(store), env=env)
+        assert run.code == 2
+        assert "ModelMismatch" in run.stderr
+        assert "all-MiniLM-L6-v2-int8/384" in run.stderr and "text-embedding-3-small/1536" in run.stderr
+        ingest = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store), env=env)
+        assert ingest.code == 2 and "ModelMismatch" in ingest.stderr
+
+    def test_query_on_empty_store_says_what_to_do(self, tmp_path: Path) -> None:
+        run = run_cli("query", QUESTION, "--retrieve-only", "--store", str(tmp_path / "nothing"))
+        assert run.code == 2 and "run `python -m pipeline ingest PATH` first" in run.stderr

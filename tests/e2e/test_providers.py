@@ -1,0 +1,49 @@
+"""The OpenAI provider path, for real, against the OpenAI-compatible HTTP endpoint xllamacpp serves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipeline.providers.llm import LlamaCppServer, resolve_gguf
+from tests.e2e.conftest import Run, run_cli
+
+pytestmark = [pytest.mark.e2e, pytest.mark.llm]
+
+
+@pytest.fixture(scope="module")
+def openai_endpoint() -> Iterator[str]:
+    """A real llama.cpp server on loopback speaking the OpenAI API (SmolLM2 weights)."""
+    path, _ = resolve_gguf("smollm2")
+    server = LlamaCppServer(path, threads=1, context_window=8192)
+    yield server.base_url
+    del server
+
+
+def test_endpoint_speaks_openai(openai_endpoint: str) -> None:
+    r = httpx.post(f"{openai_endpoint}/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}, timeout=60)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+
+
+def test_query_through_openai_provider(openai_endpoint: str, plain_store: tuple[Path, Run]) -> None:
+    store, _ = plain_store
+    env = {
+        "PIPELINE_LLM__PROVIDER": "openai",
+        "PIPELINE_LLM__API_BASE": openai_endpoint,
+        "PIPELINE_LLM__MODEL": "smollm2",
+        "PIPELINE_LLM__MAX_TOKENS": "64",
+    }
+    run = run_cli("query", "What is S2ORC?", "--mode", "chunk", "--top-k", "2", "--json", "--store", str(store), env=env)
+    assert run.code == 0, run.stderr
+    out = run.json
+    assert out["answer"] and out["stats"]["embedded_texts"] == 0
+    assert len(out["sources"]) == 2
+
+
+def test_openai_provider_without_key_or_base_is_a_config_error(plain_store: tuple[Path, Run]) -> None:
+    store, _ = plain_store
+    run = run_cli("query", "What is S2ORC?", "--store", str(store), env={"PIPELINE_LLM__PROVIDER": "openai"})
+    assert run.code == 2 and "OPENAI_API_KEY" in run.stderr

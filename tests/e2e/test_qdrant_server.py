@@ -1,0 +1,72 @@
+"""The same flow against a Qdrant server in a container (testcontainers, pinned image)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE_PDF
+from tests.e2e.conftest import NO_LLM, run_cli
+
+pytestmark = [pytest.mark.e2e]
+
+QDRANT_IMAGE = "qdrant/qdrant:v1.16.2"  # same pin as docker-compose.yml
+
+
+def docker_engine_answers() -> str | None:
+    """None if a Docker engine answers, else the reason it does not."""
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+        return None
+    except Exception as exc:
+        return f"no Docker engine answers ({type(exc).__name__}: {str(exc)[:120]})"
+
+
+@pytest.fixture(scope="module")
+def qdrant_url() -> Iterator[str]:
+    reason = docker_engine_answers()
+    if reason:
+        pytest.skip(f"containerized Qdrant needs Docker: {reason}")
+    try:
+        from testcontainers.community.qdrant import QdrantContainer
+    except ImportError:  # testcontainers < 4.10
+        from testcontainers.qdrant import QdrantContainer
+
+    container = QdrantContainer(QDRANT_IMAGE)
+    container.start()
+    try:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(6333)
+        yield f"http://{host}:{port}"
+    finally:
+        container.stop()
+
+
+@pytest.mark.docker
+def test_ingest_and_query_against_server(qdrant_url: str, tmp_path: Path) -> None:
+    env = {**NO_LLM, "QDRANT_URL": qdrant_url, "PIPELINE_QDRANT__PREFIX": "e2e"}
+    store = tmp_path / "store"
+    first = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store), "--json", env=env)
+    assert first.code == 0, first.stderr
+    assert first.json["stats"]["parents"] == 20
+    query = run_cli("query", "What is S2ORC?", "--retrieve-only", "--json", "--store", str(store), env=env)
+    assert query.code == 0, query.stderr
+    assert query.json["stats"]["embedded_texts"] == 0 and query.json["sources"]
+    again = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store), "--json", env=env)
+    assert again.json["stats"]["embedded_texts"] == 0
+    status = run_cli("status", "--json", "--store", str(store), env=env).json
+    assert status["collections"]["e2e_children"] == 363
+    assert not (store / "qdrant").exists()  # nothing embedded: the server holds the vectors
+
+
+def test_unreachable_server_is_a_clear_fatal_error(tmp_path: Path) -> None:
+    """Runs without Docker too: a closed port, retried, then exit 2 naming the cause."""
+    env = {**NO_LLM, "QDRANT_URL": "http://127.0.0.1:9", "PIPELINE_QDRANT__TIMEOUT": "1"}
+    run = run_cli("ingest", str(SAMPLE_PDF), "--store", str(tmp_path / "s"), "--json", env=env)
+    assert run.code == 2
+    assert "StoreUnavailable" in run.stderr and "unreachable" in run.stderr
+    assert run.stdout == ""
