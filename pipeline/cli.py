@@ -133,6 +133,7 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="PDF, .txt or .md files, or folders (recursive).")],
     store: StoreOpt = Path("storage"),
     prune: Annotated[bool, typer.Option("--prune", "--sync", help="Also remove documents under the given folders whose files are gone.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be added, updated and removed; change nothing.")] = False,
     lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for another ingest to finish.")] = 0.0,
     json_out: JsonOpt = False,
     log_file: Annotated[Optional[Path], typer.Option(help="Also write JSON-lines logs to this file.")] = None,
@@ -146,6 +147,18 @@ def ingest(
     missing = [p for p in paths if not p.exists()]
     for p in missing:
         err.print(f"[red]failed[/] {p}: no such file or folder", highlight=False)
+    if dry_run:
+        from pipeline.ingest.plan import plan_ingest
+
+        plan = plan_ingest(settings, [p for p in paths if p.exists()], prune)
+        if json_out:
+            emit_json(plan.model_dump(mode="json"))
+        else:
+            for f in plan.files:
+                extra = f" (parents: {f.parents_new} new, {f.parents_kept} kept, {f.parents_dropped} dropped)" if f.action in ("add", "update", "remove") else ""
+                err.print(f"{f.action:<9} {f.path}{extra}{': ' + f.reason if f.reason else ''}", highlight=False)
+            err.print("dry run, nothing changed: " + ", ".join(f"{k} {v}" for k, v in sorted(plan.counts.items())), highlight=False)
+        raise typer.Exit(0)
     try:
         with IngestProgress() as progress:
             report = Ingestor(settings, progress=progress, lock_timeout=lock_timeout).run([p for p in paths if p.exists()], prune=prune)
@@ -227,6 +240,48 @@ def status(store: StoreOpt = Path("storage"), json_out: JsonOpt = False, verbose
     table.add_row("documents / parents", f"{info['documents']} / {info['parents']}")
     table.add_row("embedding", f"{info['embed_model']} ({info['embed_dim']} dims)")
     out.print(table)
+
+
+@app.command()
+def check(
+    repair: Annotated[bool, typer.Option("--repair", help="Delete orphans and mark broken documents for rebuild.")] = False,
+    store: StoreOpt = Path("storage"),
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Verify that references, parents and the ingest ledger agree (exit 1 if not)."""
+    setup_logging(verbose)
+    settings = settings_for(store)
+    from pipeline.ingest.run import store_lock
+    from pipeline.store import qdrant as qstore
+    from pipeline.store.check import check_store
+    from pipeline.store.docstore import ParentStore
+
+    if not (settings.store / "docstore.sqlite").exists():
+        fail(f"no ingested data in {settings.store}: nothing to check")
+    try:
+        with store_lock(settings, timeout=0):
+            client = qstore.open_client(settings)
+            parents = ParentStore(settings.store / "docstore.sqlite")
+            try:
+                report = check_store(client, qstore.names(settings), parents, repair=repair)
+            finally:
+                parents.close()
+                client.close()
+    except PipelineError as exc:
+        fail(f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # filelock.Timeout
+        fail(f"store {settings.store} is busy (an ingest is running): {exc}")
+    if json_out:
+        emit_json(report.model_dump(mode="json"))
+    else:
+        for p in report.problems:
+            err.print(f"[yellow]{p.kind}[/] {p.doc_id} {p.detail}", highlight=False)
+        for r in report.repaired:
+            err.print(f"[green]repaired[/] {r}", highlight=False)
+        state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        err.print(f"check: {state}; {report.documents} documents, {report.parents} parents, points {report.points}", highlight=False)
+    raise typer.Exit(0 if report.ok or (repair and report.repaired) else 1)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Sources, highest first: constructor arguments, ``PIPELINE_*`` environment variables (nested with
 ``__``, e.g. ``PIPELINE_LLM__PROVIDER=openai``), the established ``QDRANT_URL``, ``QDRANT_API_KEY``
-and ``OPENAI_API_KEY``, then a TOML file (``PIPELINE_CONFIG`` or ``./pipeline.toml``), then defaults.
+and ``OPENAI_API_KEY`` (and ``PIPELINE_API_TOKEN`` for ``service.api_token``), then a TOML file (``PIPELINE_CONFIG`` or ``./pipeline.toml``), then defaults.
 """
 
 from __future__ import annotations
@@ -90,6 +90,22 @@ class RetrievalSettings(BaseModel):
     fusion: Fusion = Field(Fusion.MAX, description="How a parent is scored from its references")
 
 
+class ServiceSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Interface `serve` binds (0.0.0.0 in a container)")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port `serve` listens on")
+    api_token: SecretStr | None = Field(None, description="Bearer token required on every route but /healthz (env PIPELINE_API_TOKEN)")
+    public_docs: bool = Field(False, description="Serve /docs and /openapi.json without the token")
+    max_concurrent_generations: int = Field(1, ge=1, description="LLM answers generated at once; more get 429 + Retry-After")
+    generation_wait: float = Field(0.0, ge=0.0, description="Seconds a /query waits for a free generation slot before 429")
+    retry_after: int = Field(5, ge=1, description="Retry-After seconds sent when generation is saturated")
+    retrieval_threads: int = Field(4, ge=1, description="Worker threads that run retrieval (searches run off the event loop)")
+    max_body_bytes: int = Field(65536, ge=1024, description="Largest request body accepted (413 above)")
+    shutdown_timeout: float = Field(30.0, ge=0.0, description="Seconds in-flight requests get to finish on shutdown")
+    warm_llm: bool = Field(True, description="Load the LLM at startup (in the background) rather than on the first /query")
+    ingest_roots: list[Path] = Field(default_factory=list, description="POST /ingest accepts only paths under these folders (empty = any path)")
+    ingest_lock_timeout: float = Field(0.0, ge=0.0, description="Seconds an ingest job waits for another ingest to finish")
+
+
 class Settings(BaseSettings):
     """Everything configurable; see the README's configuration table."""
 
@@ -103,6 +119,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
     openai_api_key: SecretStr | None = Field(None, description="OpenAI key (env OPENAI_API_KEY)")
 
     @model_validator(mode="after")
@@ -114,6 +131,8 @@ class Settings(BaseSettings):
             self.qdrant.api_key = SecretStr(os.environ["QDRANT_API_KEY"])
         if self.openai_api_key is None and os.environ.get("OPENAI_API_KEY"):
             self.openai_api_key = SecretStr(os.environ["OPENAI_API_KEY"])
+        if self.service.api_token is None and os.environ.get("PIPELINE_API_TOKEN"):
+            self.service.api_token = SecretStr(os.environ["PIPELINE_API_TOKEN"])
         return self
 
     @classmethod

@@ -70,6 +70,7 @@ class QueryStats(BaseModel):
     embedded_queries: int = 0
     references_fetched: int = 0
     retrieve_ms: float = 0.0
+    embed_ms: float = 0.0  # the part of retrieve_ms spent embedding the query
     answer_ms: float = 0.0
 
 

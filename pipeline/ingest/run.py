@@ -20,6 +20,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.llms import LLM
 from llama_index.core.schema import BaseNode, TransformComponent
+from qdrant_client import QdrantClient
 
 from pipeline.config import Settings
 from pipeline.errors import IngestError, LoadError, PipelineError, StoreLocked
@@ -67,8 +68,10 @@ class Ingestor:
         llm: LLM | None = None,
         progress: ProgressFn = _noop,
         lock_timeout: float = 0.0,
+        client: QdrantClient | None = None,
     ) -> None:
         self.settings = settings
+        self.client = client  # an open client to reuse (the service's embedded one); left open after a run
         self.embedder = embedder or build_embedder(settings)
         self.llm = llm if llm is not None else (build_llm(settings) if settings.ingest.enrich else None)
         self.progress = progress
@@ -126,7 +129,7 @@ class Ingestor:
         files: list[FileResult] = []
         usage_before = self.embedder.usage.texts if hasattr(self.embedder, "usage") else 0
         llm_before = llm_calls(self.llm)
-        client = qstore.open_client(settings)
+        client = self.client or qstore.open_client(settings)
         parents = ParentStore(settings.store / "docstore.sqlite")
         cache = CountingCache.open(settings.store / "cache.sqlite")
         try:
@@ -148,7 +151,8 @@ class Ingestor:
                 files.extend(self._prune(paths, writer, parents, sources))
         finally:
             parents.close()
-            client.close()
+            if self.client is None:
+                client.close()
         for f in files:
             setattr(stats, f"files_{f.status}", getattr(stats, f"files_{f.status}") + 1)
         stats.documents = sum(1 for f in files if f.status in ("added", "updated", "unchanged"))

@@ -48,7 +48,9 @@ class ParentSplitter(TransformComponent):
                 last = bisect.bisect_right(offsets, max(start, end - 1))
                 h = text_hash(text)
                 parent_id = layout.parent_id_for(doc_id, ordinal, h)
-                meta = {k: v for k, v in doc.metadata.items() if k != PAGE_OFFSETS}
+                # Not the document's content hash: it changes with any page, and the per-parent cache
+                # key covers metadata, so carrying it would make every parent miss after one edit.
+                meta = {k: v for k, v in doc.metadata.items() if k not in (PAGE_OFFSETS, layout.CONTENT_HASH)}
                 meta.update(
                     {
                         layout.KIND: "parent",

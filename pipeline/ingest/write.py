@@ -14,6 +14,8 @@ the new set. Queries in between may see old and new versions side by side, never
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +31,22 @@ from pipeline.store.layout import KIND_TO_COLLECTION, Collection
 from pipeline.store.qdrant import delete_points, with_retries
 
 logger = logging.getLogger(__name__)
+
+FAULT_ENV = "PIPELINE_FAULT_PAUSE"  # test hook: "<step>:<marker file>" pauses at that step
+
+
+def checkpoint(step: str) -> None:
+    """Let crash tests stop a real ingest at a named step (the test then SIGKILLs the process).
+
+    With ``PIPELINE_FAULT_PAUSE=after-parents:/tmp/m``, the process touches /tmp/m on reaching
+    ``after-parents`` and sleeps there. Unset (always, outside tests) this is a no-op.
+    """
+    spec = os.environ.get(FAULT_ENV, "")
+    if not spec.startswith(step + ":"):
+        return
+    marker = spec.split(":", 1)[1]
+    open(marker, "w").close()
+    time.sleep(3600)
 
 
 def ids_of(entry: dict[str, Any] | None, pending: bool = True) -> tuple[set[str], dict[str, set[str]]]:
@@ -75,16 +93,20 @@ class DocumentWriter:
         pend_refs = {c: sorted(old_refs[c] - done_refs[c] | set(ids)) for c, ids in new_entry["refs"].items()}
         intent = dict(old or {}, pending={"parents": pend_parents, "refs": pend_refs})
         self.parents.put_ledger(doc_id, intent)
+        checkpoint("after-intent")
 
         self.parents.put([p for p in new_parents if p.node_id not in done_parents])
+        checkpoint("after-parents")
         for coll, nodes_c in by_coll.items():
             todo = [n for n in nodes_c if n.node_id not in done_refs[coll.value]]
             if todo:
                 with_retries(self.stores[coll].add)(todo)
+                checkpoint(f"after-{coll.value}")
         for coll in Collection:
             stale = sorted(old_refs.get(coll.value, set()) - set(new_entry["refs"][coll.value]))
             if stale:
                 delete_points(self.client, self.collections[coll], stale)
+        checkpoint("after-delete-refs")
         stale_parents = sorted(old_parents - set(new_entry["parents"]))
         if stale_parents:
             self.parents.delete(stale_parents)

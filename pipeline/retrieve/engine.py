@@ -11,6 +11,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms import LLM
 from llama_index.core.schema import NodeWithScore, QueryBundle
+from qdrant_client import QdrantClient
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, InvalidQuery
@@ -49,14 +50,22 @@ class Engine:
             result.stats.embedded_texts  # 0
     """
 
-    def __init__(self, settings: Settings, embedder: BaseEmbedding | None = None, llm: LLM | None = None, load_llm: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: BaseEmbedding | None = None,
+        llm: LLM | None = None,
+        load_llm: bool = True,
+        client: QdrantClient | None = None,
+    ) -> None:
         self.settings = settings
         self.embedder = embedder or build_embedder(settings)
         self.embedder.load()
         self._llm = llm
         self._llm_built = llm is not None or not load_llm
         self._lock = threading.Lock()
-        self.store: Rehydrated = rehydrate(settings, self.embedder)
+        # A passed-in client is shared (the service's one embedded client); ``close()`` closes it too.
+        self.store: Rehydrated = rehydrate(settings, self.embedder, client)
 
     def __enter__(self) -> "Engine":
         return self
@@ -97,6 +106,7 @@ class Engine:
             embedded_queries=usage.queries if usage else 0,
             references_fetched=retriever.references_fetched,
             retrieve_ms=round((time.perf_counter() - started) * 1000, 2),
+            embed_ms=retriever.embed_ms,
         )
 
     def retrieve(self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None) -> Answer:

@@ -8,6 +8,7 @@ the disk docstore (``RecursiveRetriever`` wants every node in a ``node_dict`` in
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,6 +67,7 @@ class ParentRetriever(BaseRetriever):
         self.fusion = fusion
         self.filters = dict(filters or {})
         self.references_fetched = 0
+        self.embed_ms = 0.0
 
     def _filters(self, kinds: tuple[RefKind, ...]) -> MetadataFilters:
         items = [MetadataFilter(key=layout.KIND, value=[k.value for k in kinds], operator=FilterOperator.IN)]
@@ -74,7 +76,9 @@ class ParentRetriever(BaseRetriever):
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         if query_bundle.embedding is None:
+            started = time.perf_counter()
             query_bundle.embedding = self.embedder.get_query_embedding(query_bundle.query_str)
+            self.embed_ms = round((time.perf_counter() - started) * 1000, 2)
         rankings: list[list[tuple[str, float]]] = []
         matched: dict[str, list[MatchedRef]] = {}
         for search in searches_for(self.mode):

@@ -1,0 +1,77 @@
+"""What an ingest would do, without doing it (``ingest --dry-run``): no LLM, no embeddings, no writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from pipeline.config import Settings
+from pipeline.errors import LoadError
+from pipeline.ingest.load import discover, load_document
+from pipeline.ingest.split import ParentSplitter
+from pipeline.store.docstore import ParentStore
+from pipeline.store.layout import doc_id_for
+
+
+class PlannedFile(BaseModel):
+    path: str
+    action: str  # add | update | unchanged | remove | fail
+    parents_new: int = 0
+    parents_kept: int = 0
+    parents_dropped: int = 0
+    reason: str = ""
+
+
+class Plan(BaseModel):
+    store: str
+    counts: dict[str, int] = Field(default_factory=dict)
+    files: list[PlannedFile] = Field(default_factory=list)
+
+
+def plan_ingest(settings: Settings, paths: Sequence[Path], prune: bool) -> Plan:
+    """Compare the files with the ledger; for changed files, count parents that would be redone.
+
+    Parent ids are content-addressed, so splitting (cheap, no models) tells exactly which parents
+    a real run would re-summarise and re-embed.
+    """
+    docstore = settings.store / "docstore.sqlite"
+    store = ParentStore(docstore) if docstore.exists() else None
+    ledger = store.ledger() if store else {}
+    if store:
+        store.close()
+    splitter = ParentSplitter(chunk_size=settings.ingest.parent_chunk_size)
+    plan = Plan(store=str(settings.store))
+    seen: set[str] = set()
+    for path in discover(paths):
+        doc_id = doc_id_for(path)
+        seen.add(doc_id)
+        try:
+            doc = load_document(path, settings.ingest.pdf_passwords)
+        except LoadError as exc:
+            plan.files.append(PlannedFile(path=str(path), action="fail", reason=exc.reason))
+            continue
+        old = ledger.get(doc_id)
+        if old and not old.get("pending") and old.get("content_hash") == doc.metadata["content_hash"]:
+            plan.files.append(PlannedFile(path=str(path), action="unchanged", parents_kept=len(old["parents"])))
+            continue
+        new_ids = [p.node_id for p in splitter([doc])]
+        old_ids = set((old or {}).get("parents", []))
+        plan.files.append(
+            PlannedFile(
+                path=str(path),
+                action="update" if old else "add",
+                parents_new=sum(1 for i in new_ids if i not in old_ids),
+                parents_kept=sum(1 for i in new_ids if i in old_ids),
+                parents_dropped=len(old_ids - set(new_ids)),
+            )
+        )
+    if prune:
+        prefixes = [doc_id_for(r).rstrip("/") + "/" for r in paths if r.is_dir()]
+        for doc_id in sorted(ledger):
+            if doc_id not in seen and any(doc_id.startswith(p) for p in prefixes) and not Path(doc_id).exists():
+                plan.files.append(PlannedFile(path=doc_id, action="remove", parents_dropped=len(ledger[doc_id].get("parents", []))))
+    for f in plan.files:
+        plan.counts[f.action] = plan.counts.get(f.action, 0) + 1
+    return plan

@@ -1,0 +1,128 @@
+"""``create_app(settings)`` → the FastAPI app: lifespan (open the store once, close it last), routers,
+auth, the request middleware, and one mapping from the error tree to HTTP status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+
+import anyio
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, IngestError, InvalidQuery, PipelineError, QueryError, StoreError
+from pipeline.service import routes
+from pipeline.service.deps import ServiceState, require_token
+from pipeline.service.middleware import RequestContext
+
+logger = logging.getLogger("pipeline.service")
+
+# First match wins (most specific first). Bad input is 4xx; a store or model the service cannot use
+# right now is 503, so probes and load balancers treat it as "not ready", not as a crash.
+STATUS_BY_ERROR: tuple[tuple[type[PipelineError], int], ...] = (
+    (InvalidQuery, 422),
+    (QueryError, 400),
+    (IngestError, 422),
+    (StoreError, 503),
+    (ConfigError, 503),
+    (PipelineError, 500),
+)
+
+DESCRIPTION = """Recursive retrieval with node references over ingested PDFs.
+
+* `POST /retrieve`: the top-k parents for a question (no LLM), as `query --json --retrieve-only`.
+* `POST /query`: an LLM answer with its sources; `"stream": true` for server-sent events.
+* `POST /ingest` + `GET /jobs/{id}`: ingest files on the server as a background job.
+* `GET /healthz` (no token), `/readyz`, `/status`, `/metrics` (Prometheus).
+
+When `PIPELINE_API_TOKEN` is set, every route but `/healthz` needs `Authorization: Bearer <token>`.
+Errors are JSON: `{"error": kind, "detail": message, "request_id": id}`.
+"""
+
+
+def status_for(exc: PipelineError) -> int:
+    return next(code for cls, code in STATUS_BY_ERROR if isinstance(exc, cls))
+
+
+def error_response(request: Request, status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra: object) -> JSONResponse:
+    body: dict[str, object] = {"error": error, "detail": detail, "request_id": request.scope.get("state", {}).get("request_id", "")}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _pipeline_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PipelineError)
+    status = status_for(exc)
+    if status >= 500:
+        logger.error("%s: %s", type(exc).__name__, exc)
+    return error_response(request, status, type(exc).__name__, str(exc))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # The input itself is left out: it can be a 64 KB query, and it would land in client logs.
+    errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+    return error_response(request, 422, "InvalidRequest", detail, errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    try:
+        error = HTTPStatus(exc.status_code).phrase.title().replace(" ", "").replace("-", "")
+    except ValueError:
+        error = "HTTPError"
+    return error_response(request, exc.status_code, error, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
+    """The service for one store.
+
+    Args:
+        settings: configuration; read from the environment and ``pipeline.toml`` when None.
+        state: a prepared ``ServiceState`` (tests pass one with fakes); built from settings when None.
+
+    Example:
+        app = create_app(Settings(store=Path("storage")))
+        uvicorn.run(app, host="127.0.0.1", port=8000)
+    """
+    settings = settings or (state.settings if state else Settings())
+    service = state or ServiceState(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(service.open)
+        qdrant = settings.qdrant.url or f"embedded:{settings.qdrant_path.resolve()}"
+        logger.info("serving store %s", settings.store.resolve(), extra={"qdrant": qdrant, "auth": settings.service.api_token is not None})
+        try:
+            yield
+        finally:
+            logger.info("shutting down: stopping ingest jobs, closing the store")
+            await anyio.to_thread.run_sync(service.close)
+
+    app = FastAPI(
+        title="pipeline",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        max_body_size=settings.service.max_body_bytes,
+    )
+    app.state.service = service
+    app.add_middleware(RequestContext, metrics=service.metrics)
+    app.add_exception_handler(PipelineError, _pipeline_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    auth = [Depends(require_token)]
+    app.include_router(routes.public)
+    app.include_router(routes.api, dependencies=auth)
+    app.include_router(routes.docs, dependencies=[] if settings.service.public_docs else auth)
+    return app

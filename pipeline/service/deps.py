@@ -1,0 +1,365 @@
+"""What one service process holds (store client, engine, models, limits, jobs) and the FastAPI dependencies
+that hand it to the routes; tests swap any of them with ``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+import threading
+from collections.abc import Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.llms import LLM
+from qdrant_client import QdrantClient
+
+from pipeline.config import LLMProvider, Settings
+from pipeline.errors import ConfigError, PipelineError, StoreError, StoreLocked
+from pipeline.ingest.run import Ingestor, ProgressFn
+from pipeline.models import IngestReport
+from pipeline.providers.embeddings import build_embedder, embed_dim
+from pipeline.providers.llm import build_llm
+from pipeline.retrieve.engine import Engine
+from pipeline.service.jobs import JobRunner
+from pipeline.service.metrics import ServiceMetrics
+from pipeline.service.schemas import IngestJob
+from pipeline.store import qdrant as qstore
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_SLICE = 32  # points per locked write: a search waits for at most this many (~0.5 s embedded)
+
+
+class SerializedClient:
+    """An embedded-mode ``QdrantClient`` whose calls run one at a time.
+
+    Local mode keeps points in Python lists and numpy arrays that an upsert grows; a search in
+    another thread at that moment can see arrays of different lengths. The service searches from
+    worker threads while an ingest job writes, so every call takes one lock, and uploads are cut into
+    slices of ``UPLOAD_SLICE`` points so searches are not stalled for a whole document.
+
+    Example:
+        client = SerializedClient(QdrantClient(path="store/qdrant"))
+        client.query_points("docs_children", query=[...])  # same API, one call at a time
+    """
+
+    def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return locked
+
+    def upload_points(self, collection_name: str, points: Any, **kwargs: Any) -> None:
+        it = iter(points)
+        while batch := list(islice(it, UPLOAD_SLICE)):
+            with self._lock:
+                self._client.upload_points(collection_name, batch, **kwargs)
+
+
+class GenerationSlots:
+    """At most ``size`` LLM answers at once; a request that finds none free within ``wait`` seconds gets
+    429 with ``Retry-After``. Used from the event loop only (acquire and release)."""
+
+    def __init__(self, size: int, wait: float, retry_after: int, metrics: ServiceMetrics) -> None:
+        self.size = size
+        self.wait = wait
+        self.retry_after = retry_after
+        self.metrics = metrics
+        self._semaphore = anyio.Semaphore(size)
+
+    async def acquire(self) -> "GenerationSlot":
+        acquired = False
+        if self.wait > 0:
+            with anyio.move_on_after(self.wait):
+                await self._semaphore.acquire()
+                acquired = True
+        else:
+            try:
+                self._semaphore.acquire_nowait()
+                acquired = True
+            except anyio.WouldBlock:
+                pass
+        if not acquired:
+            self.metrics.generations_rejected.inc()
+            raise HTTPException(
+                status_code=429,
+                detail=f"all {self.size} generation slot(s) are busy: retry after {self.retry_after} s, or use /retrieve",
+                headers={"Retry-After": str(self.retry_after)},
+            )
+        self.metrics.generations_in_flight.inc()
+        return GenerationSlot(self)
+
+    def _release(self) -> None:
+        self.metrics.generations_in_flight.dec()
+        self._semaphore.release()
+
+
+class GenerationSlot:
+    """One held slot; ``release()`` may be called more than once (stream end and cleanup both call it)."""
+
+    def __init__(self, slots: GenerationSlots) -> None:
+        self._slots = slots
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots._release()
+
+
+class ServiceState:
+    """One per app: the store client (the only one in embedded mode), the engine, models, limits, jobs.
+
+    ``open()`` loads the embedder, opens the store and starts the LLM warm-up; a store with nothing
+    ingested yet is not an error: the engine is built on the first request after data arrives.
+
+    Example:
+        state = ServiceState(settings)
+        state.open()
+        state.engine().retrieve("What is S2ORC?")
+        state.close()
+    """
+
+    def __init__(self, settings: Settings, embedder: BaseEmbedding | None = None, llm: LLM | None = None) -> None:
+        cfg = settings.service
+        self.settings = settings
+        self.metrics = ServiceMetrics()
+        self.embedder = embedder or build_embedder(settings)
+        self._llm = llm
+        self.llm_status = "not configured" if settings.llm.provider is LLMProvider.NONE and llm is None else "not loaded"
+        self._client: QdrantClient | None = None
+        self._engine: Engine | None = None
+        self._lock = threading.RLock()
+        self._ingest_embedder: BaseEmbedding | None = None
+        self._embedder_loaded = False
+        self.retrieval_limiter = anyio.CapacityLimiter(cfg.retrieval_threads)
+        self.generations = GenerationSlots(cfg.max_concurrent_generations, cfg.generation_wait, cfg.retry_after, self.metrics)
+        self.jobs = JobRunner(self._ingest, on_finish=self._job_finished)
+
+    # --- lifecycle
+    def open(self) -> None:
+        """Load the embedder, open the store, build the engine if there is data, warm up the LLM.
+
+        Raises:
+            StoreLocked: another process holds the embedded store (fatal: the service must own it).
+        """
+        self.embedder.load()
+        self._embedder_loaded = True
+        self._build_llm()
+        try:
+            self.client()
+            self.engine()
+        except StoreLocked:
+            raise
+        except StoreError as exc:  # nothing ingested yet, Qdrant down, model mismatch: /readyz says which
+            logger.warning("store not ready: %s", exc)
+        self._warm_up_llm()
+
+    def close(self) -> None:
+        """Stop ingest jobs (a running one at its next file or parent), then close the engine and client."""
+        self.jobs.shutdown()
+        with self._lock:
+            if self._engine is not None:
+                self._engine.close()  # closes the shared client too
+            elif self._client is not None:
+                self._client.close()
+            self._engine = None
+            self._client = None
+
+    # --- store and engine
+    def client(self) -> QdrantClient:
+        """The process's Qdrant client, opened on first use (embedded: serialized, see ``SerializedClient``)."""
+        with self._lock:
+            if self._client is None:
+                client = qstore.open_client(self.settings)
+                self._client = client if self.settings.qdrant.url else SerializedClient(client)  # type: ignore[assignment]
+            return self._client  # type: ignore[return-value]
+
+    @property
+    def current_engine(self) -> Engine | None:
+        return self._engine
+
+    def engine(self) -> Engine:
+        """The engine, built on first use once the store has data.
+
+        Raises:
+            StoreUnavailable: nothing ingested yet, or Qdrant unreachable.
+            ModelMismatch: the store was built with another embedding model or dimension.
+        """
+        engine = self._engine
+        if engine is not None:
+            return engine
+        with self._lock:
+            if self._engine is None:
+                self._engine = Engine(self.settings, embedder=self.embedder, llm=self._llm, load_llm=False, client=self.client())
+                logger.info("store opened: %s", ", ".join(self._engine.store.names.values()))
+            return self._engine
+
+    # --- LLM
+    def _build_llm(self) -> None:
+        if self._llm is not None or self.settings.llm.provider is LLMProvider.NONE:
+            return
+        try:
+            self._llm = build_llm(self.settings)  # resolves and verifies the weights; loads nothing yet
+        except ConfigError as exc:
+            self.llm_status = f"failed: {exc}"
+            logger.error("LLM unavailable: %s", exc)
+
+    def _warm_up_llm(self) -> None:
+        """Load the LLM in the background (``/readyz`` says "loading" meanwhile); a /query that comes
+        first waits for the same load."""
+        if self._llm is None:
+            return
+        load = getattr(self._llm, "load", None)
+        if not self.settings.service.warm_llm or load is None:
+            self.llm_status = "ok"
+            return
+        self.llm_status = "loading"
+        threading.Thread(target=self._warm_llm, args=(load,), name="llm-warmup", daemon=True).start()
+
+    def _warm_llm(self, load: Any) -> None:
+        try:
+            load()
+        except Exception as exc:  # surfaced by /readyz; /query then fails with the same cause
+            self.llm_status = f"failed: {type(exc).__name__}: {exc}"
+            logger.error("LLM warm-up failed: %s", exc)
+        else:
+            self.llm_status = "ok"
+            logger.info("LLM loaded")
+
+    def require_llm(self) -> LLM:
+        """The LLM for /query.
+
+        Raises:
+            ConfigError: none configured, or its weights could not be loaded.
+        """
+        if self._llm is None:
+            if self.llm_status.startswith("failed"):
+                raise ConfigError(f"LLM unavailable: {self.llm_status}")
+            raise ConfigError("no LLM configured (llm.provider=none): use /retrieve, or configure an LLM")
+        return self._llm
+
+    # --- readiness
+    def readiness(self) -> tuple[bool, dict[str, str], list[str]]:
+        """(ready, checks, reasons): the store answers, the collections hold this embedding model, models loaded."""
+        checks: dict[str, str] = {}
+        reasons: list[str] = []
+
+        def fail(check: str, reason: str) -> None:
+            checks[check] = reason if len(reason) < 200 else reason[:197] + "..."
+            reasons.append(reason)
+
+        try:
+            client = self.client()
+            client.get_collections()  # one call, no retries: a probe must answer fast
+            checks["qdrant"] = "ok"
+        except Exception as exc:
+            fail("qdrant", f"Qdrant unreachable: {type(exc).__name__}: {exc}")
+            client = None
+        docstore = self.settings.store / "docstore.sqlite"
+        if docstore.exists():
+            checks["docstore"] = "ok"
+        else:
+            fail("docstore", f"no docstore at {docstore}: nothing ingested yet (POST /ingest or `python -m pipeline ingest`)")
+        if client is not None:
+            model, dim = self.embedder.model_name, embed_dim(self.embedder)
+            problems = []
+            for name in qstore.names(self.settings).values():
+                try:
+                    if not qstore.check_model(client, name, model, dim):
+                        problems.append(f"collection '{name}' missing: nothing ingested yet")
+                except PipelineError as exc:
+                    problems.append(str(exc))
+            if problems:
+                for p in problems:
+                    fail("collections", p)
+            else:
+                checks["collections"] = "ok"
+        if self._embedder_loaded:
+            checks["embedder"] = "ok"
+        else:
+            fail("embedder", "embedding model not loaded")
+        if self.llm_status in ("ok", "not configured"):
+            checks["llm"] = self.llm_status
+        else:
+            fail("llm", f"LLM {self.llm_status}")
+        if not reasons:
+            try:
+                self.engine()
+            except PipelineError as exc:
+                fail("engine", f"{type(exc).__name__}: {exc}")
+        return not reasons, checks, reasons
+
+    # --- ingest jobs
+    def _ingest(self, paths: Sequence[Path], prune: bool, progress: ProgressFn) -> IngestReport:
+        """Run one ingest on the service's open client, with an embedder of its own (so query stats
+        keep counting 0 corpus texts) and the service's LLM when enrichment is on."""
+        with self._lock:
+            if self._ingest_embedder is None:
+                self._ingest_embedder = build_embedder(self.settings)
+        llm = self._llm if self.settings.ingest.enrich else None
+        ingestor = Ingestor(
+            self.settings,
+            embedder=self._ingest_embedder,
+            llm=llm,
+            progress=progress,
+            lock_timeout=self.settings.service.ingest_lock_timeout,
+            client=self.client(),
+        )
+        return ingestor.run(paths, prune=prune)
+
+    def _job_finished(self, job: IngestJob) -> None:
+        self.metrics.ingest_jobs.labels(state=job.state.value).inc()
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+def get_settings(state: Annotated[ServiceState, Depends(get_state)]) -> Settings:
+    return state.settings
+
+
+async def get_engine(state: Annotated[ServiceState, Depends(get_state)]) -> Engine:
+    """The engine; built off the event loop the first time (it opens collections)."""
+    engine = state.current_engine
+    if engine is not None:
+        return engine
+    return await anyio.to_thread.run_sync(state.engine)
+
+
+bearer = HTTPBearer(auto_error=False, description="The service token (PIPELINE_API_TOKEN), when one is set")
+
+
+def require_token(
+    settings: Annotated[Settings, Depends(get_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Refuse the request with 401 unless auth is off or it carries ``Authorization: Bearer <token>``."""
+    token = settings.service.api_token
+    if token is None:
+        return
+    given = credentials.credentials if credentials else ""
+    if not given or not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise HTTPException(
+            status_code=401,
+            detail="missing or invalid bearer token: send 'Authorization: Bearer <PIPELINE_API_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

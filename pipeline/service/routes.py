@@ -1,0 +1,231 @@
+"""HTTP routes: /retrieve /query /ingest /jobs/{id} /healthz /readyz /status /metrics (+ /docs).
+
+Retrieval and generation run in worker threads (the engine is synchronous); the event loop only
+validates, schedules and streams. ``public`` needs no token; ``api`` and ``docs`` are mounted behind
+``require_token`` by ``create_app``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.concurrency import iterate_in_threadpool
+
+from pipeline.errors import PipelineError
+from pipeline.models import Answer
+from pipeline.retrieve.engine import Engine
+from pipeline.service.deps import GenerationSlot, ServiceState, get_engine, get_state
+from pipeline.service.middleware import request_id_var
+from pipeline.service.schemas import ANSWER_EXAMPLE, ErrorBody, IngestJob, IngestRequest, QueryRequest, Readiness, RetrieveRequest
+from pipeline.store.status import store_status
+
+logger = logging.getLogger(__name__)
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+public = APIRouter()
+api = APIRouter(responses={401: {"model": ErrorBody, "description": "Missing or invalid bearer token (when PIPELINE_API_TOKEN is set)"}})
+docs = APIRouter()
+
+INVALID = {422: {"model": ErrorBody, "description": "Invalid input: empty or oversized query, top_k out of range, unknown mode or filter"}}
+UNAVAILABLE = {503: {"model": ErrorBody, "description": "Store not ready (nothing ingested, Qdrant down, other embedding model) or no LLM"}}
+SSE_EXAMPLE = (
+    'event: token\ndata: {"text": "S2ORC is"}\n\n'
+    'event: token\ndata: {"text": " a corpus"}\n\n'
+    'event: sources\ndata: {"query": "What is S2ORC?", "answer": "S2ORC is a corpus ...", "sources": [...], "stats": {...}}\n\n'
+)
+
+
+@public.get("/healthz", summary="Liveness: the process answers", response_model=dict[str, str])
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@api.post(
+    "/retrieve",
+    response_model=Answer,
+    summary="Top-k parents for a question (no LLM)",
+    description="The same object as `python -m pipeline query --json --retrieve-only`: only the query is embedded.",
+    responses={200: {"content": {"application/json": {"example": ANSWER_EXAMPLE}}}, **INVALID, **UNAVAILABLE},
+)
+async def retrieve(body: RetrieveRequest, state: StateDep) -> Answer:
+    engine = await get_engine(state)
+    call = functools.partial(engine.retrieve, body.query, body.mode, body.top_k, body.filter_dict())
+    answer = await anyio.to_thread.run_sync(call, limiter=state.retrieval_limiter)
+    state.metrics.observe_answer(answer)
+    return answer
+
+
+@api.post(
+    "/query",
+    response_model=Answer,
+    summary="Answer a question with the LLM, citing the parents it used",
+    description=(
+        "With `stream: true` the answer comes as server-sent events: `token` events (`{\"text\": ...}`) as the "
+        "LLM writes, then one `sources` event holding the complete answer object (answer, sources, stats). "
+        "A failure after the stream started arrives as an `error` event. At most "
+        "`service.max_concurrent_generations` answers are generated at once; beyond that: 429 with Retry-After."
+    ),
+    responses={
+        200: {"content": {"application/json": {"example": {**ANSWER_EXAMPLE, "answer": "S2ORC is a large corpus of ..."}}, "text/event-stream": {"example": SSE_EXAMPLE}}},
+        **INVALID,
+        429: {"model": ErrorBody, "description": "Every generation slot is busy; retry after the Retry-After seconds"},
+        **UNAVAILABLE,
+    },
+)
+async def query(body: QueryRequest, state: StateDep) -> Any:
+    state.require_llm()
+    engine = await get_engine(state)
+    slot = await state.generations.acquire()
+    args = (body.query, body.mode, body.top_k, body.filter_dict())
+    if body.stream:
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return AnswerStream(_answer_events(state, engine, args, slot), slot, media_type="text/event-stream", headers=headers)
+    try:
+        answer = await anyio.to_thread.run_sync(functools.partial(engine.query, *args))
+    finally:
+        slot.release()
+    state.metrics.observe_answer(answer)
+    return answer
+
+
+class AnswerStream(StreamingResponse):
+    """Releases the generation slot when the response ends, even if the client left before it started."""
+
+    def __init__(self, content: AsyncIterator[str], slot: GenerationSlot, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.slot = slot
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
+
+
+def _event(name: str, data: str) -> str:
+    return f"event: {name}\ndata: {data}\n\n"  # data is one line of JSON
+
+
+async def _answer_events(state: ServiceState, engine: Engine, args: tuple[Any, ...], slot: GenerationSlot) -> AsyncIterator[str]:
+    """``token`` events, then ``sources``; each step of the engine's generator runs in a worker thread."""
+    stream = engine.stream_query(*args)
+    try:
+        async for item in iterate_in_threadpool(stream):
+            if isinstance(item, Answer):
+                state.metrics.observe_answer(item)
+                yield _event("sources", item.model_dump_json())
+            else:
+                yield _event("token", json.dumps({"text": item}, ensure_ascii=False))
+    except PipelineError as exc:
+        logger.warning("stream stopped: %s: %s", type(exc).__name__, exc)
+        yield _event("error", json.dumps({"error": type(exc).__name__, "detail": str(exc), "request_id": request_id_var.get()}))
+    except Exception:
+        logger.exception("stream failed")
+        detail = f"internal error: see the service log for request {request_id_var.get()}"
+        yield _event("error", json.dumps({"error": "InternalError", "detail": detail, "request_id": request_id_var.get()}))
+    finally:
+        slot.release()
+        stream.close()  # a client that left mid-answer: stop the LLM stream too
+
+
+@api.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness: store reachable, collections hold this embedding model, models loaded",
+    responses={503: {"model": Readiness, "description": "Not ready; `reasons` says why"}},
+)
+async def readyz(state: StateDep) -> JSONResponse:
+    ready, checks, reasons = await anyio.to_thread.run_sync(state.readiness)
+    body = Readiness(ready=ready, checks=checks, reasons=reasons)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@api.get(
+    "/status",
+    summary="What the store holds (as `python -m pipeline status --json`)",
+    response_model=dict[str, Any],
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "store": "/data/store",
+                        "qdrant": "embedded:/data/store/qdrant",
+                        "collections": {"docs_children": 363, "docs_summaries": 0, "docs_questions": 0},
+                        "parents": 20,
+                        "documents": 1,
+                        "pending_documents": [],
+                        "embed_model": "all-MiniLM-L6-v2-int8",
+                        "embed_dim": 384,
+                    }
+                }
+            }
+        },
+        **UNAVAILABLE,
+    },
+)
+async def status(state: StateDep) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        engine = state.current_engine
+        return store_status(state.settings, client=state.client(), parents=engine.store.parents if engine else None)
+
+    return await anyio.to_thread.run_sync(read)
+
+
+@api.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response)
+async def metrics(state: StateDep) -> Response:
+    body, content_type = state.metrics.render()
+    return Response(body, media_type=content_type)
+
+
+@api.post(
+    "/ingest",
+    status_code=202,
+    response_model=IngestJob,
+    summary="Ingest files or folders on the server as a background job",
+    description=(
+        "Runs `python -m pipeline ingest` in the service, on its open store: the way to ingest into an embedded "
+        "store the service owns. Poll `GET /jobs/{id}`; new documents are searchable as soon as each is written."
+    ),
+    responses={**INVALID},
+)
+async def ingest(body: IngestRequest, state: StateDep, response: Response) -> IngestJob:
+    roots = [r.resolve() for r in state.settings.service.ingest_roots]
+    problems = []
+    for path in body.paths:
+        if roots and not any(path.resolve().is_relative_to(root) for root in roots):
+            problems.append(f"{path}: outside the allowed ingest roots ({', '.join(map(str, roots))})")
+        elif not path.exists():
+            problems.append(f"{path}: no such file or folder on the server")
+    if problems:
+        raise HTTPException(status_code=422, detail="; ".join(problems))
+    job = state.jobs.submit(body.paths, body.prune)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job
+
+
+@api.get("/jobs/{job_id}", response_model=IngestJob, summary="An ingest job's state, progress and report", responses={404: {"model": ErrorBody}})
+async def job(job_id: str, state: StateDep) -> IngestJob:
+    found = state.jobs.get(job_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no job {job_id!r} (jobs are kept in memory, the last 100)")
+    return found
+
+
+@docs.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@docs.get("/docs", include_in_schema=False)
+async def swagger(request: Request) -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{request.app.title} — API docs")

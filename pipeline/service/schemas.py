@@ -1,0 +1,200 @@
+"""Request and response models of the HTTP API; validation here turns bad input into a 422, never a 500."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pipeline.models import IngestReport, Mode
+from pipeline.retrieve.engine import MAX_QUERY_CHARS
+
+MAX_TOP_K = 50  # the engine's limit, and RetrievalSettings.top_k's
+MAX_INGEST_PATHS = 1000
+
+
+class Filters(BaseModel):
+    """Metadata filters; every field given must match (AND). Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_id: str | None = Field(None, min_length=1, description="Only this document (its doc_id: the resolved file path)")
+    file_name: str | None = Field(None, min_length=1, description="Only documents with this file name")
+    parent_id: str | None = Field(None, min_length=1, description="Only this parent")
+
+    def as_dict(self) -> dict[str, str] | None:
+        """The engine's filter mapping, or None when no filter is set."""
+        return self.model_dump(exclude_none=True) or None
+
+
+class RetrieveRequest(BaseModel):
+    """What ``query --retrieve-only`` takes: a question, a mode, k and optional filters."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"query": "What is S2ORC?", "mode": "all", "top_k": 3},
+                {"query": "How many papers are in the corpus?", "mode": "chunk", "top_k": 5, "filters": {"doc_id": "/data/papers/s2orc.pdf"}},
+            ]
+        },
+    )
+
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description=f"The question (1 to {MAX_QUERY_CHARS} characters)")
+    mode: Mode = Field(Mode.ALL, description="Which references to match: base, chunk, metadata or all")
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description=f"Distinct parents to return (1 to {MAX_TOP_K}; default retrieval.top_k)")
+    filters: Filters | None = Field(None, description="Metadata filters (doc_id, file_name, parent_id)")
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query is blank: send the question text")
+        return value
+
+    def filter_dict(self) -> dict[str, str] | None:
+        return self.filters.as_dict() if self.filters else None
+
+
+class QueryRequest(RetrieveRequest):
+    """A retrieve request plus ``stream``: answer as server-sent events, ending with the sources."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"query": "What is S2ORC?", "mode": "all", "top_k": 3},
+                {"query": "What is S2ORC?", "stream": True},
+            ]
+        },
+    )
+
+    stream: bool = Field(False, description="Stream the answer as text/event-stream: `token` events, then one `sources` event")
+
+
+class ErrorBody(BaseModel):
+    """Every error response: what kind, a message naming the cause, and the request id to find it in the logs."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"error": "InvalidRequest", "detail": "body.top_k: Input should be less than or equal to 50", "request_id": "5f2c0d3b9a1e4c7f"}]
+        }
+    )
+
+    error: str
+    detail: str
+    request_id: str = ""
+    errors: list[dict[str, Any]] | None = Field(None, description="Validation errors: location, message, type")
+
+
+class IngestRequest(BaseModel):
+    """Files and folders on the server to ingest, as ``python -m pipeline ingest PATH...`` would."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"paths": ["/data/papers"], "prune": False}]},
+    )
+
+    paths: list[Path] = Field(min_length=1, max_length=MAX_INGEST_PATHS, description="Absolute paths on the server: PDF, .txt, .md files or folders")
+    prune: bool = Field(False, description="Also remove documents under the given folders whose files are gone")
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute(cls, paths: list[Path]) -> list[Path]:
+        relative = [str(p) for p in paths if not p.is_absolute()]
+        if relative:
+            raise ValueError(f"paths must be absolute on the server: {', '.join(relative)}")
+        return paths
+
+
+class JobState(str, Enum):
+    """Where an ingest job is.
+
+    QUEUED: waiting for the job before it. RUNNING: ingesting. SUCCEEDED: every file done (some may
+    have failed: see ``report.files``). FAILED: the run stopped (``error`` says why). CANCELLED: the
+    service shut down first; documents finished before that are kept.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobProgress(BaseModel):
+    files_total: int = 0
+    files_done: int = 0
+    current: str | None = None
+
+
+class IngestJob(BaseModel):
+    """An ingest run started by ``POST /ingest``; poll ``GET /jobs/{id}`` until ``state`` is final."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0b6f3d2e8c4a4f19a3f1c2d4e5b6a7c8",
+                    "state": "running",
+                    "paths": ["/data/papers"],
+                    "prune": False,
+                    "created": "2025-01-01T12:00:00Z",
+                    "progress": {"files_total": 41, "files_done": 3, "current": "/data/papers/bert.pdf"},
+                }
+            ]
+        }
+    )
+
+    id: str
+    state: JobState = JobState.QUEUED
+    paths: list[str]
+    prune: bool = False
+    created: str
+    started: str | None = None
+    finished: str | None = None
+    progress: JobProgress = Field(default_factory=JobProgress)
+    report: IngestReport | None = None
+    error: str | None = None
+
+
+class Readiness(BaseModel):
+    """``GET /readyz``: ready only when every check is ok; ``reasons`` lists what is not."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "ready": False,
+                    "checks": {"qdrant": "ok", "docstore": "ok", "collections": "docs_children: ModelMismatch ...", "embedder": "ok", "llm": "loading"},
+                    "reasons": ["collection 'docs_children' holds text-embedding-3-small/1536, configured all-MiniLM-L6-v2-int8/384: ..."],
+                }
+            ]
+        }
+    )
+
+    ready: bool
+    checks: dict[str, str]
+    reasons: list[str] = Field(default_factory=list)
+
+
+ANSWER_EXAMPLE: dict[str, Any] = {
+    "query": "What is S2ORC?",
+    "mode": "all",
+    "top_k": 1,
+    "answer": None,
+    "sources": [
+        {
+            "parent_id": "3b0f6f3e-8c2a-5d4e-9f1a-2b3c4d5e6f70",
+            "readable_id": "acl2020.acl-main.447.pdf#p0",
+            "doc_id": "/data/papers/acl2020.acl-main.447.pdf",
+            "pages": [1, 2],
+            "score": 0.71,
+            "text": "S2ORC: The Semantic Scholar Open Research Corpus ...",
+            "matched": [{"kind": "chunk-128", "node_id": "9c1d...", "score": 0.71}],
+        }
+    ],
+    "stats": {"embedded_texts": 0, "embedded_queries": 1, "references_fetched": 40, "retrieve_ms": 21.5, "answer_ms": 0.0},
+}

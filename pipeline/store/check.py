@@ -1,0 +1,113 @@
+"""Integrity check of a store (``pipeline check [--repair]``): references, parents and ledger agree.
+
+Invariants: every reference's parent is in the docstore; every parent has its self-reference; the
+points and parents of each document are exactly those its ledger entry lists; no entry is left
+pending by a killed run. ``repair`` deletes what nothing should point to and marks documents with
+missing pieces for rebuild, which the next ``ingest`` does from the cache (no LLM or embedding calls
+for unchanged text).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from pydantic import BaseModel, Field
+from qdrant_client import QdrantClient
+
+from pipeline.ingest.write import ids_of
+from pipeline.store import qdrant as qstore
+from pipeline.store.docstore import ParentStore
+from pipeline.store.layout import Collection
+
+
+class Problem(BaseModel):
+    kind: str  # orphan-reference | dangling-reference | orphan-parent | missing-reference | missing-parent | pending
+    doc_id: str = ""
+    detail: str
+    count: int = 1
+
+
+class CheckReport(BaseModel):
+    ok: bool
+    documents: int
+    parents: int
+    points: dict[str, int] = Field(default_factory=dict)
+    problems: list[Problem] = Field(default_factory=list)
+    repaired: list[str] = Field(default_factory=list)
+
+
+def check_store(client: QdrantClient, collections: dict[Collection, str], parents: ParentStore, repair: bool = False) -> CheckReport:
+    ledger = parents.ledger()
+    parent_ids = set(parents.ids())
+    problems: list[Problem] = []
+    repaired: list[str] = []
+    expected_parents: set[str] = set()
+    needs_rebuild: set[str] = set()
+    points: dict[str, int] = {}
+    orphan_points: dict[Collection, list[str]] = defaultdict(list)
+    self_refs: set[str] = set()
+
+    wanted = {doc: ids_of(entry, pending=False) for doc, entry in ledger.items()}
+    for doc_id, entry in ledger.items():
+        if entry.get("pending"):
+            problems.append(Problem(kind="pending", doc_id=doc_id, detail="an ingest was interrupted while writing this document"))
+            needs_rebuild.add(doc_id)
+        expected_parents |= wanted[doc_id][0]
+
+    for coll, name in collections.items():
+        if not client.collection_exists(name):
+            continue
+        found: dict[str, set[str]] = defaultdict(set)
+        n = 0
+        for point_id, payload in qstore.scroll_payloads(client, name, ["doc_id", "parent_id", "kind"]):
+            n += 1
+            doc_id = payload.get("doc_id", "")
+            found[doc_id].add(point_id)
+            if payload.get("kind") == "parent":
+                self_refs.add(payload.get("parent_id", ""))
+            if doc_id not in ledger:
+                orphan_points[coll].append(point_id)
+                problems.append(Problem(kind="orphan-reference", doc_id=doc_id, detail=f"{name}: {point_id} belongs to no ingested document"))
+            elif payload.get("parent_id") not in parent_ids:
+                problems.append(Problem(kind="dangling-reference", doc_id=doc_id, detail=f"{name}: {point_id} points to missing parent {payload.get('parent_id')}"))
+                needs_rebuild.add(doc_id)
+        points[name] = n
+        for doc_id, (_, refs) in wanted.items():
+            have = found.get(doc_id, set())
+            missing = refs.get(coll.value, set()) - have
+            extra = have - refs.get(coll.value, set())
+            if missing:
+                problems.append(Problem(kind="missing-reference", doc_id=doc_id, detail=f"{name}: {len(missing)} listed references absent", count=len(missing)))
+                needs_rebuild.add(doc_id)
+            if extra and not ledger[doc_id].get("pending"):
+                orphan_points[coll].extend(sorted(extra))
+                problems.append(Problem(kind="orphan-reference", doc_id=doc_id, detail=f"{name}: {len(extra)} references not in the ledger", count=len(extra)))
+
+    for doc_id, (want_parents, _) in wanted.items():
+        missing = want_parents - parent_ids
+        if missing:
+            problems.append(Problem(kind="missing-parent", doc_id=doc_id, detail=f"{len(missing)} parents absent from the docstore", count=len(missing)))
+            needs_rebuild.add(doc_id)
+        no_self = want_parents - self_refs
+        if no_self and not missing:
+            problems.append(Problem(kind="missing-reference", doc_id=doc_id, detail=f"{len(no_self)} parents without their self-reference", count=len(no_self)))
+            needs_rebuild.add(doc_id)
+    pending_parents = set().union(*(ids_of(e)[0] for e in ledger.values())) if ledger else set()
+    orphan_parents = sorted(parent_ids - expected_parents - pending_parents)
+    if orphan_parents:
+        problems.append(Problem(kind="orphan-parent", detail=f"{len(orphan_parents)} parents belong to no ingested document", count=len(orphan_parents)))
+
+    if repair:
+        for coll, ids in orphan_points.items():
+            if ids:
+                qstore.delete_points(client, collections[coll], sorted(set(ids)))
+                repaired.append(f"deleted {len(set(ids))} orphan references from {collections[coll]}")
+        if orphan_parents:
+            parents.delete(orphan_parents)
+            repaired.append(f"deleted {len(orphan_parents)} orphan parents")
+        for doc_id in sorted(needs_rebuild):
+            entry = dict(ledger[doc_id])
+            entry["content_hash"] = None  # the next ingest rebuilds it (from the cache where text is unchanged)
+            parents.put_ledger(doc_id, entry)
+            repaired.append(f"marked {doc_id} for rebuild: run `pipeline ingest` on it again")
+    return CheckReport(ok=not problems, documents=len(ledger), parents=len(parent_ids), points=points, problems=problems, repaired=repaired)
