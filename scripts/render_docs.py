@@ -97,7 +97,48 @@ def render_quality() -> str:
             f"\nCommand, per dataset: `{' '.join(cmd_env + ['python -m pipeline eval ../shared/corpus/llama_datasets/DATASET --top-k 2,10'])}` "
             f"(batch: `scripts/eval_quality.py`). Date: {', '.join(dates)}.\n"
         )
+    out += render_tuning()
     return "\n".join(out) + "\n"
+
+
+def render_tuning() -> list[str]:
+    """Offline replays from scripts/tune_scoring.py and scripts/tune_variants.py (results/tuning/)."""
+    tuning = ROOT / "results" / "tuning"
+    scoring = sorted(p for p in tuning.glob("*.json") if not p.stem.endswith("__variants"))
+    variants = sorted(tuning.glob("*__variants.json"))
+    if not scoring and not variants:
+        return []
+    out = ["## Tuning: offline replays\n",
+           "How a parent is scored from its references, replayed over the same fetched references (100 per kind, "
+           "as top_k 10 × overfetch 10) by `scripts/tune_scoring.py`; MRR@10 per mode. `max`: best reference "
+           "(default); `rrf_collections`: reciprocal-rank fusion of the per-collection rankings (`fusion=rrf`); "
+           "`rrf_kinds`: RRF over the six kinds; `sum_topN`: mean of the N best references; `max+w·kinds`: best "
+           "reference plus w × the mean of the other kinds' best. The `max` row reproduces `eval` exactly.\n"]
+    for path in scoring:
+        data = json.loads(path.read_text())
+        rules = data["rules"]
+        names = list(next(iter(rules.values())))
+        out.append(f"**{path.stem.replace('__', ', LLM ')}**\n")
+        out.append("| rule | " + " | ".join(rules) + " |")
+        out.append("|---|" + "---|" * len(rules))
+        for name in names:
+            out.append(f"| {name} | " + " | ".join(f"{rules[m][name]['mrr@10']:.3f}" for m in rules) + " |")
+        out.append("")
+    if variants:
+        out.append("Ingest-side choices replayed by `scripts/tune_variants.py` (one vector or several per parent, cosine "
+                   "to the query, best per parent; MRR@10 / hit@10). `parent_mean` is our windowed parent embedding "
+                   "(= base), `parent_first` what a truncating embedder sees, `parent_maxwin` one vector per window; "
+                   "`questions_5` our five question nodes, `questions_1` the questions joined in one node, `meta_1` "
+                   "summary and questions in one node.\n")
+        datasets = [json.loads(p.read_text()) | {"_name": p.stem.replace("__variants", "").replace("__", ", LLM ")} for p in variants]
+        names = list(datasets[0]["variants"])
+        out.append("| variant | " + " | ".join(d["_name"] for d in datasets) + " |")
+        out.append("|---|" + "---|" * len(datasets))
+        for name in names:
+            cells = [f"{d['variants'][name]['mrr@10']:.3f} / {d['variants'][name]['hit@10']:.3f}" if name in d["variants"] else "—" for d in datasets]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
 
 
 def load_bench(name: str) -> dict[str, Any] | None:

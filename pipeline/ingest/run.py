@@ -23,7 +23,7 @@ from llama_index.core.schema import BaseNode, TransformComponent
 from qdrant_client import QdrantClient
 
 from pipeline.config import Settings
-from pipeline.errors import IngestError, LoadError, PipelineError, StoreLocked
+from pipeline.errors import IngestError, LoadError, StoreLocked
 from pipeline.ingest.cache import CountingCache
 from pipeline.ingest.embed import ReferenceEmbedder
 from pipeline.ingest.enrich import ParentEnricher
@@ -112,7 +112,13 @@ class Ingestor:
         started = time.perf_counter()
         lock = store_lock(self.settings, self.lock_timeout)
         try:
-            lock.acquire()
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                if self.lock_timeout <= 0:
+                    raise
+                logger.warning("another ingest holds %s: waiting up to %.0f s", lock.lock_file, self.lock_timeout)
+                lock.acquire()
         except Timeout as exc:
             raise StoreLocked(
                 f"another ingest is writing to {self.settings.store} (lock {lock.lock_file}); "
@@ -178,11 +184,12 @@ class Ingestor:
         try:
             doc = load_document(path, self.settings.ingest.pdf_passwords)
         except LoadError as exc:
-            logger.error("failed %s", exc)
-            return FileResult(path=str(path), doc_id=doc_id, status="failed", reason=f"{exc.reason}" + (f"; {exc.hint}" if exc.hint else ""))
+            logger.debug("failed %s", exc)
+            return self._failed(parents, path, doc_id, exc.reason + (f"; {exc.hint}" if exc.hint else ""))
         content_hash = doc.metadata["content_hash"]
         old = parents.ledger_entry(doc_id)
         if old and not old.get("pending") and old.get("content_hash") == content_hash and old.get("fingerprint") == fingerprint:
+            parents.clear_failure(doc_id)
             stats.parents += len(old["parents"])
             kinds.update(old.get("kinds", {}))
             return FileResult(path=str(path), doc_id=doc_id, status="unchanged", parents=len(old["parents"]))
@@ -199,14 +206,19 @@ class Ingestor:
                 self.progress("parent", {"path": str(path), "done": i + 1, "total": len(parent_nodes)})
             entry = writer.write(doc_id, content_hash, fingerprint, nodes)
         except IngestError as exc:
-            logger.error("failed %s: %s", path, exc)
-            return FileResult(path=str(path), doc_id=doc_id, status="failed", reason=str(exc))
-        except PipelineError:
-            raise
+            logger.debug("failed %s: %s", path, exc)
+            return self._failed(parents, path, doc_id, f"{exc}; nothing was written, the next run retries it")
+        parents.clear_failure(doc_id)
         stats.parents += len(entry["parents"])
         kinds.update(entry["kinds"])
-        status = "added" if old is None else "updated"
+        status = "added" if not old or "content_hash" not in old else "updated"
         return FileResult(path=str(path), doc_id=doc_id, status=status, parents=len(entry["parents"]))
+
+    @staticmethod
+    def _failed(parents: ParentStore, path: Path, doc_id: str, reason: str) -> FileResult:
+        """Record the failure (``status`` lists it); the ledger is untouched, so the next run retries."""
+        parents.record_failure(doc_id, str(path), reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        return FileResult(path=str(path), doc_id=doc_id, status="failed", reason=reason)
 
     def _prune(self, roots: Sequence[Path], writer: DocumentWriter, parents: ParentStore, seen: list[Path]) -> list[FileResult]:
         """Remove documents under the given folders whose files no longer exist (never outside them)."""

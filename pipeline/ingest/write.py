@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from llama_index.core.schema import BaseNode
 from llama_index.vector_stores.qdrant import QdrantVectorStore
 from qdrant_client import QdrantClient
 
+from pipeline.errors import StoreUnavailable
 from pipeline.models import RefKind
 from pipeline.store import layout
 from pipeline.store.docstore import ParentStore
@@ -71,7 +73,18 @@ class DocumentWriter:
         self.stores = {c: QdrantVectorStore(collection_name=n, client=client, batch_size=256) for c, n in collections.items()}
 
     def write(self, doc_id: str, content_hash: str, fingerprint: str, nodes: Sequence[BaseNode]) -> dict[str, Any]:
-        """Make the store hold exactly ``nodes`` for ``doc_id``; returns the new ledger entry."""
+        """Make the store hold exactly ``nodes`` for ``doc_id``; returns the new ledger entry.
+
+        Raises:
+            StoreUnavailable: the docstore cannot be written (e.g. disk full) or Qdrant is unreachable;
+                what was committed before stays consistent and the next run finishes the document.
+        """
+        try:
+            return self._write(doc_id, content_hash, fingerprint, nodes)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"docstore {self.parents.path} cannot be written ({exc}); free space and run again") from exc
+
+    def _write(self, doc_id: str, content_hash: str, fingerprint: str, nodes: Sequence[BaseNode]) -> dict[str, Any]:
         new_parents = [n for n in nodes if n.metadata.get(layout.KIND) == "parent" and n.embedding is None]
         refs = [n for n in nodes if n.embedding is not None]
         by_coll: dict[Collection, list[BaseNode]] = {c: [] for c in Collection}

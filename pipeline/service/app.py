@@ -114,10 +114,9 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        max_body_size=settings.service.max_body_bytes,
     )
     app.state.service = service
-    app.add_middleware(RequestContext, metrics=service.metrics)
+    app.add_middleware(RequestContext, metrics=service.metrics, max_body_bytes=settings.service.max_body_bytes)
     app.add_exception_handler(PipelineError, _pipeline_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -26,6 +26,7 @@ def setup_service_logging(settings: Settings, level: str = "info") -> None:
     handler.addFilter(RequestIdFilter())
     token = settings.service.api_token
     handler.addFilter(RedactFilter([token.get_secret_value()] if token else []))
+    handler.addFilter(lambda record: record.__dict__.pop("color_message", None) or True)  # uvicorn's ANSI copy
     root = logging.getLogger()
     root.handlers.clear()
     root.addHandler(handler)
@@ -77,3 +78,7 @@ def serve(
     server.run()
     if not server.started:  # startup failed (e.g. StoreLocked): the reason was logged
         raise typer.Exit(2)
+
+
+if __name__ == "__main__":  # `python -m pipeline.service.command --store ...` (what `python -m pipeline serve` runs)
+    typer.run(serve)

@@ -263,7 +263,7 @@ class ServiceState:
         reasons: list[str] = []
 
         def fail(check: str, reason: str) -> None:
-            checks[check] = reason if len(reason) < 200 else reason[:197] + "..."
+            checks[check] = reason
             reasons.append(reason)
 
         try:
@@ -287,11 +287,8 @@ class ServiceState:
                         problems.append(f"collection '{name}' missing: nothing ingested yet")
                 except PipelineError as exc:
                     problems.append(str(exc))
-            if problems:
-                for p in problems:
-                    fail("collections", p)
-            else:
-                checks["collections"] = "ok"
+            checks["collections"] = problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "") if problems else "ok"
+            reasons.extend(problems)
         if self._embedder_loaded:
             checks["embedder"] = "ok"
         else:

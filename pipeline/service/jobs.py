@@ -7,6 +7,7 @@ queries see the new documents as soon as each one is written.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -68,8 +69,9 @@ class JobRunner:
                     break
                 self._jobs.popitem(last=False)
             queued = job.model_copy(deep=True)  # as accepted, whatever the worker does next
-        self._executor.submit(self._run, job.id)
         logger.info("ingest job %s queued: %s", job.id, ", ".join(job.paths), extra={"job_id": job.id})
+        # The job's log lines carry the id of the request that started it (a context variable).
+        self._executor.submit(contextvars.copy_context().run, self._run, job.id)
         return queued
 
     def get(self, job_id: str) -> IngestJob | None:

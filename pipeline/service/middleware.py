@@ -1,4 +1,5 @@
-"""Per request: an id (``X-Request-ID``), one JSON access-log line, HTTP metrics, and a JSON 500 for the unexpected.
+"""Per request: an id (``X-Request-ID``), a body-size limit, one JSON access-log line, HTTP metrics, and a
+JSON 500 for the unexpected.
 
 Plain ASGI rather than ``BaseHTTPMiddleware``: streamed answers pass through untouched and the
 latency recorded is to the last byte sent. The request id lives in a context variable, so every log
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Iterable
 from contextvars import ContextVar
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.service.metrics import ServiceMetrics
@@ -66,11 +68,13 @@ class RedactFilter(logging.Filter):
 
 
 class RequestContext:
-    """ASGI middleware: request id, access log, request metrics, JSON 500 on an unhandled exception."""
+    """ASGI middleware: request id, body limit (JSON 413), access log, request metrics, JSON 500 on an
+    unhandled exception."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,21 +96,28 @@ class RequestContext:
                 message["headers"] = [*message["headers"], (REQUEST_ID_HEADER.encode(), rid.encode())]
             await send(message)
 
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:  # a chunked body with no Content-Length
+                raise HTTPException(status_code=413, detail=too_large)
+            return message
+
+        received = 0
+        too_large = f"request body larger than {self.max_body_bytes} bytes (service.max_body_bytes)"
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, receive, send_with_id)
+            if _content_length(scope) > self.max_body_bytes:
+                await _send_json(send_with_id, 413, {"error": "RequestEntityTooLarge", "detail": too_large, "request_id": rid})
+            else:
+                await self.app(scope, receive_limited, send_with_id)
         except Exception:
             error_logger.exception("unhandled error on %s %s", scope["method"], scope["path"], extra={"request_id": rid})
             if response_started:
                 raise  # mid-stream: the server closes the connection
-            status = 500
-            body = json.dumps(
-                {"error": "InternalError", "detail": f"internal error: see the service log for request {rid}", "request_id": rid}
-            ).encode()
-            await send_with_id(
-                {"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
-            )
-            await send({"type": "http.response.body", "body": body})
+            detail = f"internal error: see the service log for request {rid}"
+            await _send_json(send_with_id, 500, {"error": "InternalError", "detail": detail, "request_id": rid})
         finally:
             self.metrics.in_flight.dec()
             route = getattr(scope.get("route"), "path", None) or "unmatched"
@@ -133,6 +144,20 @@ class RequestContext:
                 },
             )
             request_id_var.reset(token)
+
+
+async def _send_json(send: Send, status: int, obj: dict[str, object]) -> None:
+    body = json.dumps(obj).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope: Scope) -> int:
+    for key, value in scope.get("headers", []):
+        if key == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

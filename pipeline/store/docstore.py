@@ -18,6 +18,7 @@ from pipeline.store.sqlite_kv import SQLiteKVStore
 
 NAMESPACE = "parents"
 LEDGER = "ledger"
+FAILURES = "failures"
 
 
 class ParentStore:
@@ -68,6 +69,17 @@ class ParentStore:
 
     def delete_ledger(self, doc_id: str) -> None:
         self.kv.delete(doc_id, LEDGER)
+
+    # Failures: doc_id -> {"path", "reason", "attempts", "at"}; cleared when the document lands.
+    def record_failure(self, doc_id: str, path: str, reason: str, at: str) -> None:
+        old = self.kv.get(doc_id, FAILURES) or {}
+        self.kv.put(doc_id, {"path": path, "reason": reason, "attempts": old.get("attempts", 0) + 1, "at": at}, FAILURES)
+
+    def clear_failure(self, doc_id: str) -> None:
+        self.kv.delete(doc_id, FAILURES)
+
+    def failures(self) -> dict[str, dict[str, Any]]:
+        return self.kv.get_all(FAILURES)
 
     def close(self) -> None:
         self.kv.close()

@@ -38,6 +38,7 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
             "parents": parents.count() if parents else 0,
             "documents": len(ledger),
             "pending_documents": sorted(d for d, e in ledger.items() if e.get("pending")),
+            "failed_documents": parents.failures() if parents else {},
             "embed_model": model,
             "embed_dim": dim,
         }
