@@ -284,5 +284,17 @@ def check(
     raise typer.Exit(0 if report.ok or (repair and report.repaired) else 1)
 
 
+def _register_subcommands() -> None:
+    """Commands whose modules live with their feature (service, eval), imported lazily by typer."""
+    from pipeline.eval.command import eval_command
+    from pipeline.service.command import serve
+
+    app.command("serve", help="Serve the HTTP API (FastAPI under uvicorn).")(serve)
+    app.command("eval", help="Evaluate retrieval quality on a labelled dataset.")(eval_command)
+
+
+_register_subcommands()
+
+
 def main() -> None:
     app()

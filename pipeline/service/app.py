@@ -13,6 +13,7 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from qdrant_client.http.exceptions import ResponseHandlingException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.config import Settings
@@ -62,6 +63,12 @@ async def _pipeline_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         logger.error("%s: %s", type(exc).__name__, exc)
     return error_response(request, status, type(exc).__name__, str(exc))
+
+
+async def _qdrant_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    # A Qdrant server that went away after the engine was built: the store is unavailable, not a bug.
+    logger.error("Qdrant request failed: %s", exc)
+    return error_response(request, 503, "StoreUnavailable", f"Qdrant unreachable: {exc}")
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -118,6 +125,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.state.service = service
     app.add_middleware(RequestContext, metrics=service.metrics, max_body_bytes=settings.service.max_body_bytes)
     app.add_exception_handler(PipelineError, _pipeline_error)
+    app.add_exception_handler(ResponseHandlingException, _qdrant_unreachable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     auth = [Depends(require_token)]

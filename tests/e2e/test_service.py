@@ -402,6 +402,16 @@ def test_readyz_503_when_the_store_holds_another_embedding_model(tmp_path: Path)
         assert c.get("/healthz").status_code == 200  # alive, just not ready
 
 
+def test_starts_and_reports_503_while_the_qdrant_server_is_unreachable(tmp_path: Path) -> None:
+    settings = Settings(store=tmp_path / "store", qdrant={"url": "http://127.0.0.1:9", "timeout": 1}, **NO_LLM_SETTINGS)
+    with serve_in_thread(create_app(settings)) as served, httpx.Client(base_url=served.url, timeout=60) as c:
+        assert c.get("/healthz").status_code == 200
+        ready = c.get("/readyz")
+        assert ready.status_code == 503 and "unreachable" in ready.json()["checks"]["qdrant"]
+        resp = c.post("/retrieve", json={"query": "anything"})
+        assert resp.status_code == 503 and resp.json()["error"] == "StoreUnavailable"
+
+
 @pytest.mark.docker
 def test_with_a_qdrant_server_cli_ingest_is_seen_without_restart(qdrant_url: str, tmp_path: Path) -> None:
     """Server mode: no folder lock, so `pipeline ingest` runs beside the service, which sees the new
