@@ -150,11 +150,11 @@ def free_port() -> int:
 
 
 def spawn_service(store: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``python -m pipeline.service.command --store STORE`` on a free loopback port, logs to ``log_path``."""
+    """``python -m pipeline serve --store STORE`` on a free loopback port, logs to ``log_path``."""
     port = free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("wb")
-    cmd = [sys.executable, "-m", "pipeline.service.command", "--store", str(store), "--port", str(port)]
+    cmd = [sys.executable, "-m", "pipeline", "serve", "--store", str(store), "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=log, stdout=log)
     return proc, f"http://127.0.0.1:{port}"
 

@@ -29,10 +29,6 @@ QUESTIONS_PROMPT = (
     "Passage:\n{context_str}\n\nWrite {num_questions} questions about specific facts stated in the passage. "
     "Each question must name a specific term, number or method from the passage. One question per line."
 )
-MORE_QUESTIONS_PROMPT = (
-    "Passage:\n{context_str}\n\nThese questions are already written:\n{existing}\n\n"
-    "Write {num_questions} more questions about other facts stated in the passage. One question per line."
-)
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|Q\d*[.:]|Question\s*\d*[.:])\s*", re.IGNORECASE)
 
 
@@ -63,7 +59,6 @@ class ParentEnricher(TransformComponent):
     num_questions: int = 5
     summary_prompt: str = SUMMARY_PROMPT
     questions_prompt: str = QUESTIONS_PROMPT
-    more_questions_prompt: str = MORE_QUESTIONS_PROMPT
     max_attempts: int = 3
 
     _llm: LLM | None = PrivateAttr(default=None)
@@ -100,16 +95,8 @@ class ParentEnricher(TransformComponent):
                 out.append(make_ref(parent, RefKind.SUMMARY, 0, summary))
             raw = self._ask(self.questions_prompt.format(context_str=text, num_questions=self.num_questions))
             questions = parse_questions(raw, self.num_questions)
-            # Small models often stop early or repeat themselves: ask once more for the rest.
-            if len(questions) < self.num_questions:
-                more = self._ask(
-                    self.more_questions_prompt.format(
-                        context_str=text, existing="\n".join(questions), num_questions=self.num_questions - len(questions)
-                    )
-                )
-                questions = parse_questions("\n".join([*questions, more]), self.num_questions)
-            if len(questions) < self.num_questions:
-                logger.info(
+            if len(questions) < self.num_questions:  # 135M models often stop early or repeat themselves
+                logger.debug(
                     "%s: LLM wrote %d of %d questions",
                     parent.metadata.get("readable_id", parent.node_id),
                     len(questions),

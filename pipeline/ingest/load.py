@@ -31,6 +31,21 @@ def discover(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
+def file_hash(path: Path) -> str | None:
+    """sha256 of the file's bytes, or None if it cannot be read (``load_document`` then says why).
+
+    Lets an unchanged file be skipped without parsing it: a no-change sync costs a hash per file.
+    """
+    try:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    except OSError:
+        return None
+
+
 def _pdf_pages(path: Path, data: bytes, passwords: dict[str, str]) -> list[str]:
     from io import BytesIO
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from pipeline.config import Settings
 from pipeline.errors import LoadError
-from pipeline.ingest.load import discover, load_document
+from pipeline.ingest.load import discover, file_hash, load_document
 from pipeline.ingest.split import ParentSplitter
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import doc_id_for
@@ -47,14 +47,14 @@ def plan_ingest(settings: Settings, paths: Sequence[Path], prune: bool) -> Plan:
     for path in discover(paths):
         doc_id = doc_id_for(path)
         seen.add(doc_id)
+        old = ledger.get(doc_id)
+        if old and not old.get("pending") and old.get("content_hash") == file_hash(path):
+            plan.files.append(PlannedFile(path=str(path), action="unchanged", parents_kept=len(old["parents"])))
+            continue
         try:
             doc = load_document(path, settings.ingest.pdf_passwords)
         except LoadError as exc:
             plan.files.append(PlannedFile(path=str(path), action="fail", reason=exc.reason))
-            continue
-        old = ledger.get(doc_id)
-        if old and not old.get("pending") and old.get("content_hash") == doc.metadata["content_hash"]:
-            plan.files.append(PlannedFile(path=str(path), action="unchanged", parents_kept=len(old["parents"])))
             continue
         new_ids = [p.node_id for p in splitter([doc])]
         old_ids = set((old or {}).get("parents", []))

@@ -27,7 +27,7 @@ from pipeline.errors import IngestError, LoadError, StoreLocked
 from pipeline.ingest.cache import CountingCache
 from pipeline.ingest.embed import ReferenceEmbedder
 from pipeline.ingest.enrich import ParentEnricher
-from pipeline.ingest.load import discover, load_document
+from pipeline.ingest.load import discover, file_hash, load_document
 from pipeline.ingest.reference import ReferenceBuilder
 from pipeline.ingest.split import ParentSplitter
 from pipeline.ingest.write import DocumentWriter
@@ -181,18 +181,19 @@ class Ingestor:
         kinds: Counter[str],
     ) -> FileResult:
         doc_id = doc_id_for(path)
+        old = parents.ledger_entry(doc_id)
+        quick_hash = file_hash(path)
+        if old and not old.get("pending") and old.get("content_hash") == quick_hash and old.get("fingerprint") == fingerprint:
+            parents.clear_failure(doc_id)
+            stats.parents += len(old["parents"])
+            kinds.update(old.get("kinds", {}))
+            return FileResult(path=str(path), doc_id=doc_id, status="unchanged", parents=len(old["parents"]))
         try:
             doc = load_document(path, self.settings.ingest.pdf_passwords)
         except LoadError as exc:
             logger.debug("failed %s", exc)
             return self._failed(parents, path, doc_id, exc.reason + (f"; {exc.hint}" if exc.hint else ""))
         content_hash = doc.metadata["content_hash"]
-        old = parents.ledger_entry(doc_id)
-        if old and not old.get("pending") and old.get("content_hash") == content_hash and old.get("fingerprint") == fingerprint:
-            parents.clear_failure(doc_id)
-            stats.parents += len(old["parents"])
-            kinds.update(old.get("kinds", {}))
-            return FileResult(path=str(path), doc_id=doc_id, status="unchanged", parents=len(old["parents"]))
         try:
             parent_nodes = split_pipe.run(documents=[doc])
             nodes: list[BaseNode] = []

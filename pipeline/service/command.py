@@ -38,8 +38,8 @@ def setup_service_logging(settings: Settings, level: str = "info") -> None:
 
 
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Interface to bind [default: service.host, 127.0.0.1].")] = None,
-    port: Annotated[Optional[int], typer.Option(help="TCP port [default: service.port, 8000].")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Interface to bind (default: service.host, 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="TCP port (default: service.port, 8000).")] = None,
     store: Annotated[Path, typer.Option("--store", envvar="PIPELINE_STORE", help="Store folder (cache, docstore, embedded Qdrant).")] = Path("storage"),
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:

@@ -335,7 +335,11 @@ def get_settings(state: Annotated[ServiceState, Depends(get_state)]) -> Settings
 
 
 async def get_engine(state: Annotated[ServiceState, Depends(get_state)]) -> Engine:
-    """The engine; built off the event loop the first time (it opens collections)."""
+    """The engine; built off the event loop the first time (it opens collections).
+
+    Routes await it after their body is validated rather than declaring it as a ``Depends``: FastAPI
+    solves dependencies before the body, which would turn bad input on an empty store into a 503.
+    """
     engine = state.current_engine
     if engine is not None:
         return engine

@@ -447,7 +447,7 @@ def test_serve_command_logs_json_and_stops_on_sigterm(sample_store: Path, tmp_pa
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "QDRANT_", "OPENAI_"))}
     env.update(NO_LLM, PIPELINE_API_TOKEN=TOKEN, PIPELINE_CONFIG=str(ROOT / "tests" / "no-config.toml"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.service.command", "--store", str(store), "--port", str(port)],
+        [sys.executable, "-m", "pipeline", "serve", "--store", str(store), "--port", str(port)],
         cwd=ROOT,
         env=env,
         stderr=subprocess.PIPE,
