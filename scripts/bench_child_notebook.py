@@ -43,11 +43,11 @@ def main() -> None:
     refs_builder = ReferenceBuilder(chunk_sizes=settings.ingest.child_chunk_sizes, chunk_overlap=settings.ingest.chunk_overlap)
     parents, refs = [], []
     for path in discover(args.paths):
-        try:
-            doc = load_document(path)
+        try:  # like ingestion, a file that fails is skipped
+            nodes = refs_builder(splitter([load_document(path)]))
         except Exception:
             continue
-        for node in refs_builder(splitter([doc])):
+        for node in nodes:
             (refs if isinstance(node, IndexNode) else parents).append(node)
     t_split = time.perf_counter()
     texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in refs]

@@ -85,6 +85,18 @@ def render_quality() -> str:
         )
         modes = MODES if cfg.get("enrich") else tuple(m for m in MODES if m != "metadata")
         out += quality_table(reports, modes)
+        checks = []
+        for ds in DATASETS:
+            res = reports.get(ds, {}).get("results", {})
+            if "base" not in res:
+                continue
+            base = res["base"]["mrr@10"]
+            singles = {m: res[m]["mrr@10"] for m in ("base", "chunk", "metadata") if m in res}
+            refs_ok = all(res[m]["mrr@10"] >= base + 0.10 for m in ("chunk", "metadata") if m in res and m in modes)
+            all_ok = "all" in res and res["all"]["mrr@10"] >= max(singles.values()) - 1e-9
+            checks.append(f"{ds}: every reference mode ≥ base + 0.10 {'yes' if refs_ok else 'no'}, all ≥ best single mode {'yes' if all_ok else 'no'}")
+        if checks:
+            out.append("\nGoal (MRR@10): " + "; ".join(checks) + ".")
         cmd_env = []
         if cfg.get("llm") not in (None, "smollm2", "none"):
             cmd_env.append(f"PIPELINE_LLM__MODEL={cfg.get('llm')}")
@@ -183,9 +195,14 @@ def render_benchmarks() -> str:
         out.append("## 2. Re-ingest of an unchanged corpus (41 papers, no LLM)\n")
         out.append("| run | wall s | embedded texts | LLM calls | cache hits / misses | files added / unchanged | peak RSS MB |")
         out.append("|---|---|---|---|---|---|---|")
+        def v(x: Any) -> str:
+            return "—" if x is None else str(x)
+
         for label, r in (("first", a), ("second", b)):
-            out.append(f"| {label} | {r['wall_s']:.1f} | {r['embedded_texts']} | {r['llm_calls']} | {r['cache_hits']} / {r['cache_misses']} | {r['files_added']} / {r['files_unchanged']} | {r['peak_rss_mb']:.0f} |")
+            out.append(f"| {label} | {r['wall_s']:.1f} | {v(r['embedded_texts'])} | {r['llm_calls']} | {v(r['cache_hits'])} / {v(r['cache_misses'])} | {r['files_added']} / {r['files_unchanged']} | {r['peak_rss_mb']:.0f} |")
         out.append(f"\nSecond / first: **{ri['ratio_wall']:.3f}** ({100 * ri['ratio_wall']:.1f} %). Command: `{ri['command']}` ({ri['date']}, load {ri['machine']['loadavg_1m']}).\n")
+        if ri.get("note"):
+            out.append(ri["note"] + "\n")
     tp = load_bench("throughput")
     if tp:
         p, r = tp["pipeline"], tp["raw_embedding"]

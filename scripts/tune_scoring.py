@@ -117,6 +117,19 @@ def rule_max_plus_kinds(w: float):
     return rule
 
 
+def rule_max_weighted(w_meta: float):
+    # Best reference, LLM-written kinds (summary, question) scaled by w_meta: they are noisier.
+    def rule(lists, kinds, groups) -> dict[str, float]:
+        sc: dict[str, float] = {}
+        for k in kinds:
+            w = w_meta if k in (RefKind.SUMMARY, RefKind.QUESTION) else 1.0
+            for pid, s in lists[k]:
+                sc[pid] = max(sc.get(pid, -1.0), w * s)
+        return sc
+
+    return rule
+
+
 RULES = {
     "max": rule_max,
     "rrf_collections": rule_rrf_collections,
@@ -125,6 +138,8 @@ RULES = {
     "sum_top3": rule_sum_top(3),
     "max+0.5kinds": rule_max_plus_kinds(0.5),
     "max+0.2kinds": rule_max_plus_kinds(0.2),
+    "max_meta×0.9": rule_max_weighted(0.9),
+    "max_meta×0.8": rule_max_weighted(0.8),
 }
 GROUPS = {
     "base": [[RefKind.PARENT]],
@@ -138,12 +153,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--store", type=Path, default=ROOT / "storage")
+    ap.add_argument("--eval-store", type=Path, help="the dataset's eval store (default: as `eval` names it)")
     ap.add_argument("--depth", type=int, default=100, help="references fetched per kind (= top_k 10 × overfetch 10)")
     args = ap.parse_args()
     settings = Settings(store=args.store)
     ds = load_dataset(args.dataset)
     runner = EvalRunner(settings)
-    store = runner.store_for(ds)
+    store = args.eval_store or runner.store_for(ds)
     if not (store / "docstore.sqlite").exists():
         raise SystemExit(f"{store}: not built yet; run eval first")
     engine = Engine(settings.with_overrides(store=store), load_llm=False)

@@ -108,6 +108,9 @@ def load_document(path: Path, passwords: dict[str, str] | None = None) -> Docume
         what = f"{len(pages)} page(s), no extractable text" if suffix == ".pdf" else "no text"
         raise LoadError(path, f"{what} (image-only or blank)", "run OCR first (e.g. ocrmypdf) or remove it")
 
+    # pypdf can return lone UTF-16 surrogates (papers/iop_conference_paper_cc_by_3.pdf does); they cannot
+    # be encoded as UTF-8, so hashing the text (cache keys) would crash the run: replace them with "?".
+    pages = [p.encode("utf-8", "replace").decode("utf-8") for p in pages]
     offsets, text = [], ""
     for page in pages:
         offsets.append(len(text))

@@ -93,6 +93,8 @@ class DocumentWriter:
 
         old = self.parents.ledger_entry(doc_id)
         done_parents, done_refs = ids_of(old, pending=False)  # surely written
+        if old and old.get("rebuild"):  # `check --repair` found pieces missing: write everything again
+            done_parents, done_refs = set(), {c.value: set() for c in Collection}
         old_parents, old_refs = ids_of(old)  # may exist: includes a crashed run's intent
         new_entry = {
             "content_hash": content_hash,

@@ -14,7 +14,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from qdrant_client import QdrantClient
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, InvalidQuery
+from pipeline.errors import ConfigError, InvalidQuery, QueryError
 from pipeline.models import Answer, MatchedRef, Mode, QueryStats, SourceRef
 from pipeline.providers.embeddings import build_embedder
 from pipeline.providers.llm import build_llm
@@ -132,8 +132,10 @@ class Engine:
         hits = retriever.retrieve(QueryBundle(query_str=query))
         stats = self._stats(retriever, started)
         t_answer = time.perf_counter()
-        engine = build_query_engine(retriever, llm)
-        response = engine.synthesize(QueryBundle(query_str=query), nodes=hits)
+        try:
+            response = build_query_engine(retriever, llm).synthesize(QueryBundle(query_str=query), nodes=hits)
+        except Exception as exc:  # openai/httpx errors from any provider: one clear error for CLI and service
+            raise QueryError(f"LLM failed to answer ({type(exc).__name__}: {exc})") from exc
         stats.answer_ms = round((time.perf_counter() - t_answer) * 1000, 2)
         return Answer(query=query, mode=mode, top_k=top_k, answer=str(response).strip(), sources=[to_source(h) for h in hits], stats=stats)
 

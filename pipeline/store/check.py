@@ -107,7 +107,8 @@ def check_store(client: QdrantClient, collections: dict[Collection, str], parent
             repaired.append(f"deleted {len(orphan_parents)} orphan parents")
         for doc_id in sorted(needs_rebuild):
             entry = dict(ledger[doc_id])
-            entry["content_hash"] = None  # the next ingest rebuilds it (from the cache where text is unchanged)
+            entry["content_hash"] = None  # the next ingest redoes it (from the cache where text is unchanged)
+            entry["rebuild"] = True  # ... and rewrites every piece, not only the new ones
             parents.put_ledger(doc_id, entry)
             repaired.append(f"marked {doc_id} for rebuild: run `pipeline ingest` on it again")
     return CheckReport(ok=not problems, documents=len(ledger), parents=len(parent_ids), points=points, problems=problems, repaired=repaired)

@@ -214,3 +214,51 @@ class TestBadInput:
         env = {"PIPELINE_INGEST__PDF_PASSWORDS": '{"encrypted_rc4_40_userpw_foo.pdf": "foo"}'}
         run = ingest(tmp_path / "store", hostile / "encrypted_rc4_40_userpw_foo.pdf", env=env)
         assert run.code == 0 and run.json["stats"]["files_added"] == 1
+
+
+class TestCheck:
+    def test_detects_and_repairs_damage(self, corpus: Path, tmp_path: Path) -> None:
+        store = tmp_path / "store"
+        assert ingest(store, corpus).code == 0
+        snap = snapshot(store)
+        victim = sorted(snap["parents"])[0]
+        parents = ParentStore(store / "docstore.sqlite")
+        parents.delete([victim])  # damage: references now dangle
+        parents.close()
+        from llama_index.core.schema import IndexNode
+        from llama_index.vector_stores.qdrant import QdrantVectorStore
+
+        client = QdrantClient(path=str(store / "qdrant"))
+        orphan = IndexNode(id_="00000000-0000-5000-8000-000000000001", text="stray", index_id="nowhere",
+                           metadata={"kind": "chunk-128", "parent_id": "nowhere", "doc_id": "/gone.pdf"}, embedding=[0.1] * 384)
+        QdrantVectorStore(collection_name="docs_children", client=client).add([orphan])
+        client.close()
+
+        bad = run_cli("check", "--json", "--store", str(store))
+        assert bad.code == 1
+        kinds = {p["kind"] for p in bad.json["problems"]}
+        assert {"dangling-reference", "missing-parent", "orphan-reference"} <= kinds
+        fixed = run_cli("check", "--repair", "--json", "--store", str(store))
+        assert any("orphan references" in r for r in fixed.json["repaired"])
+        assert any("marked" in r for r in fixed.json["repaired"])
+        rebuilt = ingest(store, corpus)
+        assert rebuilt.code == 0 and rebuilt.json["stats"]["files_updated"] == 1
+        assert rebuilt.json["stats"]["embedded_texts"] == 0  # rebuilt from the cache
+        assert run_cli("check", "--store", str(store)).code == 0
+        assert snapshot(store)["parents"] == snap["parents"]
+
+
+def test_scheduled_ingest_script_syncs(corpus: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "QDRANT_"))}
+    env.update(NO_LLM, PIPELINE_STORE=str(tmp_path / "store"), PIPELINE_CONFIG=str(ROOT / "tests" / "no-config.toml"),
+               PIPELINE_LOG_FILE=str(tmp_path / "log.jsonl"))
+    script = [sys.executable, str(ROOT / "scripts" / "scheduled_ingest.py"), str(corpus)]
+    assert subprocess.run(script, cwd=ROOT, env=env, capture_output=True).returncode == 0
+    (corpus / "short.pdf").unlink()
+    assert subprocess.run(script, cwd=ROOT, env=env, capture_output=True).returncode == 0
+    status = run_cli("status", "--json", "--store", str(tmp_path / "store")).json
+    assert status["documents"] == 1
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert records and all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)
