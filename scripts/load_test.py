@@ -105,9 +105,12 @@ async def run_load(url: str, route: str, clients: int, duration: float, warmup: 
                 body = {"query": QUESTIONS[i % len(QUESTIONS)], **body_extra}
                 i += 1
                 started = time.perf_counter()
+                retry_after = 0.0
                 try:
                     resp = await http.post(f"/{route}", json=body)
                     status = str(resp.status_code)
+                    if resp.status_code == 429:  # a polite client waits as told (counted as an error)
+                        retry_after = min(float(resp.headers.get("retry-after", "1")), 30.0)
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
                 elapsed = time.perf_counter() - started
@@ -115,6 +118,8 @@ async def run_load(url: str, route: str, clients: int, duration: float, warmup: 
                     statuses[status] += 1
                     if status == "200":
                         latencies.append(elapsed)
+                if retry_after:
+                    await asyncio.sleep(min(retry_after, max(0.0, until - time.perf_counter())))
 
         if warmup > 0:
             until = time.perf_counter() + warmup
@@ -202,7 +207,7 @@ def server_side(url: str, token: str | None) -> dict[str, Any]:
 
 def render_table(results_dir: Path) -> str:
     rows = [
-        "| route | clients × seconds | store | requests | errors | throughput (req/s) | p50 ms | p95 ms | p99 ms | server mean retrieval ms | measured |",
+        "| route | clients × seconds | store | requests | errors | throughput (req/s) | p50 ms | p95 ms | p99 ms | server mean retrieval ms | measured (UTC, 1-min load before) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for path in sorted(results_dir.glob("*.json")):
@@ -213,7 +218,7 @@ def render_table(results_dir: Path) -> str:
         rows.append(
             f"| `/{r['route']}` (mode {r['mode']}, top_k {r['top_k']}) | {r['clients']} × {r['duration_s']:g} | {store} | {r['requests']} "
             f"| {r['errors']} | {r['throughput_rps']} | {lat['p50']} | {lat['p95']} | {lat['p99']} | {srv.get('mean_retrieval_ms')} "
-            f"| {r['measured_at'][:10]}, {r['machine']['cpus']} CPUs |"
+            f"| {r['measured_at'][:16].replace('T', ' ')}, {r['machine']['cpus']} CPUs, load {r['machine'].get('loadavg_1m_before')} |"
         )
     commands = [f"- `{path.name}`: `{json.loads(path.read_text())['command']}`" for path in sorted(results_dir.glob("*.json"))]
     return "\n".join([TABLE_BEGIN, *rows, "", "Commands:", "", *commands, TABLE_END])
@@ -243,6 +248,7 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, help="regenerate the results table in this markdown file from the --out folder")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     proc = None
     url = args.url
     if args.spawn_store:
@@ -265,7 +271,14 @@ def main() -> None:
         **result,
         "server": server,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            # 1-minute load average before the service started and right after the run: other work on the box
+            "loadavg_1m_before": round(load_before[0], 2),
+            "loadavg_1m_after": round(os.getloadavg()[0], 2),
+        },
         "command": " ".join(
             [*(f"{k}={v}" for k, v in os.environ.items() if k.startswith("PIPELINE_") and k != "PIPELINE_API_TOKEN"), "python scripts/load_test.py", *map(shlex.quote, sys.argv[1:])]
         ),

@@ -105,10 +105,17 @@ class EvalReport(BaseModel):
 
 def describe(settings: Settings) -> dict[str, Any]:
     """The settings that shape the numbers, recorded with every report."""
-    enrich = settings.ingest.enrich and settings.llm.provider.value != "none"
+    provider = settings.llm.provider.value
+    enrich = settings.ingest.enrich and provider != "none"
+    if not enrich:
+        llm = "none"
+    elif provider == "llamacpp":
+        llm = settings.llm.model or "smollm2"
+    else:
+        llm = settings.llm.model or "gpt-4o-mini"
     return {
         "embed": settings.embed.model or settings.embed.provider.value,
-        "llm": (settings.llm.model or "smollm2") if enrich and settings.llm.provider.value == "llamacpp" else (settings.llm.model if enrich else "none"),
+        "llm": llm,
         "enrich": enrich,
         "questions": settings.ingest.questions,
         "parent_chunk_size": settings.ingest.parent_chunk_size,

@@ -8,7 +8,8 @@ import functools
 import logging
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,33 +36,77 @@ from pipeline.store import qdrant as qstore
 logger = logging.getLogger(__name__)
 
 UPLOAD_SLICE = 32  # points per locked write: a search waits for at most this many (~0.5 s embedded)
+# QdrantClient methods that only read; any other method is treated as a write.
+READ_METHODS = frozenset(
+    {"query_points", "query_batch_points", "search", "search_batch", "scroll", "count", "retrieve", "get_collection", "get_collections", "collection_exists"}
+)
+
+
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer holds back new readers, so steady searches cannot
+    starve an ingest job."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writer and not self._writers_waiting)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            self._cond.wait_for(lambda: not self._writer and not self._readers)
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
 
 
 class SerializedClient:
-    """An embedded-mode ``QdrantClient`` whose calls run one at a time.
+    """An embedded-mode ``QdrantClient`` whose writes never overlap anything.
 
     Local mode keeps points in Python lists and numpy arrays that an upsert grows; a search in
     another thread at that moment can see arrays of different lengths. The service searches from
-    worker threads while an ingest job writes, so every call takes one lock, and uploads are cut into
-    slices of ``UPLOAD_SLICE`` points so searches are not stalled for a whole document.
+    worker threads while an ingest job writes, so reads (``READ_METHODS``) share a lock that writes
+    hold alone. Reads stay parallel: a search is mostly numpy, which releases the GIL. Uploads are cut
+    into slices of ``UPLOAD_SLICE`` points so searches are not stalled for a whole document.
 
     Example:
         client = SerializedClient(QdrantClient(path="store/qdrant"))
-        client.query_points("docs_children", query=[...])  # same API, one call at a time
+        client.query_points("docs_children", query=[...])  # same API; waits only for writes
     """
 
     def __init__(self, client: QdrantClient) -> None:
         self._client = client
-        self._lock = threading.Lock()
+        self._lock = ReadWriteLock()
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
         if not callable(attr):
             return attr
+        mode = self._lock.read if name in READ_METHODS else self._lock.write
 
         @functools.wraps(attr)
         def locked(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
+            with mode():
                 return attr(*args, **kwargs)
 
         return locked
@@ -69,7 +114,7 @@ class SerializedClient:
     def upload_points(self, collection_name: str, points: Any, **kwargs: Any) -> None:
         it = iter(points)
         while batch := list(islice(it, UPLOAD_SLICE)):
-            with self._lock:
+            with self._lock.write():
                 self._client.upload_points(collection_name, batch, **kwargs)
 
 

@@ -11,43 +11,55 @@ from pipeline.service.metrics import ServiceMetrics
 
 
 class FakeClient:
-    """Records calls and whether two of them ever overlapped."""
+    """Records calls, and whether a write ever overlapped another call or reads overlapped each other."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int]] = []
-        self.active = 0
-        self.overlapped = False
+        self.readers = 0
+        self.writers = 0
+        self.write_overlapped = False
+        self.reads_overlapped = False
         self.url = "embedded"
+        self._lock = threading.Lock()
 
-    def _enter(self) -> None:
-        self.active += 1
-        self.overlapped |= self.active > 1
-        time.sleep(0.002)
-        self.active -= 1
+    def _run(self, write: bool) -> None:
+        with self._lock:
+            if write:
+                self.writers += 1
+                self.write_overlapped |= self.readers > 0 or self.writers > 1
+            else:
+                self.readers += 1
+                self.write_overlapped |= self.writers > 0
+                self.reads_overlapped |= self.readers > 1
+        time.sleep(0.01)
+        with self._lock:
+            if write:
+                self.writers -= 1
+            else:
+                self.readers -= 1
 
     def upload_points(self, collection_name: str, points: Any, **kwargs: Any) -> None:
-        self._enter()
+        self._run(write=True)
         self.calls.append((collection_name, len(list(points))))
 
     def query_points(self, collection_name: str, **kwargs: Any) -> str:
-        self._enter()
-        self.calls.append((collection_name, 0))
+        self._run(write=False)
         return "hits"
 
 
 class TestSerializedClient:
-    def test_uploads_are_sliced_and_calls_never_overlap(self) -> None:
+    def test_writes_are_exclusive_sliced_and_reads_share(self) -> None:
         fake = FakeClient()
         client = SerializedClient(fake)  # type: ignore[arg-type]
         threads = [threading.Thread(target=client.upload_points, args=("c", list(range(100))))]
-        threads += [threading.Thread(target=client.query_points, args=("c",)) for _ in range(8)]
+        threads += [threading.Thread(target=client.query_points, args=("c",)) for _ in range(12)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        uploads = [n for name, n in fake.calls if n]
-        assert uploads == [UPLOAD_SLICE, UPLOAD_SLICE, UPLOAD_SLICE, 100 - 3 * UPLOAD_SLICE]
-        assert not fake.overlapped
+        assert [n for _, n in fake.calls] == [UPLOAD_SLICE, UPLOAD_SLICE, UPLOAD_SLICE, 100 - 3 * UPLOAD_SLICE]
+        assert not fake.write_overlapped
+        assert fake.reads_overlapped  # searches run side by side
         assert client.query_points("c") == "hits" and client.url == "embedded"
 
 
