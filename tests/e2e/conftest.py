@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -57,3 +58,37 @@ def llm_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
     run = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store), "--json")
     assert run.code == 0, run.stderr
     return store, run
+
+
+QDRANT_IMAGE = "qdrant/qdrant:v1.16.2"  # same pin as docker-compose.yml
+
+
+def docker_engine_answers() -> str | None:
+    """None if a Docker engine answers, else the reason it does not."""
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+        return None
+    except Exception as exc:
+        return f"no Docker engine answers ({type(exc).__name__}: {str(exc)[:120]})"
+
+
+@pytest.fixture(scope="module")
+def qdrant_url() -> Iterator[str]:
+    reason = docker_engine_answers()
+    if reason:
+        pytest.skip(f"containerized Qdrant needs Docker: {reason}")
+    try:
+        from testcontainers.community.qdrant import QdrantContainer
+    except ImportError:  # testcontainers < 4.10
+        from testcontainers.qdrant import QdrantContainer
+
+    container = QdrantContainer(QDRANT_IMAGE)
+    container.start()
+    try:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(6333)
+        yield f"http://{host}:{port}"
+    finally:
+        container.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,39 +10,6 @@ from tests.conftest import SAMPLE_PDF
 from tests.e2e.conftest import NO_LLM, run_cli
 
 pytestmark = [pytest.mark.e2e]
-
-QDRANT_IMAGE = "qdrant/qdrant:v1.16.2"  # same pin as docker-compose.yml
-
-
-def docker_engine_answers() -> str | None:
-    """None if a Docker engine answers, else the reason it does not."""
-    try:
-        import docker
-
-        docker.from_env(timeout=5).ping()
-        return None
-    except Exception as exc:
-        return f"no Docker engine answers ({type(exc).__name__}: {str(exc)[:120]})"
-
-
-@pytest.fixture(scope="module")
-def qdrant_url() -> Iterator[str]:
-    reason = docker_engine_answers()
-    if reason:
-        pytest.skip(f"containerized Qdrant needs Docker: {reason}")
-    try:
-        from testcontainers.community.qdrant import QdrantContainer
-    except ImportError:  # testcontainers < 4.10
-        from testcontainers.qdrant import QdrantContainer
-
-    container = QdrantContainer(QDRANT_IMAGE)
-    container.start()
-    try:
-        host = container.get_container_host_ip()
-        port = container.get_exposed_port(6333)
-        yield f"http://{host}:{port}"
-    finally:
-        container.stop()
 
 
 @pytest.mark.docker

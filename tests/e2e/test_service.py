@@ -36,7 +36,6 @@ from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
 from tests.conftest import ROOT, SAMPLE_PDF
 from tests.e2e.conftest import NO_LLM, run_cli
-from tests.e2e.test_qdrant_server import qdrant_url  # noqa: F401  (fixture: containerized Qdrant, skips without Docker)
 
 pytestmark = [pytest.mark.e2e]
 
