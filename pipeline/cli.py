@@ -14,12 +14,12 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline.config import Settings
 from pipeline.errors import LoadError, PipelineError
 from pipeline.models import Answer, IngestReport, Mode
+from pipeline.progress import TerminalProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Recursive retrieval with node references over PDFs.")
 err = Console(stderr=True, soft_wrap=True)
@@ -65,25 +65,13 @@ def emit_json(obj: object) -> None:
     sys.stdout.flush()
 
 
-class IngestProgress:
+class IngestProgress(TerminalProgress):
     """A bar per file and per parent on a terminal; plain log lines otherwise."""
 
     def __init__(self) -> None:
-        self.tty = err.is_terminal
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
-        )
+        super().__init__(err)
         self.files = None
         self.parents = None
-
-    def __enter__(self) -> "IngestProgress":
-        if self.tty:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tty:
-            self.progress.stop()
 
     def __call__(self, event: str, detail: dict) -> None:
         name = Path(detail.get("path", "")).name

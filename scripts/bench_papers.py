@@ -132,6 +132,10 @@ def main() -> None:
     nb_one = notebook([ONE_PAPER], args.notebook_repeats)
     if args.notebook41_from:
         import json
+        import time
+
+        while not args.notebook41_from.exists():  # bench_notebook41.py still running beside us
+            time.sleep(30)
 
         run = json.loads(args.notebook41_from.read_text())["run"]
         nb_all = {"runs": [run], "wall_s_median": run["wall_s"], "peak_rss_mb_max": run["peak_rss_mb"],

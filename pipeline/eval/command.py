@@ -12,7 +12,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from rich.console import Console
+
 from pipeline.models import Mode
+from pipeline.progress import TerminalProgress
 
 logger = logging.getLogger("pipeline.eval")
 
@@ -41,28 +44,13 @@ def _parse_ks(text: str) -> list[int]:
     return ks
 
 
-class _EvalProgress:
+class _EvalProgress(TerminalProgress):
     """A rich bar on a terminal (ingest parents, then queries); sparse log lines otherwise."""
 
-    def __init__(self, console: object) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.tty = console.is_terminal  # type: ignore[attr-defined]
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, transient=True,  # type: ignore[arg-type]
-        )
+    def __init__(self, console: Console) -> None:
+        super().__init__(console, eta=True)
         self.task = None
         self.label = ""
-
-    def __enter__(self) -> "_EvalProgress":
-        if self.tty:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tty:
-            self.progress.stop()
 
     def _show(self, label: str, done: int, total: int) -> None:
         if self.tty:

@@ -123,14 +123,19 @@ class Engine:
             raise ConfigError("no LLM configured (llm.provider=none): use --retrieve-only or configure an LLM")
         return llm
 
-    def query(self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None) -> Answer:
-        """Retrieve, then answer with the LLM over the retrieved parents."""
+    def _retrieve_for_answer(
+        self, query: str, mode: Mode | str | None, top_k: int | None, filters: Mapping[str, Any] | None
+    ) -> tuple[Mode, int, LLM, ParentRetriever, list[NodeWithScore], QueryStats]:
         mode, top_k = self._validate(query, mode, top_k)
         llm = self._require_llm()
         started = time.perf_counter()
         retriever = self.retriever(mode, top_k, filters)
         hits = retriever.retrieve(QueryBundle(query_str=query))
-        stats = self._stats(retriever, started)
+        return mode, top_k, llm, retriever, hits, self._stats(retriever, started)
+
+    def query(self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None) -> Answer:
+        """Retrieve, then answer with the LLM over the retrieved parents."""
+        mode, top_k, llm, retriever, hits, stats = self._retrieve_for_answer(query, mode, top_k, filters)
         t_answer = time.perf_counter()
         try:
             response = build_query_engine(retriever, llm).synthesize(QueryBundle(query_str=query), nodes=hits)
@@ -143,12 +148,7 @@ class Engine:
         self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None
     ) -> Iterator[str | Answer]:
         """Yield answer text deltas as the LLM writes them, then the complete ``Answer``."""
-        mode, top_k = self._validate(query, mode, top_k)
-        llm = self._require_llm()
-        started = time.perf_counter()
-        retriever = self.retriever(mode, top_k, filters)
-        hits = retriever.retrieve(QueryBundle(query_str=query))
-        stats = self._stats(retriever, started)
+        mode, top_k, llm, retriever, hits, stats = self._retrieve_for_answer(query, mode, top_k, filters)
         t_answer = time.perf_counter()
         response = build_query_engine(retriever, llm, streaming=True).synthesize(QueryBundle(query_str=query), nodes=hits)
         parts: list[str] = []
