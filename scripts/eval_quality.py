@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--store", type=Path, default=ROOT / "storage")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "quality")
     ap.add_argument("--tag", default="", help="variant name added to the file name, e.g. rrf")
+    ap.add_argument("--eval-store-fp", default="", help="use stores <store>/eval/<dataset>-<FP> as they are, no ingest (retrieval-only variants)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -54,7 +55,8 @@ def main() -> None:
                 last[0] = time.time()
                 logging.info("%s: ingest %d/%d parents", name, detail["done"], detail["total"])
 
-        report = EvalRunner(settings, modes=modes, ks=ks, progress=progress).run(dataset)
+        store = args.store / "eval" / f"{name}-{args.eval_store_fp}" if args.eval_store_fp else None
+        report = EvalRunner(settings, modes=modes, ks=ks, store=store, progress=progress, ingest=store is None).run(dataset)
         parts = [name, cfg["llm"].replace("/", "_")] + ([args.tag] if args.tag else [])
         path = args.out / ("__".join(parts) + ".json")
         path.write_text(json.dumps(report.to_json(), indent=2) + "\n")

@@ -80,7 +80,7 @@ def render_quality() -> str:
         out.append(f"## {variant}\n")
         out.append(
             f"LLM `{cfg.get('llm')}` (enrich {cfg.get('enrich')}, {cfg.get('questions')} questions per parent), embedding `{cfg.get('embed')}` "
-            f"(int8 all-MiniLM-L6-v2), parents {cfg.get('parent_chunk_size')} tokens, fusion `{cfg.get('fusion')}`, overfetch {cfg.get('overfetch')}. "
+            f"(int8 all-MiniLM-L6-v2), parents {cfg.get('parent_chunk_size')} tokens, fusion `{cfg.get('fusion')}`, metadata weight {cfg.get('metadata_weight', 1.0)}, overfetch {cfg.get('overfetch')}. "
             f"Oracle coverage: " + ", ".join(f"{ds} {reports[ds]['oracle_coverage']:.3f}" for ds in DATASETS if ds in reports) + ".\n"
         )
         modes = MODES if cfg.get("enrich") else tuple(m for m in MODES if m != "metadata")
@@ -104,6 +104,12 @@ def render_quality() -> str:
             cmd_env.append(f"PIPELINE_RETRIEVAL__FUSION={cfg.get('fusion')}")
         if not cfg.get("enrich"):
             cmd_env += ["PIPELINE_LLM__PROVIDER=none", "PIPELINE_INGEST__ENRICH=false"]
+        if cfg.get("llm") == "smollm2":
+            out.append(
+                "\nThe SmolLM2 stores were ingested with the enricher as it was before commit c615d4c (a second "
+                "questions call when the model wrote fewer than 5); retrieval-only variants re-use them "
+                "(`scripts/eval_quality.py --eval-store-fp 107016acea`), so the variants differ only in retrieval."
+            )
         dates = sorted({reports[d]["date"][:10] for d in reports})
         out.append(
             f"\nCommand, per dataset: `{' '.join(cmd_env + ['python -m pipeline eval ../shared/corpus/llama_datasets/DATASET --top-k 2,10'])}` "

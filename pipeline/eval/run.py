@@ -122,6 +122,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         "child_chunk_sizes": settings.ingest.child_chunk_sizes,
         "fusion": settings.retrieval.fusion.value,
         "overfetch": settings.retrieval.overfetch,
+        "metadata_weight": settings.retrieval.metadata_weight,
     }
 
 
@@ -146,6 +147,7 @@ class EvalRunner:
         eval_root: Path | None = None,
         store: Path | None = None,
         progress: EvalProgressFn = _noop,
+        ingest: bool = True,
     ) -> None:
         if not modes:
             raise ConfigError("modes is empty: give at least one of base, chunk, metadata, all")
@@ -160,6 +162,7 @@ class EvalRunner:
         self.eval_root = eval_root
         self.store = store
         self.progress = progress
+        self.do_ingest = ingest
 
     def _models(self) -> tuple[BaseEmbedding, LLM | None]:
         from pipeline.providers.embeddings import build_embedder
@@ -194,11 +197,18 @@ class EvalRunner:
         return [corpus]
 
     def ingest(self, dataset: EvalDataset) -> tuple[Settings, IngestReport]:
-        """Ingest the dataset's sources into its store; unchanged sources cost nothing."""
+        """Ingest the dataset's sources into its store; unchanged sources cost nothing.
+
+        With ``ingest=False`` the store is used as it is (retrieval-only variants of a built store).
+        """
         from pipeline.ingest.run import Ingestor
 
         store = self.store_for(dataset)
         settings = self.settings.with_overrides(store=store)
+        if not self.do_ingest:
+            if not (store / "docstore.sqlite").exists():
+                raise ConfigError(f"{store}: no eval store to re-use; run once with ingestion")
+            return settings, IngestReport(store=str(store), stats=IngestStats())
         embedder, llm = self._models()
         report = Ingestor(settings, embedder=embedder, llm=llm, progress=self.progress).run(self._sources(dataset, store))
         failed = [f for f in report.files if f.status == "failed"]

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pipeline.config import Fusion
-from pipeline.models import MatchedRef
+from pipeline.models import MatchedRef, RefKind
 
 RRF_K = 60
 
 
-def rank_parents(hits: Sequence[tuple[str, MatchedRef]]) -> list[tuple[str, float]]:
-    """(parent_id, ref) hits of one search → parents ordered by their best reference score."""
+def rank_parents(hits: Sequence[tuple[str, MatchedRef]], weights: Mapping[RefKind, float] | None = None) -> list[tuple[str, float]]:
+    """(parent_id, ref) hits of one search → parents ordered by their best reference score.
+
+    ``weights`` scale the score of some kinds first (missing kinds: 1.0), e.g. to discount LLM-written
+    questions, which resemble any question more than a text chunk does.
+    """
     best: dict[str, float] = {}
     for parent_id, ref in hits:
-        best[parent_id] = max(best.get(parent_id, float("-inf")), ref.score)
+        score = ref.score * (weights.get(ref.kind, 1.0) if weights else 1.0)
+        best[parent_id] = max(best.get(parent_id, float("-inf")), score)
     return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
 
 

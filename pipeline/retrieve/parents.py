@@ -35,7 +35,8 @@ KINDS_IN = {c: {k for k, coll in layout.KIND_TO_COLLECTION.items() if coll is c}
 class ParentRetriever(BaseRetriever):
     """Return the top-k distinct parents for a query in one mode.
 
-    A parent's score is its best reference's cosine score (``Fusion.MAX``) or the reciprocal-rank
+    A parent's score is its best reference's cosine score (``Fusion.MAX``; in mode ALL the scores of
+    summaries and questions are first multiplied by ``metadata_weight``) or the reciprocal-rank
     fusion of its per-collection ranks (``Fusion.RRF``). ``top_k × overfetch`` references are read
     from each collection so that k distinct parents survive grouping.
 
@@ -53,6 +54,7 @@ class ParentRetriever(BaseRetriever):
         overfetch: int = 10,
         fusion: Fusion = Fusion.MAX,
         filters: Mapping[str, Any] | None = None,
+        metadata_weight: float = 1.0,
     ) -> None:
         if top_k < 1:
             raise InvalidQuery(f"top_k must be at least 1, got {top_k}")
@@ -67,6 +69,12 @@ class ParentRetriever(BaseRetriever):
         self.overfetch = overfetch
         self.fusion = fusion
         self.filters = dict(filters or {})
+        # Only where LLM-written and text references compete on raw cosine: mode all under MAX.
+        self.weights = (
+            {RefKind.SUMMARY: metadata_weight, RefKind.QUESTION: metadata_weight}
+            if mode is Mode.ALL and fusion is Fusion.MAX and metadata_weight != 1.0
+            else None
+        )
         self.references_fetched = 0
         self.embed_ms = 0.0
 
@@ -98,7 +106,7 @@ class ParentRetriever(BaseRetriever):
                 hits.append((parent_id, ref))
                 matched.setdefault(parent_id, []).append(ref)
             self.references_fetched += len(hits)
-            rankings.append(rank_parents(hits))
+            rankings.append(rank_parents(hits, self.weights))
         out: list[NodeWithScore] = []
         for parent_id, score in fuse(rankings, self.fusion):
             parent = self.store.parents.get(parent_id)

@@ -19,3 +19,11 @@ def test_max_fusion_and_tie_break_by_id() -> None:
 def test_rrf_rewards_agreement() -> None:
     fused = fuse([[("a", 0.9), ("b", 0.8)], [("b", 0.3), ("c", 0.2)]], Fusion.RRF)
     assert [p for p, _ in fused] == ["b", "a", "c"]
+
+
+def test_weights_discount_llm_written_kinds() -> None:
+    question = MatchedRef(kind=RefKind.QUESTION, node_id="q", score=0.9)
+    hits = [("a", question), ("b", ref(0.8))]
+    assert [p for p, _ in rank_parents(hits)] == ["a", "b"]
+    ranked = rank_parents(hits, {RefKind.QUESTION: 0.8})
+    assert ranked[0] == ("b", 0.8) and ranked[1][0] == "a" and abs(ranked[1][1] - 0.72) < 1e-9
