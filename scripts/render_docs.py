@@ -204,6 +204,8 @@ def render_benchmarks() -> str:
         def v(x: Any) -> str:
             return "—" if x is None else str(x)
 
+        if "parts" in a:  # the first run stopped early: only what its part measured
+            a = {**a, "embedded_texts": None, "files_added": f"{a['parts']['part1'].get('files_in_part', '?')} of {a['files_added']}"}
         for label, r in (("first", a), ("second", b)):
             out.append(f"| {label} | {r['wall_s']:.1f} | {v(r['embedded_texts'])} | {r['llm_calls']} | {v(r['cache_hits'])} / {v(r['cache_misses'])} | {r['files_added']} / {r['files_unchanged']} | {r['peak_rss_mb']:.0f} |")
         out.append(f"\nSecond / first: **{ri['ratio_wall']:.3f}** ({100 * ri['ratio_wall']:.1f} %). Command: `{ri['command']}` ({ri['date']}, load {ri['machine']['loadavg_1m']}).\n")
