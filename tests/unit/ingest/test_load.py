@@ -87,3 +87,15 @@ def test_discover_expands_folders_sorted(tmp_path: Path) -> None:
         (tmp_path / rel).write_text("x")
     found = [p.relative_to(tmp_path).as_posix() for p in discover([tmp_path])]
     assert found == ["a.txt", "b/c.md", "b/z.pdf"]
+
+
+def test_lone_surrogates_from_pypdf_are_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """papers/iop_conference_paper_cc_by_3.pdf makes pypdf return lone surrogates; they must not crash hashing."""
+    import importlib
+
+    # importlib: the attribute `pipeline.ingest` is the public ingest() function, not the subpackage
+    module = importlib.import_module("pipeline.ingest.load")
+    monkeypatch.setattr(module, "_pdf_pages", lambda path, data, passwords: ["broken \ud835 glyph"])
+    doc = load_document(SAMPLE_PDF)
+    assert "\ud835" not in doc.text and "broken ? glyph" in doc.text
+    doc.text.encode("utf-8")  # what the cache key and docstore need
