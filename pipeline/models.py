@@ -25,7 +25,6 @@ class RefKind(str, Enum):
 
 
 CHUNK_KINDS = (RefKind.CHUNK_128, RefKind.CHUNK_256, RefKind.CHUNK_512)
-METADATA_KINDS = (RefKind.SUMMARY, RefKind.QUESTION)
 
 
 class Mode(str, Enum):

@@ -38,9 +38,6 @@ class ParentStore:
     def get(self, parent_id: str) -> BaseNode | None:
         return self.docstore.get_node(parent_id, raise_error=False)
 
-    def get_many(self, parent_ids: Sequence[str]) -> dict[str, BaseNode]:
-        return {pid: node for pid in parent_ids if (node := self.get(pid)) is not None}
-
     def put(self, parents: Sequence[BaseNode]) -> None:
         with self.kv.transaction():
             self.docstore.add_documents(list(parents), allow_update=True)
