@@ -92,7 +92,7 @@ class RetrievalSettings(BaseModel):
         0.8,
         gt=0.0,
         le=1.0,
-        description="Mode all, fusion max: scores of LLM-written references (summary, question) are multiplied by this "
+        description="Fusion max: scores of LLM-written references (summary, question) are multiplied by this "
         "before they compete with text references (docs/quality.md: 0.8 beat 1.0 on all three datasets)",
     )
 

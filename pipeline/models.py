@@ -31,8 +31,8 @@ class Mode(str, Enum):
     """Which references a query is matched against.
 
     BASE: the parent self-references only (plain 1024-token chunks, the baseline).
-    CHUNK: the 128/256/512-token child chunks.
-    METADATA: the LLM summaries and questions.
+    CHUNK: the 128/256/512-token child chunks, plus the self-references.
+    METADATA: the LLM summaries and questions, plus the self-references.
     ALL: every reference kind, fused per parent.
     """
 

@@ -242,12 +242,15 @@ def render_benchmarks() -> str:
     lat = load_bench("latency")
     if lat:
         out.append("## 4. Retrieve latency against size (embedded Qdrant)\n")
-        out.append(f"How: {lat['how']} (the 41-paper store holds {lat['source_points']} points in the children collection).\n")
-        out.append("| reference points | open s | chunk p50 / p95 ms | all p50 / p95 ms | peak RSS MB |")
-        out.append("|---|---|---|---|---|")
+        colls = lat.get("source_collections") or {"docs_children": lat["source_points"]}
+        out.append(f"How: {lat['how']} (the 41-paper store holds {lat['source_points']:,} points: "
+                   + ", ".join(f"{n} {c:,}" for n, c in colls.items()) + ").\n")
+        modes = list(lat["sizes"][0]["modes"])
+        out.append("| reference points | open s | " + " | ".join(f"{m} p50 / p95 ms" for m in modes) + " | peak RSS MB |")
+        out.append("|---|---|" + "---|" * len(modes) + "---|")
         for s in lat["sizes"]:
-            c, a = s["modes"]["chunk"], s["modes"]["all"]
-            out.append(f"| {s['points']:,} | {s['open_s']:.1f} | {c['p50_ms']:.0f} / {c['p95_ms']:.0f} | {a['p50_ms']:.0f} / {a['p95_ms']:.0f} | {s['peak_rss_mb']:.0f} |")
+            cells = " | ".join(f"{s['modes'][m]['p50_ms']:.0f} / {s['modes'][m]['p95_ms']:.0f}" for m in modes)
+            out.append(f"| {s['points']:,} | {s['open_s']:.1f} | {cells} | {s['peak_rss_mb']:.0f} |")
         out.append(f"\nCommand: `{lat['command']}` ({lat['date']}, load {lat['machine']['loadavg_1m']}).\n")
     return "\n".join(out) + "\n"
 

@@ -28,15 +28,13 @@ from pipeline.eval.metrics import hit_at_k, mean, reciprocal_rank_at_k  # noqa: 
 from pipeline.eval.run import EvalRunner, describe  # noqa: E402
 from pipeline.models import RefKind  # noqa: E402
 from pipeline.retrieve.engine import Engine  # noqa: E402
+from pipeline.retrieve.modes import MODE_SEARCHES  # noqa: E402
 from pipeline.store import layout  # noqa: E402
 from pipeline.store.layout import KIND_TO_COLLECTION  # noqa: E402
 
-MODES = {
-    "base": [RefKind.PARENT],
-    "chunk": [RefKind.CHUNK_128, RefKind.CHUNK_256, RefKind.CHUNK_512],
-    "metadata": [RefKind.SUMMARY, RefKind.QUESTION],
-    "all": list(RefKind),
-}
+# The modes exactly as the retriever searches them: kinds per mode, grouped per collection searched.
+GROUPS = {mode.value: [list(search.kinds) for search in searches] for mode, searches in MODE_SEARCHES.items()}
+MODES = {mode: [k for group in groups for k in group] for mode, groups in GROUPS.items()}
 
 
 def per_kind_hits(engine: Engine, query: str, depth: int) -> dict[RefKind, list[tuple[str, float]]]:
@@ -138,14 +136,7 @@ RULES = {
     "sum_top3": rule_sum_top(3),
     "max+0.5kinds": rule_max_plus_kinds(0.5),
     "max+0.2kinds": rule_max_plus_kinds(0.2),
-    "max_meta×0.9": rule_max_weighted(0.9),
-    "max_meta×0.8": rule_max_weighted(0.8),
-}
-GROUPS = {
-    "base": [[RefKind.PARENT]],
-    "chunk": [[RefKind.CHUNK_128, RefKind.CHUNK_256, RefKind.CHUNK_512]],
-    "metadata": [[RefKind.SUMMARY], [RefKind.QUESTION]],
-    "all": [[RefKind.CHUNK_128, RefKind.CHUNK_256, RefKind.CHUNK_512, RefKind.PARENT], [RefKind.SUMMARY], [RefKind.QUESTION]],
+    **{f"max_meta×{w}": rule_max_weighted(w) for w in (0.9, 0.8, 0.7, 0.6)},
 }
 
 

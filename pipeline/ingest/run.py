@@ -37,6 +37,7 @@ from pipeline.providers.llm import build_llm, llm_calls
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import doc_id_for
+from pipeline.store.migrate import migrate_parent_refs
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ class Ingestor:
         try:
             dim = embed_dim(self.embedder)
             collections = qstore.ensure_collections(client, settings, self.embedder.model_name, dim)
+            migrate_parent_refs(client, collections, parents)
             writer = DocumentWriter(client, collections, parents)
             split, per_parent = self._transforms(dim)
             fingerprint = self.fingerprint(split + per_parent)

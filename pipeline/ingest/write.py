@@ -64,7 +64,7 @@ def ids_of(entry: dict[str, Any] | None, pending: bool = True) -> tuple[set[str]
 
 
 class DocumentWriter:
-    """Applies one document's new node set to the docstore and the three collections."""
+    """Applies one document's new node set to the docstore and the four collections."""
 
     def __init__(self, client: QdrantClient, collections: dict[Collection, str], parents: ParentStore) -> None:
         self.client = client

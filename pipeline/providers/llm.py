@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import threading
@@ -54,6 +55,34 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _verified_sha256(path: Path) -> str:
+    """sha256 of ``path``, re-read only when its size or mtime changed since the last check.
+
+    Hashing the 1.1 GB Qwen file costs ~3 s on every process start; a memo of (size, mtime_ns) per
+    absolute path in the model cache keeps the check on every load without paying for it each time.
+    """
+    memo_path = _model_cache_dir() / "verified.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    st = path.stat()
+    key = str(path.resolve())
+    seen = memo.get(key)
+    if seen and seen.get("size") == st.st_size and seen.get("mtime_ns") == st.st_mtime_ns:
+        return seen["sha256"]
+    digest = _sha256(path)
+    memo[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+    try:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(memo, indent=1))
+        tmp.replace(memo_path)
+    except OSError as exc:  # a read-only home only costs the re-hash next time
+        logger.debug("cannot record verified hash in %s: %s", memo_path, exc)
+    return digest
 
 
 def _model_cache_dir() -> Path:
@@ -108,7 +137,7 @@ def resolve_gguf(model: str, expected_sha256: str | None = None) -> tuple[Path, 
     if not path.is_file():
         raise ConfigError(f"GGUF weights not found at {path}")
     if expected:
-        digest = _sha256(path)
+        digest = _verified_sha256(path)
         if digest != expected:
             raise ConfigError(f"{path}: sha256 {digest} does not match expected {expected}; refusing to load")
     else:

@@ -16,15 +16,18 @@ class Search:
     kinds: tuple[RefKind, ...]
 
 
+# As in the seed notebook, every reference mode also searches the parent's self-reference: chunk and
+# metadata references are added to what base finds, never substituted for it.
+PARENTS = Search(Collection.PARENTS, (RefKind.PARENT,))
+CHUNKS = Search(Collection.CHILDREN, CHUNK_KINDS)
+SUMMARIES = Search(Collection.SUMMARIES, (RefKind.SUMMARY,))
+QUESTIONS = Search(Collection.QUESTIONS, (RefKind.QUESTION,))
+
 MODE_SEARCHES: dict[Mode, tuple[Search, ...]] = {
-    Mode.BASE: (Search(Collection.CHILDREN, (RefKind.PARENT,)),),
-    Mode.CHUNK: (Search(Collection.CHILDREN, CHUNK_KINDS),),
-    Mode.METADATA: (Search(Collection.SUMMARIES, (RefKind.SUMMARY,)), Search(Collection.QUESTIONS, (RefKind.QUESTION,))),
-    Mode.ALL: (
-        Search(Collection.CHILDREN, (*CHUNK_KINDS, RefKind.PARENT)),
-        Search(Collection.SUMMARIES, (RefKind.SUMMARY,)),
-        Search(Collection.QUESTIONS, (RefKind.QUESTION,)),
-    ),
+    Mode.BASE: (PARENTS,),
+    Mode.CHUNK: (CHUNKS, PARENTS),
+    Mode.METADATA: (SUMMARIES, QUESTIONS, PARENTS),
+    Mode.ALL: (CHUNKS, PARENTS, SUMMARIES, QUESTIONS),
 }
 
 

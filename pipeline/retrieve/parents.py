@@ -35,8 +35,8 @@ KINDS_IN = {c: {k for k, coll in layout.KIND_TO_COLLECTION.items() if coll is c}
 class ParentRetriever(BaseRetriever):
     """Return the top-k distinct parents for a query in one mode.
 
-    A parent's score is its best reference's cosine score (``Fusion.MAX``; in mode ALL the scores of
-    summaries and questions are first multiplied by ``metadata_weight``) or the reciprocal-rank
+    A parent's score is its best reference's cosine score (``Fusion.MAX``; the scores of summaries and
+    questions are first multiplied by ``metadata_weight``) or the reciprocal-rank
     fusion of its per-collection ranks (``Fusion.RRF``). ``top_k × overfetch`` references are read
     from each collection so that k distinct parents survive grouping.
 
@@ -69,10 +69,10 @@ class ParentRetriever(BaseRetriever):
         self.overfetch = overfetch
         self.fusion = fusion
         self.filters = dict(filters or {})
-        # Only where LLM-written and text references compete on raw cosine: mode all under MAX.
+        # Where LLM-written and text references compete on raw cosine (modes metadata and all, MAX).
         self.weights = (
             {RefKind.SUMMARY: metadata_weight, RefKind.QUESTION: metadata_weight}
-            if mode is Mode.ALL and fusion is Fusion.MAX and metadata_weight != 1.0
+            if fusion is Fusion.MAX and metadata_weight != 1.0
             else None
         )
         self.references_fetched = 0

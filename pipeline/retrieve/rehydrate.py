@@ -15,6 +15,7 @@ from pipeline.errors import StoreUnavailable
 from pipeline.providers.embeddings import embed_dim
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
+from pipeline.store.migrate import needs_migration
 from pipeline.store.layout import Collection
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,16 @@ def rehydrate(settings: Settings, embedder: BaseEmbedding, client: QdrantClient 
         raise StoreUnavailable(
             f"no ingested data in {settings.store} (collections {', '.join(names.values())}): run `python -m pipeline ingest PATH` first"
         )
-    out = Rehydrated(client=client, parents=ParentStore(docstore_path), names=present)
+    parents = ParentStore(docstore_path)
+    if needs_migration(parents):
+        parents.close()
+        if own_client:
+            client.close()
+        raise StoreUnavailable(
+            f"{settings.store} was written by an older version (parent self-references inside the children "
+            "collection): run `python -m pipeline check --repair` or any ingest once to migrate it (no re-embedding)"
+        )
+    out = Rehydrated(client=client, parents=parents, names=present)
     for coll, name in present.items():
         store = QdrantVectorStore(collection_name=name, client=client)
         out.indexes[coll] = VectorStoreIndex.from_vector_store(store, embed_model=embedder)

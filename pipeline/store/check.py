@@ -18,10 +18,11 @@ from pipeline.ingest.write import ids_of
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import Collection
+from pipeline.store.migrate import migrate_parent_refs, needs_migration
 
 
 class Problem(BaseModel):
-    kind: str  # orphan-reference | dangling-reference | orphan-parent | missing-reference | missing-parent | pending
+    kind: str  # old-layout | orphan-reference | dangling-reference | orphan-parent | missing-reference | missing-parent | pending
     doc_id: str = ""
     detail: str
     count: int = 1
@@ -37,6 +38,17 @@ class CheckReport(BaseModel):
 
 
 def check_store(client: QdrantClient, collections: dict[Collection, str], parents: ParentStore, repair: bool = False) -> CheckReport:
+    if needs_migration(parents):
+        if not repair:
+            detail = "written by an older version: parent self-references are in the children collection; --repair moves them"
+            return CheckReport(
+                ok=False, documents=len(parents.ledger()), parents=parents.count(), problems=[Problem(kind="old-layout", detail=detail)]
+            )
+        moved = migrate_parent_refs(client, collections, parents)
+        report = check_store(client, collections, parents, repair=True)
+        return report.model_copy(
+            update={"ok": False, "problems": [Problem(kind="old-layout", detail="written by an older version (migrated)"), *report.problems], "repaired": [f"migrated the layout: moved {moved} parent self-references", *report.repaired]}
+        )
     ledger = parents.ledger()
     parent_ids = set(parents.ids())
     problems: list[Problem] = []

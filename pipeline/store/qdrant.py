@@ -1,4 +1,4 @@
-"""Open the Qdrant client (embedded or server), create the three collections, and check their model.
+"""Open the Qdrant client (embedded or server), create the four collections, and check their model.
 
 Each collection records the embedding model and dimension in Qdrant's collection metadata, so any
 process can refuse to mix vectors of different models before it writes or searches.

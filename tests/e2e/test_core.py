@@ -53,7 +53,8 @@ class TestWithOfflineModels:
         assert len(ids) == len(set(ids)) == 3  # top-k counts distinct parents
         assert EXPECTED in ids
         kinds = {m["kind"] for s in out["sources"] for m in s["matched"]}
-        wanted = {"base": {"parent"}, "chunk": {"chunk-128", "chunk-256", "chunk-512"}, "metadata": {"summary", "question"}, "all": ALL_KINDS}[mode]
+        # Every reference mode adds to the baseline's self-references (as the seed notebook does).
+        wanted = {"base": {"parent"}, "chunk": {"chunk-128", "chunk-256", "chunk-512", "parent"}, "metadata": {"summary", "question", "parent"}, "all": ALL_KINDS}[mode]
         assert kinds <= wanted
 
     def test_answer_with_cited_pages(self, llm_store: tuple[Path, Run]) -> None:
@@ -100,9 +101,12 @@ class TestStoreIntegrity:
         try:
             parent_ids = set(parents.ids())
             assert len(parent_ids) == 20
-            points, _ = client.scroll("docs_children", limit=100_000, with_payload=["parent_id", "kind"])
-            assert len(points) == 363
-            assert {p.payload["parent_id"] for p in points} == parent_ids
+            chunks, _ = client.scroll("docs_children", limit=100_000, with_payload=["parent_id", "kind"])
+            selfs, _ = client.scroll("docs_parents", limit=100_000, with_payload=["parent_id", "kind"])
+            assert len(chunks) == 343 and {p.payload["kind"] for p in chunks} == {"chunk-128", "chunk-256", "chunk-512"}
+            assert {p.payload["kind"] for p in selfs} == {"parent"}
+            assert sorted(p.payload["parent_id"] for p in selfs) == sorted(parent_ids)  # exactly one each
+            assert {p.payload["parent_id"] for p in chunks} == parent_ids
             ledger = parents.ledger()[SAMPLE_PDF.resolve().as_posix()]
             assert set(ledger["parents"]) == parent_ids and "pending" not in ledger
         finally:
@@ -118,7 +122,7 @@ class TestStoreIntegrity:
     def test_status_json(self, plain_store: tuple[Path, Run]) -> None:
         store, _ = plain_store
         info = run_cli("status", "--json", "--store", str(store)).json
-        assert info["collections"] == {"docs_children": 363, "docs_summaries": 0, "docs_questions": 0}
+        assert info["collections"] == {"docs_children": 343, "docs_parents": 20, "docs_summaries": 0, "docs_questions": 0}
         assert info["parents"] == 20 and info["embed_model"] == "all-MiniLM-L6-v2-int8" and info["embed_dim"] == 384
 
     def test_model_mismatch_is_refused(self, plain_store: tuple[Path, Run]) -> None:

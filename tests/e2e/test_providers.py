@@ -71,3 +71,21 @@ def test_custom_gguf_with_wrong_hash_is_refused(tmp_path: Path) -> None:
     fake.write_bytes(b"GGUF not really")
     with pytest.raises(ConfigError, match="does not match expected"):
         resolve_gguf(str(fake), "0" * 64)
+
+
+def test_verified_hash_is_remembered_until_the_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import json
+
+    from pipeline.errors import ConfigError
+
+    monkeypatch.setenv("PIPELINE_MODEL_CACHE", str(tmp_path / "cache"))
+    weights = tmp_path / "model.gguf"
+    weights.write_bytes(b"GGUF first weights")
+    good = hashlib.sha256(b"GGUF first weights").hexdigest()
+    assert resolve_gguf(str(weights), good)[0] == weights
+    memo = json.loads((tmp_path / "cache" / "verified.json").read_text())
+    assert memo[str(weights.resolve())]["sha256"] == good
+    weights.write_bytes(b"GGUF tampered weights, longer")  # new size and mtime: hashed again
+    with pytest.raises(ConfigError, match="does not match expected"):
+        resolve_gguf(str(weights), good)

@@ -1,0 +1,87 @@
+"""Bring a store written by an older layout up to the current one, in place and crash-safe.
+
+Layout 1 (before the ``parents`` collection existed) kept each parent's self-reference in
+``children`` among the chunks, so mode ``base`` needed a ``kind`` filter that embedded Qdrant
+evaluates point by point. Migrating moves those points, vectors included, so nothing is re-embedded
+and no source file is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from pipeline.models import RefKind
+from pipeline.store import layout
+from pipeline.store import qdrant as qstore
+from pipeline.store.docstore import ParentStore
+from pipeline.store.layout import Collection
+
+logger = logging.getLogger(__name__)
+
+BATCH = 256
+
+
+def _parent_refs_filter() -> models.Filter:
+    return models.Filter(must=[models.FieldCondition(key=layout.KIND, match=models.MatchValue(value=RefKind.PARENT.value))])
+
+
+def _legacy(entry: dict[str, Any]) -> bool:
+    """A layout-1 ledger entry: its refs have no ``parents`` list (layout 2 always writes one)."""
+    return any(
+        part.get("refs") and Collection.PARENTS.value not in part["refs"] for part in (entry, entry.get("pending") or {})
+    )
+
+
+def needs_migration(parents: ParentStore) -> bool:
+    """Cheap (reads the ledger only), so every ingest can ask before opening any collection."""
+    return any(_legacy(entry) for entry in parents.ledger().values())
+
+
+def migrate_parent_refs(client: QdrantClient, collections: dict[Collection, str], parents: ParentStore) -> int:
+    """Move parent self-references from ``children`` to ``parents``; returns how many points moved.
+
+    Order: copy the points, delete the originals, then rewrite the ledger entries (the self-reference
+    id is computed from the parent id, so this last step needs no Qdrant state). Each step is
+    idempotent and the ledger is rewritten last, so a run killed anywhere is finished by the next;
+    meanwhile queries see a self-reference once or twice (same parent, same score), never zero times.
+    Call with the ingest lock held.
+    """
+    if not needs_migration(parents):
+        return 0
+    src, dst = collections[Collection.CHILDREN], collections[Collection.PARENTS]
+    if not qstore.with_retries(client.collection_exists)(dst):  # `check --repair` knows no model: copy src's
+        info = qstore.with_retries(client.get_collection)(src)
+        qstore.with_retries(client.create_collection)(
+            dst, vectors_config=info.config.params.vectors, metadata=info.config.metadata
+        )
+    moved: list[str] = []
+    offset = None
+    while True:
+        points, offset = qstore.with_retries(client.scroll)(
+            src, scroll_filter=_parent_refs_filter(), limit=BATCH, offset=offset, with_payload=True, with_vectors=True
+        )
+        if points:
+            qstore.with_retries(client.upsert)(
+                dst, points=[models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points], wait=True
+            )
+            moved.extend(str(p.id) for p in points)
+        if offset is None:
+            break
+    qstore.delete_points(client, src, moved)
+    for doc_id, entry in parents.ledger().items():
+        if not _legacy(entry):
+            continue
+        for part in (entry, entry.get("pending") or {}):
+            refs = part.get("refs")
+            if refs is None:
+                continue
+            self_refs = {layout.ref_id_for(p, RefKind.PARENT, 0) for p in part.get("parents", [])}
+            children = refs.get(Collection.CHILDREN.value, [])
+            refs[Collection.CHILDREN.value] = [i for i in children if i not in self_refs]
+            refs[Collection.PARENTS.value] = sorted(i for i in children if i in self_refs)
+        parents.put_ledger(doc_id, entry)
+    logger.info("store layout migrated: %d parent self-references moved from %s to %s", len(moved), src, dst)
+    return len(moved)

@@ -1,0 +1,96 @@
+"""Stores written by layout 1 (parent self-references inside ``children``) are migrated in place."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from qdrant_client import QdrantClient, models
+
+from pipeline.store.docstore import ParentStore
+from tests.e2e.conftest import NO_LLM, Run, run_cli
+
+QUERY = "How does SciBERT differ from a BERT model pretrained on S2ORC?"
+
+
+def downgrade(store: Path, copy_first: bool = False) -> int:
+    """Rewrite a current store into layout 1, exactly as the old writer left it; returns points moved.
+
+    With ``copy_first`` the parent points stay in ``docs_parents`` too: the state a migration killed
+    right after its copy step leaves behind.
+    """
+    client = QdrantClient(path=str(store / "qdrant"))
+    try:
+        points, _ = client.scroll("docs_parents", limit=10_000, with_payload=True, with_vectors=True)
+        client.upsert("docs_children", points=[models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points])
+        if not copy_first:
+            client.delete_collection("docs_parents")
+    finally:
+        client.close()
+    parents = ParentStore(store / "docstore.sqlite")
+    try:
+        for doc_id, entry in parents.ledger().items():
+            refs = entry["refs"]
+            refs["children"] = refs["children"] + refs.pop("parents")
+            parents.put_ledger(doc_id, entry)
+    finally:
+        parents.close()
+    return len(points)
+
+
+def top_parents(store: Path, mode: str) -> list[str]:
+    run = run_cli("query", QUERY, "--store", str(store), "--mode", mode, "--top-k", "3", "--retrieve-only", "--json", env=NO_LLM)
+    assert run.code == 0, run.stderr
+    return [s["readable_id"] for s in run.json["sources"]]
+
+
+@pytest.fixture
+def legacy_store(plain_store: tuple[Path, Run], tmp_path: Path) -> tuple[Path, Path, int]:
+    original, _ = plain_store
+    store = tmp_path / "legacy"
+    shutil.copytree(original, store)
+    return original, store, downgrade(store)
+
+
+@pytest.mark.e2e
+def test_query_on_old_layout_says_how_to_migrate(legacy_store: tuple[Path, Path, int]) -> None:
+    _, store, moved = legacy_store
+    assert moved > 0
+    run = run_cli("query", QUERY, "--store", str(store), "--retrieve-only", env=NO_LLM)
+    assert run.code == 2
+    assert "older version" in run.stderr and "check --repair" in run.stderr
+
+
+@pytest.mark.e2e
+def test_check_reports_then_repair_migrates(legacy_store: tuple[Path, Path, int]) -> None:
+    original, store, moved = legacy_store
+    before = run_cli("check", "--store", str(store), "--json")
+    assert before.code == 1
+    assert [p["kind"] for p in before.json["problems"]] == ["old-layout"]
+
+    repaired = run_cli("check", "--repair", "--store", str(store), "--json")
+    assert repaired.code == 0, repaired.stderr
+    assert repaired.json["repaired"][0] == f"migrated the layout: moved {moved} parent self-references"
+
+    after = run_cli("check", "--store", str(store), "--json")
+    assert after.code == 0 and after.json["ok"], after.stdout
+    assert after.json["points"] == run_cli("check", "--store", str(original), "--json").json["points"]
+    for mode in ("base", "chunk"):
+        assert top_parents(store, mode) == top_parents(original, mode)
+
+
+@pytest.mark.e2e
+def test_ingest_finishes_a_migration_killed_after_its_copy(plain_store: tuple[Path, Run], tmp_path: Path) -> None:
+    original, _ = plain_store
+    store = tmp_path / "half"
+    shutil.copytree(original, store)
+    downgrade(store, copy_first=True)
+    from tests.conftest import SAMPLE_PDF
+
+    run = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store), "--json", env=NO_LLM)
+    assert run.code == 0, run.stderr
+    assert run.json["stats"]["files_unchanged"] == 1 and run.json["stats"]["embedded_texts"] == 0
+    check = run_cli("check", "--store", str(store), "--json")
+    assert check.code == 0 and check.json["ok"], check.stdout
+    assert check.json["points"] == run_cli("check", "--store", str(original), "--json").json["points"]
