@@ -58,6 +58,45 @@ def quality_table(reports: dict[str, dict[str, Any]], modes: tuple[str, ...]) ->
     return lines
 
 
+MODES_NOTE = """Modes, as in the seed notebook: `base` searches the parents' self-references (each 1024-token
+parent embedded whole); `chunk` adds the 128/256/512-token child chunks to them, `metadata` adds the
+LLM summaries and questions, `all` searches everything. A parent scores its best reference."""
+
+CHOICES = """**Defaults chosen from these numbers** (tables below):
+
+- *Fusion*: `max` (a parent scores its best reference, summaries and questions first multiplied by
+  `metadata_weight`). Reciprocal-rank fusion lost in every mode and dataset, with any rank constant
+  (1, 5, 20, 60: tuning tables): most parents appear in every per-collection list of a small corpus,
+  so RRF mostly counts lists, not ranks.
+- *Metadata weight*: 0.8. LLM-written questions resemble any question more than a text passage does,
+  so at weight 1.0 they push relevant text down; the `__metaw1` and `__metaw07` variants bracket it.
+- *Questions*: five nodes, not one joined node (`questions_5` vs `questions_1` below).
+- *Long parents*: the self-reference is the length-weighted mean of the parent's 256-word-piece
+  windows. A truncating embedder (`parent_first`) would make base far weaker; one vector per window
+  (`parent_maxwin`) is stronger but is chunking by another name, which the chunk references already do.
+- *Goal status*: chunk references are about +0.10 MRR@10 over base; `all` is at or within 0.01 of the
+  best single mode. Metadata references do not reach +0.10 with either offline LLM: SmolLM2's
+  summaries and questions score far below base on their own, Qwen's much better but still below
+  base, and adding them to base gains a little at most (the per-LLM sections)."""
+
+
+def summary_table(by_variant: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per dataset and LLM (default retrieval settings): MRR@10 of base and the gains over it."""
+    out = ["## Summary (MRR@10, default retrieval settings)\n", MODES_NOTE + "\n",
+           "| dataset | LLM | base | chunk | metadata | all | best single | all ≥ best single |", "|---|---|---|---|---|---|---|---|"]
+    for ds in DATASETS:
+        for variant in sorted(v for v in by_variant if "__" not in v):
+            rep = by_variant[variant].get(ds)
+            if rep is None or "base" not in rep["results"]:
+                continue
+            r = {m: rep["results"][m]["mrr@10"] for m in MODES if m in rep["results"]}
+            best = max((m for m in ("base", "chunk", "metadata") if m in r), key=r.get)
+            delta = lambda m: f"{r[m]:.3f} ({r[m] - r['base']:+.3f})" if m in r else "—"  # noqa: E731
+            ok = "yes" if r.get("all", -1) >= r[best] - 1e-9 else f"no ({r.get('all', 0) - r[best]:+.3f})"
+            out.append(f"| {ds} | {variant} | {r['base']:.3f} | {delta('chunk')} | {delta('metadata')} | {delta('all')} | {best} | {ok} |")
+    return out + [""]
+
+
 def render_quality() -> str:
     q = load_quality()
     by_variant: dict[str, dict[str, Any]] = defaultdict(dict)
@@ -72,6 +111,8 @@ def render_quality() -> str:
         "*Oracle* is the share of questions whose reference is found in some parent at all.\n"
     )
     out.append(SEED + "\n")
+    out += summary_table(by_variant)
+    out.append(CHOICES + "\n")
     order = sorted(by_variant, key=lambda v: (v.count("__"), v))
     for variant in order:
         reports = by_variant[variant]

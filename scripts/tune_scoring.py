@@ -76,14 +76,21 @@ def rrf(rankings: list[list[tuple[str, float]]], c: int = 60) -> dict[str, float
     return sc
 
 
-def rule_rrf_collections(lists, kinds, groups) -> dict[str, float]:
+def rule_rrf_collections(lists, kinds, groups, c: int = 60) -> dict[str, float]:
     # What fuse.py does: one ranking per searched collection (best reference per parent).
     rankings = []
     for group in groups:
         merged = [h for k in group if k in kinds for h in lists[k]]
         if merged:
             rankings.append(best_per_parent(merged))
-    return rrf(rankings)
+    return rrf(rankings, c)
+
+
+def rule_rrf_c(c: int):
+    def rule(lists, kinds, groups) -> dict[str, float]:
+        return rule_rrf_collections(lists, kinds, groups, c)
+
+    return rule
 
 
 def rule_rrf_kinds(lists, kinds, groups) -> dict[str, float]:
@@ -132,6 +139,7 @@ RULES = {
     "max": rule_max,
     "rrf_collections": rule_rrf_collections,
     "rrf_kinds": rule_rrf_kinds,
+    **{f"rrf_collections_k{c}": rule_rrf_c(c) for c in (1, 5, 20)},
     "sum_top2": rule_sum_top(2),
     "sum_top3": rule_sum_top(3),
     "max+0.5kinds": rule_max_plus_kinds(0.5),
