@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pipeline.models import RefKind
+
 
 class EmbedProvider(str, Enum):
     """ONNX: int8 all-MiniLM-L6-v2 in-process, offline. OPENAI: OpenAI (or compatible) embeddings API."""
@@ -88,13 +90,32 @@ class RetrievalSettings(BaseModel):
     top_k: int = Field(3, ge=1, le=50, description="Distinct parents returned")
     overfetch: int = Field(10, ge=1, description="References fetched per wanted parent")
     fusion: Fusion = Field(Fusion.MAX, description="How a parent is scored from its references")
-    metadata_weight: float = Field(
-        0.8,
+    summary_weight: float = Field(
+        0.9,
         gt=0.0,
         le=1.0,
-        description="Fusion max: scores of LLM-written references (summary, question) are multiplied by this "
-        "before they compete with text references (docs/quality.md: 0.8 beat 1.0 on all three datasets)",
+        description="Fusion max: summary scores are multiplied by this before they compete with text references "
+        "(docs/quality.md, tuning tables)",
     )
+    question_weight: float = Field(
+        0.7,
+        gt=0.0,
+        le=1.0,
+        description="Fusion max: question scores are multiplied by this (an LLM-written question resembles any "
+        "question more than a text passage does)",
+    )
+    metadata_weight: float | None = Field(
+        None, gt=0.0, le=1.0, description="Sets summary_weight and question_weight both (older setting)"
+    )
+
+    @model_validator(mode="after")
+    def _both_weights(self) -> "RetrievalSettings":
+        if self.metadata_weight is not None:
+            self.summary_weight = self.question_weight = self.metadata_weight
+        return self
+
+    def weights(self) -> dict[RefKind, float]:
+        return {RefKind.SUMMARY: self.summary_weight, RefKind.QUESTION: self.question_weight}
 
 
 class ServiceSettings(BaseModel):

@@ -59,7 +59,12 @@ def main() -> None:
         report = EvalRunner(settings, modes=modes, ks=ks, store=store, progress=progress, ingest=store is None).run(dataset)
         parts = [name, cfg["llm"].replace("/", "_")] + ([args.tag] if args.tag else [])
         path = args.out / ("__".join(parts) + ".json")
-        path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        data = report.to_json()
+        if store is not None and path.exists():  # retrieval-only re-run: keep the figures of the real ingest
+            old = json.loads(path.read_text())
+            if old.get("store") == data.get("store") and old.get("ingest", {}).get("parents"):
+                data["ingest"] = old["ingest"]
+        path.write_text(json.dumps(data, indent=2) + "\n")
         print(json.dumps({"file": str(path), **{m: r.flat() for m, r in report.results.items()}}), flush=True)
 
 

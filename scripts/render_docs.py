@@ -64,20 +64,32 @@ LLM summaries and questions, `all` searches everything. A parent scores its best
 
 CHOICES = """**Defaults chosen from these numbers** (tables below):
 
-- *Fusion*: `max` (a parent scores its best reference, summaries and questions first multiplied by
-  `metadata_weight`). Reciprocal-rank fusion lost in every mode and dataset, with any rank constant
-  (1, 5, 20, 60: tuning tables): most parents appear in every per-collection list of a small corpus,
-  so RRF mostly counts lists, not ranks.
-- *Metadata weight*: 0.8. LLM-written questions resemble any question more than a text passage does,
-  so at weight 1.0 they push relevant text down; the `__metaw1` and `__metaw07` variants bracket it.
-- *Questions*: five nodes, not one joined node (`questions_5` vs `questions_1` below).
+- *Fusion*: `max` (a parent scores its best reference; summary and question scores are first
+  multiplied by `summary_weight` and `question_weight`). Reciprocal-rank fusion lost in every mode
+  and dataset, with any rank constant (1, 5, 20, 60: tuning tables): most parents appear in every
+  per-collection list of a small corpus, so RRF mostly counts lists, not ranks.
+- *Weights*: summary 0.9, question 0.7. An LLM-written question resembles any question more than a
+  text passage does, so at weight 1.0 questions push relevant text down (`__metaw1`); summaries are
+  the stronger LLM reference (`summary` vs `questions_5` below). Over the six dataset × LLM runs this
+  pair gave the highest total MRR@10 for `all` and for `metadata` in the tuning replay (summary
+  0.8–1.0 × question 0.7–0.9), ahead of one shared weight (`__metaw07`, `__metaw08`: the previous
+  default, `__metaw1`).
+- *Questions*: five nodes. One joined node is no better (`questions_5` vs `questions_1` below: it
+  wins on three runs and loses on three, by 0.04 MRR@10 at most), and five nodes let each question match alone.
 - *Long parents*: the self-reference is the length-weighted mean of the parent's 256-word-piece
   windows. A truncating embedder (`parent_first`) would make base far weaker; one vector per window
   (`parent_maxwin`) is stronger but is chunking by another name, which the chunk references already do.
-- *Goal status*: chunk references are about +0.10 MRR@10 over base; `all` is at or within 0.01 of the
-  best single mode. Metadata references do not reach +0.10 with either offline LLM: SmolLM2's
-  summaries and questions score far below base on their own, Qwen's much better but still below
-  base, and adding them to base gains a little at most (the per-LLM sections)."""
+- *Goal status* (summary table): chunk references add +0.10 to +0.12 MRR@10 over base (paul_graham_essay
+  +0.097); `all` is at or above the best single mode in five of six runs (history_of_alexnet with
+  SmolLM2: 0.001 below). Metadata references do not reach +0.10 with either offline LLM: alone, their
+  summaries and questions score below base (`summary`, `questions_5` below), so added to base they
+  gain +0.03 at most. The seed notebook's metadata gain came from an OpenAI LLM."""
+
+
+def weights(cfg: dict[str, Any]) -> str:
+    if "summary_weight" in cfg:
+        return f"summary weight {cfg['summary_weight']}, question weight {cfg['question_weight']}"
+    return f"summary and question weight {cfg.get('metadata_weight', 1.0)}"
 
 
 def summary_table(by_variant: dict[str, dict[str, Any]]) -> list[str]:
@@ -121,7 +133,7 @@ def render_quality() -> str:
         out.append(f"## {variant}\n")
         out.append(
             f"LLM `{cfg.get('llm')}` (enrich {cfg.get('enrich')}, {cfg.get('questions')} questions per parent), embedding `{cfg.get('embed')}` "
-            f"(int8 all-MiniLM-L6-v2), parents {cfg.get('parent_chunk_size')} tokens, fusion `{cfg.get('fusion')}`, metadata weight {cfg.get('metadata_weight', 1.0)}, overfetch {cfg.get('overfetch')}. "
+            f"(int8 all-MiniLM-L6-v2), parents {cfg.get('parent_chunk_size')} tokens, fusion `{cfg.get('fusion')}`, {weights(cfg)}, overfetch {cfg.get('overfetch')}. "
             f"Oracle coverage: " + ", ".join(f"{ds} {reports[ds]['oracle_coverage']:.3f}" for ds in DATASETS if ds in reports) + ".\n"
         )
         modes = MODES if cfg.get("enrich") else tuple(m for m in MODES if m != "metadata")
@@ -145,6 +157,8 @@ def render_quality() -> str:
             cmd_env.append(f"PIPELINE_RETRIEVAL__FUSION={cfg.get('fusion')}")
         if not cfg.get("enrich"):
             cmd_env += ["PIPELINE_LLM__PROVIDER=none", "PIPELINE_INGEST__ENRICH=false"]
+        if "summary_weight" not in cfg and cfg.get("metadata_weight") is not None:
+            cmd_env.append(f"PIPELINE_RETRIEVAL__METADATA_WEIGHT={cfg['metadata_weight']}")
         if cfg.get("llm") == "smollm2":
             out.append(
                 "\nThe SmolLM2 stores were ingested with the enricher as it was before commit c615d4c (a second "
@@ -293,6 +307,19 @@ def render_benchmarks() -> str:
             cells = " | ".join(f"{s['modes'][m]['p50_ms']:.0f} / {s['modes'][m]['p95_ms']:.0f}" for m in modes)
             out.append(f"| {s['points']:,} | {s['open_s']:.1f} | {cells} | {s['peak_rss_mb']:.0f} |")
         out.append(f"\nCommand: `{lat['command']}` ({lat['date']}, load {lat['machine']['loadavg_1m']}).\n")
+        old = load_bench("latency_layout1")
+        if old and "source_collections" in lat:
+            out.append("Before layout 2 (parent self-references shared the children collection, so `base` and `chunk` "
+                       "needed a `kind` filter, which embedded Qdrant evaluates point by point in Python), measured the "
+                       f"same way on {old['date'][:10]} at load {old['machine']['loadavg_1m']} (`results/bench/latency_layout1.json`):\n")
+            out.append("| reference points | chunk p50 / p95 ms | all p50 / p95 ms |")
+            out.append("|---|---|---|")
+            for s in old["sizes"]:
+                c, a = s["modes"]["chunk"], s["modes"]["all"]
+                out.append(f"| {s['points']:,} | {c['p50_ms']:.0f} / {c['p95_ms']:.0f} | {a['p50_ms']:.0f} / {a['p95_ms']:.0f} |")
+            out.append("")
+        out.append("Benchmarks 1, 2, 3 and 5 were measured with layout 1; the layout changes which collection a "
+                   "self-reference is in, not how many points are written or loaded.\n")
     return "\n".join(out) + "\n"
 
 

@@ -122,6 +122,19 @@ def rule_max_plus_kinds(w: float):
     return rule
 
 
+def rule_max_kind_weights(w_summary: float, w_question: float):
+    # Best reference, summaries and questions scaled separately.
+    def rule(lists, kinds, groups) -> dict[str, float]:
+        sc: dict[str, float] = {}
+        for k in kinds:
+            w = w_summary if k is RefKind.SUMMARY else w_question if k is RefKind.QUESTION else 1.0
+            for pid, s in lists[k]:
+                sc[pid] = max(sc.get(pid, -1.0), w * s)
+        return sc
+
+    return rule
+
+
 def rule_max_weighted(w_meta: float):
     # Best reference, LLM-written kinds (summary, question) scaled by w_meta: they are noisier.
     def rule(lists, kinds, groups) -> dict[str, float]:
@@ -145,6 +158,7 @@ RULES = {
     "max+0.5kinds": rule_max_plus_kinds(0.5),
     "max+0.2kinds": rule_max_plus_kinds(0.2),
     **{f"max_meta×{w}": rule_max_weighted(w) for w in (0.9, 0.8, 0.7, 0.6)},
+    **{f"max_sum×{a}_q×{b}": rule_max_kind_weights(a, b) for a in (1.0, 0.9, 0.8) for b in (0.9, 0.8, 0.7) if a != b},
 }
 
 

@@ -122,7 +122,8 @@ def describe(settings: Settings) -> dict[str, Any]:
         "child_chunk_sizes": settings.ingest.child_chunk_sizes,
         "fusion": settings.retrieval.fusion.value,
         "overfetch": settings.retrieval.overfetch,
-        "metadata_weight": settings.retrieval.metadata_weight,
+        "summary_weight": settings.retrieval.summary_weight,
+        "question_weight": settings.retrieval.question_weight,
     }
 
 

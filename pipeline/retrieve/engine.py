@@ -97,7 +97,7 @@ class Engine:
 
     def retriever(self, mode: Mode, top_k: int, filters: Mapping[str, Any] | None = None) -> ParentRetriever:
         cfg = self.settings.retrieval
-        return ParentRetriever(self.store, self.embedder, mode, top_k, cfg.overfetch, cfg.fusion, filters, cfg.metadata_weight)
+        return ParentRetriever(self.store, self.embedder, mode, top_k, cfg.overfetch, cfg.fusion, filters, cfg.weights())
 
     def _stats(self, retriever: ParentRetriever, started: float) -> QueryStats:
         usage = getattr(self.embedder, "usage", None)

@@ -35,8 +35,8 @@ KINDS_IN = {c: {k for k, coll in layout.KIND_TO_COLLECTION.items() if coll is c}
 class ParentRetriever(BaseRetriever):
     """Return the top-k distinct parents for a query in one mode.
 
-    A parent's score is its best reference's cosine score (``Fusion.MAX``; the scores of summaries and
-    questions are first multiplied by ``metadata_weight``) or the reciprocal-rank
+    A parent's score is its best reference's cosine score (``Fusion.MAX``; the scores of some kinds,
+    by default summaries and questions, are first multiplied by ``weights``) or the reciprocal-rank
     fusion of its per-collection ranks (``Fusion.RRF``). ``top_k × overfetch`` references are read
     from each collection so that k distinct parents survive grouping.
 
@@ -54,7 +54,7 @@ class ParentRetriever(BaseRetriever):
         overfetch: int = 10,
         fusion: Fusion = Fusion.MAX,
         filters: Mapping[str, Any] | None = None,
-        metadata_weight: float = 1.0,
+        weights: Mapping[RefKind, float] | None = None,
     ) -> None:
         if top_k < 1:
             raise InvalidQuery(f"top_k must be at least 1, got {top_k}")
@@ -70,11 +70,7 @@ class ParentRetriever(BaseRetriever):
         self.fusion = fusion
         self.filters = dict(filters or {})
         # Where LLM-written and text references compete on raw cosine (modes metadata and all, MAX).
-        self.weights = (
-            {RefKind.SUMMARY: metadata_weight, RefKind.QUESTION: metadata_weight}
-            if fusion is Fusion.MAX and metadata_weight != 1.0
-            else None
-        )
+        self.weights = dict(weights) if fusion is Fusion.MAX and weights and any(w != 1.0 for w in weights.values()) else None
         self.references_fetched = 0
         self.embed_ms = 0.0
 

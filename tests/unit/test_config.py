@@ -34,3 +34,16 @@ def test_bad_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_LLM__PROVIDER", "gpt-banana")
     with pytest.raises(ValueError, match="llm.provider"):
         Settings()
+
+
+def test_reference_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.models import RefKind
+
+    assert Settings().retrieval.weights() == {RefKind.SUMMARY: 0.9, RefKind.QUESTION: 0.7}
+    monkeypatch.setenv("PIPELINE_RETRIEVAL__QUESTION_WEIGHT", "0.5")
+    assert Settings().retrieval.weights()[RefKind.QUESTION] == 0.5
+    monkeypatch.setenv("PIPELINE_RETRIEVAL__METADATA_WEIGHT", "1.0")  # the older single setting sets both
+    assert Settings().retrieval.weights() == {RefKind.SUMMARY: 1.0, RefKind.QUESTION: 1.0}
+    monkeypatch.setenv("PIPELINE_RETRIEVAL__METADATA_WEIGHT", "1.5")
+    with pytest.raises(ValueError, match="metadata_weight"):
+        Settings()
