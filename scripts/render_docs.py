@@ -268,16 +268,20 @@ def render_benchmarks() -> str:
             out.append(ri["note"] + "\n")
     tp = load_bench("throughput")
     if tp:
-        p, r = tp["pipeline"], tp["raw_embedding"]
         out.append("## 3. Ingest throughput against the raw embedding model\n")
-        out.append("| | wall s | texts | texts / s |")
-        out.append("|---|---|---|---|")
-        out.append(f"| raw embedding of the same reference texts | {r['embed_s']:.1f} | {r['texts']} | {r['texts_per_s']:.1f} |")
-        out.append(f"| pipeline ingest (load, split, refs, embed, docstore, Qdrant) | {p['wall_s']:.1f} | {p['references']} | {p['refs_per_s']:.1f} |")
-        out.append(f"\nPipeline overhead: **{tp['overhead_pct']:+.1f} %** of the raw embedding time. {tp['command']} ({tp['date']}).\n")
-        llm = tp.get("llm")
-        if llm:
-            out.append(llm + "\n")
+        out.append("| run | papers | raw embedding s | texts | texts / s | pipeline ingest s | refs / s | overhead |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        seq = load_bench("throughput_sequential")
+        for label, t in (("side by side (one core each, same load)", tp), ("sequential (ingest at load 4–6, raw later at ≈2)", seq)):
+            if not t:
+                continue
+            p, r = t["pipeline"], t["raw_embedding"]
+            out.append(f"| {label} | {t.get('papers', 41)} | {r['embed_s']:.1f} | {r['texts']} | {r['texts_per_s']:.1f} | "
+                       f"{p['wall_s']:.1f} | {p['refs_per_s']:.1f} | **{t['overhead_pct']:+.1f} %** |")
+        out.append("\nOverhead = pipeline ingest wall time (process start, PDF parsing, splitting, references, embedding, "
+                   "docstore and Qdrant writes) / raw embedding time of the same reference texts − 1. "
+                   f"Side by side: `{tp['command']}` ({tp['date']}, load {tp['machine']['loadavg_1m']})"
+                   + (f"; sequential: {seq['command']} ({seq['date']})." if seq else ".") + "\n")
     if llm_rows := llm_per_parent():
         out.append("With the LLM on (summary + questions per parent, 1 llama.cpp thread), from the ingest step of the quality runs:\n")
         out.append("| LLM | dataset | parents | ingest s | s per parent |")
