@@ -32,6 +32,7 @@ from pipeline.service.jobs import JobRunner
 from pipeline.service.metrics import ServiceMetrics
 from pipeline.service.schemas import IngestJob
 from pipeline.store import qdrant as qstore
+from pipeline.store.layout import Collection
 
 logger = logging.getLogger(__name__)
 
@@ -326,9 +327,17 @@ class ServiceState:
         if client is not None:
             model, dim = self.embedder.model_name, embed_dim(self.embedder)
             problems = []
-            for name in qstore.names(self.settings).values():
+            names = qstore.names(self.settings)
+            for coll, name in names.items():
                 try:
-                    if not qstore.check_model(client, name, model, dim):
+                    if qstore.check_model(client, name, model, dim):
+                        continue
+                    if coll is Collection.PARENTS and client.collection_exists(names[Collection.CHILDREN]):
+                        problems.append(
+                            f"collection '{name}' missing: the store was written by an older version; "
+                            "`python -m pipeline check --repair` or POST /ingest migrates it"
+                        )
+                    else:
                         problems.append(f"collection '{name}' missing: nothing ingested yet")
                 except PipelineError as exc:
                     problems.append(str(exc))

@@ -94,3 +94,20 @@ def test_ingest_finishes_a_migration_killed_after_its_copy(plain_store: tuple[Pa
     check = run_cli("check", "--store", str(store), "--json")
     assert check.code == 0 and check.json["ok"], check.stdout
     assert check.json["points"] == run_cli("check", "--store", str(original), "--json").json["points"]
+
+
+@pytest.mark.e2e
+def test_service_on_old_layout_is_not_ready_and_says_how_to_migrate(legacy_store: tuple[Path, Path, int]) -> None:
+    import httpx
+
+    from pipeline.config import Settings
+    from pipeline.service.app import create_app
+    from tests.e2e.test_service import NO_LLM_SETTINGS, serve_in_thread
+
+    _, store, _ = legacy_store
+    with serve_in_thread(create_app(Settings(store=store, **NO_LLM_SETTINGS))) as served, httpx.Client(base_url=served.url) as c:
+        ready = c.get("/readyz")
+        assert ready.status_code == 503
+        assert any("older version" in r and "check --repair" in r for r in ready.json()["reasons"]), ready.json()
+        resp = c.post("/retrieve", json={"query": QUERY})
+        assert resp.status_code == 503 and "check --repair" in resp.json()["detail"]
