@@ -53,7 +53,7 @@ class Fusion(str, Enum):
 class QdrantSettings(BaseModel):
     url: str | None = Field(None, description="Qdrant server URL; unset = embedded mode in <store>/qdrant (env QDRANT_URL)")
     api_key: SecretStr | None = Field(None, description="Qdrant API key (env QDRANT_API_KEY)")
-    prefix: str = Field("docs", description="Collection name prefix: <prefix>_children, _summaries, _questions")
+    prefix: str = Field("docs", description="Collection name prefix: <prefix>_children, _parents, _summaries, _questions")
     timeout: float = Field(10.0, description="Seconds per Qdrant request (server mode)")
 
 
