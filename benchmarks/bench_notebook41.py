@@ -1,7 +1,7 @@
 """The seed notebook's cold start on all 41 papers, alone (it embeds ~20k texts: about as long as a first
-ingest). bench_papers.py reads it back with ``--notebook41-from results/bench/notebook41.json``.
+ingest). bench_papers.py reads it back with ``--notebook41-from benchmarks/results/bench/notebook41.json``.
 
-    nice -n 10 .venv/bin/python scripts/bench_notebook41.py
+    nice -n 10 .venv/bin/python benchmarks/bench_notebook41.py
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from _bench import PAPERS, PY, QUERY, run_child, write_result  # noqa: E402
 
 
 def main() -> None:
-    r = run_child([PY, "scripts/bench_child_notebook.py", str(PAPERS), "--query", QUERY])
+    r = run_child([PY, "benchmarks/bench_child_notebook.py", str(PAPERS), "--query", QUERY])
     if r.code != 0:
         raise SystemExit(f"notebook child failed: {r.stderr[-3000:]}")
     write_result("notebook41", {
-        "command": "scripts/bench_child_notebook.py ../shared/corpus/papers --query QUERY (new process)",
+        "command": "benchmarks/bench_child_notebook.py ../shared/corpus/papers --query QUERY (new process)",
         "run": {"wall_s": round(r.seconds, 3), "peak_rss_mb": round(r.peak_rss_mb, 1), **r.json()},
     })
 

@@ -6,11 +6,11 @@ and error counts go to a JSON results file; ``--docs`` regenerates the table in 
 every results file (never edit that table by hand).
 
     # start the service on a store, run 16 clients for 60 s against /retrieve, stop it, write results
-    PIPELINE_LLM__PROVIDER=none .venv/bin/python scripts/load_test.py --spawn-store /tmp/svc-bench/store \
-        --route retrieve --clients 16 --duration 60 --out results/service/retrieve_16x60.json --docs docs/service.md
+    PIPELINE_LLM__PROVIDER=none .venv/bin/python benchmarks/load_test.py --spawn-store /tmp/svc-bench/store \
+        --route retrieve --clients 16 --duration 60 --out benchmarks/results/service/retrieve_16x60.json --docs docs/service.md
 
     # or against a running service
-    .venv/bin/python scripts/load_test.py --url http://127.0.0.1:8000 --route retrieve --clients 4 --duration 10
+    .venv/bin/python benchmarks/load_test.py --url http://127.0.0.1:8000 --route retrieve --clients 4 --duration 10
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLE_BEGIN = "<!-- load-results:begin (scripts/load_test.py --docs) -->"
+TABLE_BEGIN = "<!-- load-results:begin (benchmarks/load_test.py --docs) -->"
 TABLE_END = "<!-- load-results:end -->"
 
 # One question per paper of ../shared/corpus/papers, so consecutive requests hit different documents.
@@ -252,7 +252,7 @@ def main() -> None:
     proc = None
     url = args.url
     if args.spawn_store:
-        proc, url = spawn_service(args.spawn_store, ROOT / "results" / "tmp" / "load_test_service.log")
+        proc, url = spawn_service(args.spawn_store, ROOT / "benchmarks" / "results" / "tmp" / "load_test_service.log")
     try:
         wait_ready(url, args.token, proc)
         extra: dict[str, Any] = {"mode": args.mode, "top_k": args.top_k}
@@ -280,7 +280,7 @@ def main() -> None:
             "loadavg_1m_after": round(os.getloadavg()[0], 2),
         },
         "command": " ".join(
-            [*(f"{k}={v}" for k, v in os.environ.items() if k.startswith("PIPELINE_") and k != "PIPELINE_API_TOKEN"), "python scripts/load_test.py", *map(shlex.quote, sys.argv[1:])]
+            [*(f"{k}={v}" for k, v in os.environ.items() if k.startswith("PIPELINE_") and k != "PIPELINE_API_TOKEN"), "python benchmarks/load_test.py", *map(shlex.quote, sys.argv[1:])]
         ),
     }
     if args.token:  # never into a results file

@@ -1,11 +1,11 @@
-"""Quality runs for docs/quality.md: every dataset × the configured LLM → results/quality/*.json.
+"""Quality runs for docs/quality.md: every dataset × the configured LLM → benchmarks/results/quality/*.json.
 
 The LLM, fusion and other settings come from the environment as usual (PIPELINE_LLM__MODEL=...,
 PIPELINE_RETRIEVAL__FUSION=rrf, ...); ``--tag`` names the variant in the file name. Each run goes
 through ``EvalRunner`` exactly as ``python -m pipeline eval`` does, with the same isolated stores
 (``<store>/eval/<dataset>-<fingerprint>``), so a second run re-uses the ingested data.
 
-    nice -n 10 .venv/bin/python scripts/eval_quality.py --datasets paul_graham_essay,blockchain_solana
+    nice -n 10 .venv/bin/python benchmarks/eval_quality.py --datasets paul_graham_essay,blockchain_solana
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--modes", default="base,chunk,metadata,all")
     ap.add_argument("--top-k", default="2,10")
     ap.add_argument("--store", type=Path, default=ROOT / "storage")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "quality")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
     ap.add_argument("--tag", default="", help="variant name added to the file name, e.g. rrf")
     ap.add_argument("--eval-store-fp", default="", help="use stores <store>/eval/<dataset>-<FP> as they are, no ingest (retrieval-only variants)")
     args = ap.parse_args()

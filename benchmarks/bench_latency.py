@@ -8,7 +8,7 @@ because the client's upsert commits once per point (~64 points/s here: 100k woul
 Parents are the same docstore. Each size is measured in a new process: open time, peak RSS, and
 p50/p95 over the queries of the three llama-datasets (chunk and all modes, top_k 3).
 
-    nice -n 10 .venv/bin/python scripts/bench_latency.py --sizes 2000,20000,100000
+    nice -n 10 .venv/bin/python benchmarks/bench_latency.py --sizes 2000,20000,100000
 """
 
 from __future__ import annotations
@@ -87,14 +87,14 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         target = STORES / f"latency{size}"
         written = derive(args.source, target, size, points)
-        run = run_child([PY, "scripts/bench_child_latency.py", "--store", str(target), "--queries", str(qfile), "--modes", args.modes])
+        run = run_child([PY, "benchmarks/bench_child_latency.py", "--store", str(target), "--queries", str(qfile), "--modes", args.modes])
         if run.code != 0:
             raise SystemExit(f"latency child failed at {size}: {run.stderr[-2000:]}")
         results.append({"points": written, "wall_s": round(run.seconds, 2), "peak_rss_mb": round(run.peak_rss_mb, 1), **run.json()})
         print(json.dumps(results[-1]), flush=True)
         shutil.rmtree(target, ignore_errors=True)
     write_result("latency", {
-        "command": f"scripts/bench_latency.py --sizes {args.sizes} --queries {args.queries}",
+        "command": f"benchmarks/bench_latency.py --sizes {args.sizes} --queries {args.queries}",
         "how": "every collection of the 41-paper store scaled alike: its first points, or replicas with new ids above its size; local-mode Qdrant",
         "source_points": sum(len(p) for p in points.values()),
         "source_collections": {name: len(p) for name, p in points.items()},

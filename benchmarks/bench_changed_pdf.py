@@ -1,6 +1,6 @@
 """Cost of one changed PDF: ingest a paper, drop its last page (pypdf), ingest again; write both stats.
 
-    python scripts/bench_changed_pdf.py ../shared/corpus/papers/1910.01108v4_distilbert.pdf --out results/closing/changed_pdf.json
+    python benchmarks/bench_changed_pdf.py ../shared/corpus/papers/1910.01108v4_distilbert.pdf --out benchmarks/results/closing/changed_pdf.json
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
             "first_ingest": first,
             "after_change": second,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": " ".join(["python", "scripts/bench_changed_pdf.py", *sys.argv[1:]]),
+            "command": " ".join(["python", "benchmarks/bench_changed_pdf.py", *sys.argv[1:]]),
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

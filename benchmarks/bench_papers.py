@@ -2,20 +2,20 @@
 
 1. cold start: new process → first retrieval answered; ours (rehydrate a store) against the seed
    notebook's approach (embed every reference at start, in-memory VectorStoreIndex), on one paper
-   and on all 41 papers → results/bench/cold_start.json
+   and on all 41 papers → benchmarks/results/bench/cold_start.json
 2. re-ingest of the unchanged corpus: second run time / first run time and call counts
-   → results/bench/reingest.json
+   → benchmarks/results/bench/reingest.json
 3. ingest throughput without LLM against the raw throughput of the embedding model on the same
-   texts (the notebook child times its embedding alone) → results/bench/throughput.json
-5. peak RSS of the ingest process and of a query process → results/bench/memory.json
+   texts (the notebook child times its embedding alone) → benchmarks/results/bench/throughput.json
+5. peak RSS of the ingest process and of a query process → benchmarks/results/bench/memory.json
 
-    nice -n 10 .venv/bin/python scripts/bench_papers.py            # ~1 h on 2 busy cores
-    nice -n 10 .venv/bin/python scripts/bench_papers.py --reuse    # keep existing stores (skips 2, 3)
+    nice -n 10 .venv/bin/python benchmarks/bench_papers.py            # ~1 h on 2 busy cores
+    nice -n 10 .venv/bin/python benchmarks/bench_papers.py --reuse    # keep existing stores (skips 2, 3)
 
 The notebook run on 41 papers embeds ~20k texts (as long as our first ingest). To save time it can run
 beside the first ingest (same load for both, a fairer overhead figure) and be read back here:
-``--notebook41-from results/bench/notebook41.json``; with ``--reuse`` the first-ingest figures are read
-back from results/bench/reingest.json.
+``--notebook41-from benchmarks/results/bench/notebook41.json``; with ``--reuse`` the first-ingest figures are read
+back from benchmarks/results/bench/reingest.json.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def ingest(paths: list[Path], store: Path) -> ChildRun:
 def ours(store: Path, repeats: int) -> dict:
     runs = []
     for _ in range(repeats):
-        r = run_child([PY, "scripts/bench_child_query.py", "--store", str(store), "--query", QUERY])
+        r = run_child([PY, "benchmarks/bench_child_query.py", "--store", str(store), "--query", QUERY])
         if r.code != 0:
             raise SystemExit(f"query child failed: {r.stderr[-2000:]}")
         runs.append({"wall_s": round(r.seconds, 3), "peak_rss_mb": round(r.peak_rss_mb, 1), **r.json()})
@@ -52,7 +52,7 @@ def ours(store: Path, repeats: int) -> dict:
 def notebook(paths: list[Path], repeats: int) -> dict:
     runs = []
     for _ in range(repeats):
-        r = run_child([PY, "scripts/bench_child_notebook.py", *map(str, paths), "--query", QUERY])
+        r = run_child([PY, "benchmarks/bench_child_notebook.py", *map(str, paths), "--query", QUERY])
         if r.code != 0:
             raise SystemExit(f"notebook child failed: {r.stderr[-2000:]}")
         runs.append({"wall_s": round(r.seconds, 3), "peak_rss_mb": round(r.peak_rss_mb, 1), **r.json()})
@@ -143,7 +143,7 @@ def main() -> None:
     else:
         nb_all = notebook([PAPERS], 1)
     write_result("cold_start", {
-        "command": "scripts/bench_child_query.py (ours) vs scripts/bench_child_notebook.py (seed notebook), new process each",
+        "command": "benchmarks/bench_child_query.py (ours) vs benchmarks/bench_child_notebook.py (seed notebook), new process each",
         "query": QUERY,
         "one_paper": {"ours": ours_one, "notebook": nb_one, "ratio": round(nb_one["wall_s_median"] / ours_one["wall_s_median"], 2)},
         "papers41": {"ours": ours_all, "notebook": nb_all, "ratio": round(nb_all["wall_s_median"] / ours_all["wall_s_median"], 2)},

@@ -3,11 +3,11 @@
 Both children are single-threaded (1 ONNX thread each) and start together on the 2-core machine, so each
 gets one core and both see the same load: a fairer overhead figure than two runs at different times.
 The raw side is the notebook child, which embeds exactly the references our ingest writes and times
-that embedding alone (``embed_s``). Writes results/bench/throughput.json; the earlier sequential
-figure is kept in results/bench/throughput_sequential.json by hand.
+that embedding alone (``embed_s``). Writes benchmarks/results/bench/throughput.json; the earlier sequential
+figure is kept in benchmarks/results/bench/throughput_sequential.json by hand.
 
-    .venv/bin/python scripts/bench_throughput.py            # all 41 papers
-    .venv/bin/python scripts/bench_throughput.py --limit 10 # the first 10, sorted by name
+    .venv/bin/python benchmarks/bench_throughput.py            # all 41 papers
+    .venv/bin/python benchmarks/bench_throughput.py --limit 10 # the first 10, sorted by name
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     runs: dict[str, ChildRun] = {}
     jobs = {
         "ingest": [PY, "-m", "pipeline", "ingest", str(corpus), "--store", str(store), "--json"],
-        "raw": [PY, "scripts/bench_child_notebook.py", str(corpus), "--query", QUERY],
+        "raw": [PY, "benchmarks/bench_child_notebook.py", str(corpus), "--query", QUERY],
     }
     threads = [threading.Thread(target=lambda n=n, a=a: runs.__setitem__(n, run_child(a, NO_LLM))) for n, a in jobs.items()]
     for t in threads:
@@ -51,7 +51,7 @@ def main() -> None:
     ingest, raw = runs["ingest"].json(), runs["raw"].json()
     refs = sum(ingest["stats"]["references"].values())
     write_result("throughput", {
-        "command": f"scripts/bench_throughput.py{' --limit ' + str(args.limit) if args.limit else ''}",
+        "command": f"benchmarks/bench_throughput.py{' --limit ' + str(args.limit) if args.limit else ''}",
         "how": "ingest and raw embedding started together, one core each, same papers",
         "papers": len(papers),
         "pipeline": {"wall_s": round(runs["ingest"].seconds, 1), "references": refs, "parents": ingest["stats"]["parents"],

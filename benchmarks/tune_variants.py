@@ -7,9 +7,9 @@ Variants, each scored by cosine against the query over one vector (or several) p
 - questions_5: the questions as separate nodes, best one (our default)
 - questions_1: all questions of a parent joined into one node
 - summary: the summary node alone;  meta_1: summary and questions joined into one node
-Writes results/tuning/<dataset>__<llm>__variants.json.
+Writes benchmarks/results/tuning/<dataset>__<llm>__variants.json.
 
-    .venv/bin/python scripts/tune_variants.py ../shared/corpus/llama_datasets/paul_graham_essay
+    .venv/bin/python benchmarks/tune_variants.py ../shared/corpus/llama_datasets/paul_graham_essay
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def main() -> None:
                 m[f"mrr@{k}"].append(reciprocal_rank_at_k(rel, k, [s for _, s in ranked]))
         table[name] = {k: round(mean(v), 4) for k, v in m.items()}
         print(f"{name:14s} " + "  ".join(f"{k} {v:.3f}" for k, v in table[name].items()), flush=True)
-    out = ROOT / "results" / "tuning"
+    out = ROOT / "benchmarks" / "results" / "tuning"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{ds.name}__{describe(settings)['llm']}__variants.json").write_text(json.dumps({"dataset": ds.name, "store": str(store), "variants": table}, indent=2))
 

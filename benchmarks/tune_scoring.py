@@ -2,10 +2,10 @@
 
 Fetches each query's references once per reference kind (``depth`` deep), then replays scoring rules
 over them and prints MRR@k / hit@k per mode and rule. The rule chosen here is then measured for real
-with ``python -m pipeline eval`` (scripts/eval_quality.py --tag ...), which is what docs/quality.md
-publishes. Writes results/tuning/<dataset>__<llm>.json.
+with ``python -m pipeline eval`` (benchmarks/eval_quality.py --tag ...), which is what docs/quality.md
+publishes. Writes benchmarks/results/tuning/<dataset>__<llm>.json.
 
-    .venv/bin/python scripts/tune_scoring.py ../shared/corpus/llama_datasets/paul_graham_essay
+    .venv/bin/python benchmarks/tune_scoring.py ../shared/corpus/llama_datasets/paul_graham_essay
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def main() -> None:
             table[mode][name] = {key: round(mean(v), 4) for key, v in m.items()}
             print(f"{mode:9s} {name:16s} " + "  ".join(f"{k} {v:.3f}" for k, v in table[mode][name].items()), flush=True)
     engine.close()
-    out = ROOT / "results" / "tuning"
+    out = ROOT / "benchmarks" / "results" / "tuning"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{ds.name}__{describe(settings)['llm']}.json").write_text(json.dumps({"dataset": ds.name, "store": str(store), "depth": args.depth, "rules": table}, indent=2))
 
