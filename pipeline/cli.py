@@ -6,63 +6,24 @@ that was not already committed: bad configuration, store locked or unreachable, 
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from pipeline.config import Settings
 from pipeline.errors import LoadError, PipelineError
 from pipeline.models import Answer, IngestReport, Mode
+from pipeline.output import emit_json, err, fail, out, settings_for, setup_logging
 from pipeline.progress import TerminalProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Recursive retrieval with node references over PDFs.")
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
 logger = logging.getLogger("pipeline")
 
 StoreOpt = Annotated[Path, typer.Option("--store", envvar="PIPELINE_STORE", help="Store folder (cache, docstore, embedded Qdrant).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")]
-
-
-def setup_logging(verbose: bool, log_file: Path | None = None) -> None:
-    root = logging.getLogger()
-    root.handlers.clear()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    logging.getLogger("pipeline").setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("httpx", "openai", "httpcore", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    if log_file is not None:
-        from pipeline.logs import JsonLinesHandler
-
-        root.addHandler(JsonLinesHandler(log_file))
-
-
-def settings_for(store: Path) -> Settings:
-    try:
-        return Settings(store=store)
-    except Exception as exc:  # pydantic ValidationError from env or config file
-        fail(f"configuration error: {exc}")
-        raise  # unreachable
-
-
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def emit_json(obj: object) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
 
 
 class IngestProgress(TerminalProgress):

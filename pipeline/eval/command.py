@@ -1,6 +1,7 @@
 """``python -m pipeline eval DATASET``: the typer command over ``EvalRunner`` (table or --json on stdout, progress on stderr).
 
-Registered in ``pipeline/cli.py`` as ``app.command("eval")(eval_command)``.
+Registered in ``pipeline/cli.py`` as ``app.command("eval")(eval_command)``; the output helpers come from
+``pipeline/output.py``, so nothing here imports ``pipeline.cli``.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def eval_command(
     """Measure hit rate and MRR of every mode on a labelled question set (ingested into its own store)."""
     from rich.table import Table
 
-    from pipeline.cli import emit_json, err, fail, out as stdout, settings_for, setup_logging
+    from pipeline.output import emit_json, err, fail, out as stdout, settings_for, setup_logging
     from pipeline.errors import PipelineError
     from pipeline.eval.datasets import RAG_DATASET_FILE, load_dataset
     from pipeline.eval.run import EvalRunner
