@@ -27,8 +27,9 @@ from pipeline.errors import IngestError, LoadError, StoreLocked
 from pipeline.ingest.cache import CountingCache
 from pipeline.ingest.embed import ReferenceEmbedder
 from pipeline.ingest.enrich import ParentEnricher
-from pipeline.ingest.load import discover, file_hash, load_document
+from pipeline.ingest.load import file_hash, load_document
 from pipeline.ingest.reference import ReferenceBuilder
+from pipeline.ingest.scan import ScanLimits, scan
 from pipeline.ingest.split import ParentSplitter
 from pipeline.ingest.write import DocumentWriter
 from pipeline.models import FileResult, IngestReport, IngestStats
@@ -70,8 +71,10 @@ class Ingestor:
         progress: ProgressFn = _noop,
         lock_timeout: float = 0.0,
         client: QdrantClient | None = None,
+        limits: ScanLimits | None = None,
     ) -> None:
         self.settings = settings
+        self.limits = limits or ScanLimits()  # the service's ingest roots and caps; none for the CLI
         self.client = client  # an open client to reuse (the service's embedded one); left open after a run
         self.embedder = embedder or build_embedder(settings)
         self.llm = llm if llm is not None else (build_llm(settings) if settings.ingest.enrich else None)
@@ -149,7 +152,9 @@ class Ingestor:
             split_pipe = IngestionPipeline(transformations=split, cache=cache)
             parent_pipe = IngestionPipeline(transformations=per_parent, cache=cache)
             kinds: Counter[str] = Counter()
-            sources = list(discover(paths))
+            found = scan(paths, self.limits)
+            files.extend(FileResult(path=s.path, status="failed", reason=s.reason) for s in found.skipped)
+            sources = found.files
             for path in sources:
                 self.progress("file", {"path": str(path), "total": len(sources)})
                 result = self._ingest_file(path, fingerprint, split_pipe, parent_pipe, writer, parents, stats, kinds)
@@ -191,7 +196,7 @@ class Ingestor:
             kinds.update(old.get("kinds", {}))
             return FileResult(path=str(path), doc_id=doc_id, status="unchanged", parents=len(old["parents"]))
         try:
-            doc = load_document(path, self.settings.ingest.pdf_passwords)
+            doc = load_document(path, self.settings.ingest.pdf_passwords, self.limits.max_file_bytes, self.limits.file_timeout)
         except LoadError as exc:
             logger.debug("failed %s", exc)
             return self._failed(parents, path, doc_id, exc.reason + (f"; {exc.hint}" if exc.hint else ""))

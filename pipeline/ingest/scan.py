@@ -1,0 +1,173 @@
+"""Which files an ingest may read: folders expanded, every file resolved and checked before anything opens it.
+
+Why: a path is only a name. A symlink inside an allowed folder can name ``/etc/passwd``, a FIFO blocks
+its reader forever, a folder can hold 10,000 files, a JSON string can hold a NUL byte or a lone
+surrogate that makes ``os.stat`` raise ``ValueError``. ``scan`` decides per file from ``stat`` alone
+(no file is opened) what may be read, and gives every file it leaves out a reason. ``check_path_text``
+vets a path string before it reaches the file system at all.
+
+Example:
+    found = scan([Path("/data/docs")], ScanLimits(roots=(Path("/data/docs"),), max_files=1000))
+    found.files    # resolved regular files under the roots, sorted
+    found.skipped  # [Skipped(path="/data/docs/pipe.pdf", reason="skipped: not a regular file (FIFO) ...")]
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUPPORTED_SUFFIXES = (".pdf", ".txt", ".md")
+# Linux limits: PATH_MAX counts bytes including the final NUL, NAME_MAX bytes per component.
+MAX_PATH_BYTES = 4095
+MAX_NAME_BYTES = 255
+
+
+@dataclass(frozen=True)
+class ScanLimits:
+    """What a scan allows. The CLI uses the defaults (no roots, no caps); the service sets all of them.
+
+    Attributes:
+        roots: resolved folders every file must lie in after resolving symlinks; empty = anywhere.
+        max_files: files accepted per scan; beyond it the walk stops and says so.
+        max_file_bytes: larger files are skipped ("over limit").
+        file_timeout: seconds one file may take to read and parse (used by ``load_document``).
+    """
+
+    roots: tuple[Path, ...] = ()
+    max_files: int | None = None
+    max_file_bytes: int | None = None
+    file_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file the scan left out; ``reason`` starts with "skipped:" and says what to do."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Scan:
+    files: list[Path] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    over_limit: bool = False  # max_files reached: the walk stopped early
+
+
+def check_path_text(text: str) -> Path:
+    """A path string from a client, checked before anything touches the file system.
+
+    Raises:
+        ValueError: empty, a NUL or other control character, not UTF-8 encodable (lone surrogates),
+            over ``MAX_PATH_BYTES`` or with a component over ``MAX_NAME_BYTES``, or not absolute.
+    """
+    if not text:
+        raise ValueError("empty path")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise ValueError("path contains a NUL or control character")
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("path is not valid Unicode (lone surrogate)") from None
+    if len(raw) > MAX_PATH_BYTES:
+        raise ValueError(f"path is {len(raw)} bytes, the limit is {MAX_PATH_BYTES}")
+    if any(len(part.encode("utf-8")) > MAX_NAME_BYTES for part in text.split("/")):
+        raise ValueError(f"a path component is over {MAX_NAME_BYTES} bytes")
+    if not text.startswith("/"):
+        raise ValueError("path must be absolute on the server")
+    return Path(os.path.normpath(text))
+
+
+def under(path: Path, roots: Iterable[Path]) -> bool:
+    """True if the resolved ``path`` lies in one of the resolved ``roots`` (or is one)."""
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "special file"
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Entries under ``folder`` with a supported suffix, sorted; symlinked sub-folders are yielded, not entered."""
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames.sort()
+        base = Path(dirpath)
+        links = [d for d in dirnames if (base / d).is_symlink()]
+        for name in sorted(filenames + links):
+            if Path(name).suffix.lower() in SUPPORTED_SUFFIXES or name in links:
+                yield base / name
+
+
+def scan(paths: Iterable[Path], limits: ScanLimits = ScanLimits()) -> Scan:
+    """Expand folders and check every file; see the module docstring.
+
+    A given path that is a file is checked the same way but kept whatever its suffix (``load_document``
+    then says "unsupported file type"). With roots set, accepted files are returned resolved, so the
+    reader opens the checked file and not a symlink that might be changed after the check.
+    """
+    out = Scan()
+    seen: set[Path] = set()
+    roots = tuple(Path(os.path.realpath(r)) for r in limits.roots)
+
+    def consider(path: Path, given: bool) -> bool:
+        """Check one path; False once max_files is reached (stop walking)."""
+        if limits.max_files is not None and len(out.files) >= limits.max_files:
+            out.over_limit = True
+            out.skipped.append(Skipped(str(path), f"skipped: over limit (more than {limits.max_files} files in one ingest); the walk stopped here"))
+            return False
+        real = Path(os.path.realpath(path))
+        if roots and not under(real, roots):
+            why = "it is a symlink that resolves" if real != path else "it lies"
+            out.skipped.append(Skipped(str(path), f"skipped: {why} outside the ingest roots"))
+            return True
+        try:
+            st = os.stat(real)
+        except OSError as exc:
+            reason = "dangling symlink" if os.path.islink(path) else (exc.strerror or type(exc).__name__).lower()
+            out.skipped.append(Skipped(str(path), f"skipped: {reason}"))
+            return True
+        if stat.S_ISDIR(st.st_mode) and not given:
+            out.skipped.append(Skipped(str(path), "skipped: symlink to a folder (not followed; pass the folder itself)"))
+            return True
+        if not stat.S_ISREG(st.st_mode):
+            out.skipped.append(Skipped(str(path), f"skipped: not a regular file ({_kind(st.st_mode)}); only regular files are read"))
+            return True
+        if limits.max_file_bytes is not None and st.st_size > limits.max_file_bytes:
+            out.skipped.append(
+                Skipped(str(path), f"skipped: over limit ({st.st_size} bytes, the limit is {limits.max_file_bytes} bytes per file)")
+            )
+            return True
+        if real in seen:
+            return True  # the same file reached twice (e.g. through a symlink): ingest it once
+        seen.add(real)
+        out.files.append(real if roots else path)
+        return True
+
+    for path in paths:
+        real = Path(os.path.realpath(path))
+        if roots and not under(real, roots):
+            out.skipped.append(Skipped(str(path), "skipped: outside the ingest roots"))
+            continue
+        if real.is_dir():
+            for entry in _walk(real if roots else path):
+                if not consider(entry, given=False):
+                    break
+        elif not consider(path, given=True):
+            break
+        if out.over_limit:
+            break
+    return out
