@@ -130,8 +130,16 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(65536, ge=1024, description="Largest request body accepted (413 above)")
     shutdown_timeout: float = Field(30.0, ge=0.0, description="Seconds in-flight requests get to finish on shutdown")
     warm_llm: bool = Field(True, description="Load the LLM at startup (in the background) rather than on the first /query")
-    ingest_roots: list[Path] = Field(default_factory=list, description="POST /ingest accepts only paths under these folders (empty = any path)")
+    ingest_roots: list[Path] = Field(
+        default_factory=list, description="POST /ingest reads only files that resolve under these folders; empty = POST /ingest is refused (403)"
+    )
     ingest_lock_timeout: float = Field(0.0, ge=0.0, description="Seconds an ingest job waits for another ingest to finish")
+    ingest_max_files: int = Field(1000, ge=1, description="Files one POST /ingest may name or find in its folders (422 above)")
+    ingest_max_file_bytes: int = Field(100 * 1024 * 1024, ge=1, description="Larger files are skipped by ingest jobs (\"skipped: over limit\")")
+    ingest_file_timeout: float = Field(120.0, gt=0.0, description="Seconds an ingest job may spend reading and parsing one file before it skips it")
+    ingest_stop_timeout: float = Field(
+        10.0, ge=0.0, description="Seconds a cancelled job (DELETE /jobs/{id}, shutdown) gets to stop at its next file or parent before it is abandoned"
+    )
 
 
 class Settings(BaseSettings):

@@ -4,7 +4,9 @@ auth, the request middleware, and one mapping from the error tree to HTTP status
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -51,10 +53,38 @@ def status_for(exc: PipelineError) -> int:
     return next(code for cls, code in STATUS_BY_ERROR if isinstance(exc, cls))
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: an error may echo a client's lone surrogate, which UTF-8 cannot encode."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def server_paths(settings: Settings) -> list[tuple[str, str]]:
+    """(path, placeholder) pairs for the server's own folders, longest first, as they may appear in messages."""
+    pairs: dict[str, str] = {}
+    for path, name in [(settings.store, "<store>"), *((root, "<ingest root>") for root in settings.service.ingest_roots)]:
+        for form in {str(path), str(path.absolute()), os.path.realpath(path)}:
+            if form not in ("", ".", "/"):
+                pairs[form] = name
+    return sorted(pairs.items(), key=lambda kv: -len(kv[0]))
+
+
+def redact_paths(text: str, settings: Settings) -> str:
+    """``text`` with the store folder and ingest roots replaced by placeholders: a response must not
+    tell a client where the server keeps its data."""
+    for path, name in server_paths(settings):
+        text = text.replace(path, name)
+    return text
+
+
 def error_response(request: Request, status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra: object) -> JSONResponse:
+    service = getattr(request.app.state, "service", None)
+    if service is not None:
+        detail = redact_paths(detail, service.settings)
     body: dict[str, object] = {"error": error, "detail": detail, "request_id": request.scope.get("state", {}).get("request_id", "")}
     body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=status, headers=headers)
+    return AsciiJSONResponse(body, status_code=status, headers=headers)
 
 
 async def _pipeline_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,7 @@ from qdrant_client import QdrantClient
 from pipeline.config import LLMProvider, Settings
 from pipeline.errors import ConfigError, PipelineError, StoreError, StoreLocked
 from pipeline.ingest.run import Ingestor, ProgressFn
+from pipeline.ingest.scan import ScanLimits
 from pipeline.models import IngestReport
 from pipeline.providers.embeddings import build_embedder, embed_dim
 from pipeline.providers.llm import build_llm
@@ -197,7 +199,7 @@ class ServiceState:
         self._embedder_loaded = False
         self.retrieval_limiter = anyio.CapacityLimiter(cfg.retrieval_threads)
         self.generations = GenerationSlots(cfg.max_concurrent_generations, cfg.generation_wait, cfg.retry_after, self.metrics)
-        self.jobs = JobRunner(self._ingest, on_finish=self._job_finished)
+        self.jobs = JobRunner(self._ingest, on_finish=self._job_finished, stop_timeout=cfg.ingest_stop_timeout)
 
     # --- lifecycle
     def open(self) -> None:
@@ -219,7 +221,8 @@ class ServiceState:
         self._warm_up_llm()
 
     def close(self) -> None:
-        """Stop ingest jobs (a running one at its next file or parent), then close the engine and client."""
+        """Stop ingest jobs (a running one at its next file or parent; abandoned after
+        ``service.ingest_stop_timeout`` seconds), then close the engine and client."""
         self.jobs.shutdown()
         with self._lock:
             if self._engine is not None:
@@ -359,6 +362,16 @@ class ServiceState:
         return not reasons, checks, reasons
 
     # --- ingest jobs
+    def ingest_limits(self) -> ScanLimits:
+        """What an ingest job may read: files under the ingest roots (after resolving symlinks), within the caps."""
+        cfg = self.settings.service
+        return ScanLimits(
+            roots=tuple(Path(os.path.realpath(r)) for r in cfg.ingest_roots),
+            max_files=cfg.ingest_max_files,
+            max_file_bytes=cfg.ingest_max_file_bytes,
+            file_timeout=cfg.ingest_file_timeout,
+        )
+
     def _ingest(self, paths: Sequence[Path], prune: bool, progress: ProgressFn) -> IngestReport:
         """Run one ingest on the service's open client, with an embedder of its own (so query stats
         keep counting 0 corpus texts) and the service's LLM when enrichment is on."""
@@ -373,8 +386,10 @@ class ServiceState:
             progress=progress,
             lock_timeout=self.settings.service.ingest_lock_timeout,
             client=self.client(),
+            limits=self.ingest_limits(),
         )
-        return ingestor.run(paths, prune=prune)
+        report = ingestor.run(paths, prune=prune)
+        return report.model_copy(update={"store": self.settings.store.name})  # not the server's folder
 
     def _job_finished(self, job: IngestJob) -> None:
         self.metrics.ingest_jobs.labels(state=job.state.value).inc()

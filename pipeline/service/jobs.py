@@ -3,6 +3,14 @@
 In embedded mode only one process may open ``<store>/qdrant``, so ``POST /ingest`` is how scheduled
 ingestion reaches a store the service owns; the job writes through the service's own client, and
 queries see the new documents as soon as each one is written.
+
+A job must never wedge the service: it can be cancelled (``DELETE /jobs/{id}``), and a job that does
+not stop within ``stop_timeout`` seconds of being cancelled (or of shutdown) is *abandoned*: marked
+cancelled, its thread left to end on its own (a daemon thread, so the process can still exit), and the
+next queued job starts on a new worker thread. The store stays consistent either way: a document is
+written in one transaction after all its parents are processed, and the ingest lock keeps an abandoned
+job and the next one from writing at the same time (the next one fails with ``StoreLocked`` until the
+abandoned one has ended).
 """
 
 from __future__ import annotations
@@ -12,9 +20,8 @@ import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pipeline.errors import PipelineError
@@ -31,7 +38,7 @@ FINAL = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 class JobCancelled(Exception):
-    """Raised inside a running job (from its progress callback) when the service shuts down."""
+    """Raised inside a running job (from its progress callback) when it is cancelled or the service stops."""
 
 
 def _now() -> str:
@@ -39,39 +46,46 @@ def _now() -> str:
 
 
 class JobRunner:
-    """Queue of ingest jobs, run in order by one worker thread; keeps the last ``keep`` jobs.
+    """Queue of ingest jobs, run in order by one worker thread at a time; keeps the last ``keep`` jobs.
 
-    Shutdown cancels queued jobs and stops a running one at its next file or parent; a document
-    whose parents were not all processed is not written, so the store holds whole documents only.
+    Cancelling (``cancel``) or shutting down stops a running job at its next file or parent; a
+    document whose parents were not all processed is not written, so the store holds whole documents
+    only. A job that does not stop within ``stop_timeout`` seconds is abandoned (see the module doc).
 
     Example:
         runner = JobRunner(run_ingest)
         job = runner.submit([Path("/data/papers")], prune=False)
         runner.get(job.id).state  # queued → running → succeeded
+        runner.cancel(job.id)     # → cancelled (at its next file or parent)
     """
 
-    def __init__(self, ingest: IngestFn, keep: int = 100, on_finish: Callable[[IngestJob], None] | None = None) -> None:
+    def __init__(
+        self, ingest: IngestFn, keep: int = 100, on_finish: Callable[[IngestJob], None] | None = None, stop_timeout: float = 10.0
+    ) -> None:
         self.ingest = ingest
         self.keep = keep
         self.on_finish = on_finish
+        self.stop_timeout = stop_timeout
         self._jobs: OrderedDict[str, IngestJob] = OrderedDict()
+        self._queue: deque[str] = deque()
+        self._cancel: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-job")
+        self._worker: threading.Thread | None = None
+        self._running: str | None = None
 
+    # --- public API
     def submit(self, paths: Sequence[Path], prune: bool) -> IngestJob:
         job = IngestJob(id=uuid.uuid4().hex, paths=[str(p) for p in paths], prune=prune, created=_now())
         with self._lock:
             self._jobs[job.id] = job
-            while len(self._jobs) > self.keep:
-                oldest = next(iter(self._jobs.values()))
-                if oldest.state not in FINAL:
-                    break
-                self._jobs.popitem(last=False)
+            self._cancel[job.id] = threading.Event()
+            self._queue.append(job.id)
+            self._trim()
             queued = job.model_copy(deep=True)  # as accepted, whatever the worker does next
+            if self._worker is None:
+                self._start_worker()
         logger.info("ingest job %s queued: %s", job.id, ", ".join(job.paths), extra={"job_id": job.id})
-        # The job's log lines carry the id of the request that started it (a context variable).
-        self._executor.submit(contextvars.copy_context().run, self._run, job.id)
         return queued
 
     def get(self, job_id: str) -> IngestJob | None:
@@ -80,17 +94,74 @@ class JobRunner:
             job = self._jobs.get(job_id)
             return job.model_copy(deep=True) if job else None
 
-    def _update(self, job_id: str, **fields: object) -> IngestJob:
+    def cancel(self, job_id: str, reason: str = "cancelled by DELETE /jobs/{id}") -> IngestJob | None:
+        """Cancel a job: a queued one at once, a running one at its next file or parent (abandoned after
+        ``stop_timeout`` seconds). A finished job is returned unchanged; an unknown id gives None."""
         with self._lock:
-            job = self._jobs[job_id]
-            for key, value in fields.items():
-                setattr(job, key, value)
-            return job
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            if job.state is JobState.QUEUED:
+                self._queue.remove(job_id)
+        if job.state is JobState.QUEUED:
+            self._finish(job_id, JobState.CANCELLED, error=reason)
+        elif job.state is JobState.RUNNING:
+            with self._lock:
+                job.cancel_requested = True
+            self._cancel[job_id].set()
+            logger.info("ingest job %s: cancel requested", job_id, extra={"job_id": job_id})
+            threading.Thread(target=self._abandon_after, args=(job_id, self.stop_timeout, reason), name="job-watchdog", daemon=True).start()
+        return self.get(job_id)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Cancel queued jobs, stop the running one at its next file or parent, and wait for it at most
+        ``timeout`` seconds (default ``stop_timeout``); then abandon it."""
+        timeout = self.stop_timeout if timeout is None else timeout
+        self._stopping.set()
+        with self._lock:
+            queued = list(self._queue)
+            self._queue.clear()
+            running, worker = self._running, self._worker
+        for job_id in queued:
+            self._finish(job_id, JobState.CANCELLED, error="the service shut down before the job started")
+        if running is not None:
+            self._cancel[running].set()
+        if worker is not None:
+            worker.join(timeout)
+            if worker.is_alive() and running is not None:
+                self._abandon(running, f"the service shut down and the job did not stop within {timeout:g} s")
+
+    # --- worker
+    def _start_worker(self) -> None:
+        """Start a worker thread for the queue (called with the lock held)."""
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(self._work,), name="ingest-job", daemon=True)
+        self._worker = worker
+        worker.start()
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._lock:
+                if self._worker is not me:  # this worker's job was abandoned; a new worker owns the queue
+                    return
+                if not self._queue or self._stopping.is_set():
+                    self._worker = None
+                    self._running = None
+                    return
+                job_id = self._queue.popleft()
+                self._running = job_id
+            self._run(job_id)
+            with self._lock:
+                if self._worker is not me:
+                    return
+                self._running = None
 
     def _progress(self, job_id: str) -> ProgressFn:
+        cancel = self._cancel[job_id]
+
         def progress(event: str, detail: dict) -> None:
-            if self._stopping.is_set():
-                raise JobCancelled("the service is shutting down")
+            if cancel.is_set():
+                raise JobCancelled("the service is shutting down" if self._stopping.is_set() else "cancelled by DELETE /jobs/{id}")
             with self._lock:
                 prog = self._jobs[job_id].progress
                 if event == "file":
@@ -103,9 +174,6 @@ class JobRunner:
         return progress
 
     def _run(self, job_id: str) -> None:
-        if self._stopping.is_set():
-            self._finish(job_id, JobState.CANCELLED, error="the service shut down before the job started")
-            return
         job = self._update(job_id, state=JobState.RUNNING, started=_now())
         logger.info("ingest job %s running", job_id, extra={"job_id": job_id})
         try:
@@ -120,18 +188,58 @@ class JobRunner:
         else:
             self._finish(job_id, JobState.SUCCEEDED, report=report)
 
+    def _abandon_after(self, job_id: str, timeout: float, reason: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.get(job_id)
+            if job is None or job.state in FINAL:
+                return
+            time.sleep(0.05)
+        self._abandon(job_id, f"{reason}; the job did not stop within {timeout:g} s")
+
+    def _abandon(self, job_id: str, reason: str) -> None:
+        """Give up on a running job: mark it cancelled and hand the queue to a new worker thread."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.state in FINAL:
+                return
+            if self._running == job_id:
+                self._running = None
+                self._worker = None
+                if self._queue and not self._stopping.is_set():
+                    self._start_worker()
+        self._finish(
+            job_id,
+            JobState.CANCELLED,
+            error=f"abandoned: {reason}. Documents finished before are kept (the ledger records them); "
+            "POST /ingest the same paths again to finish",
+        )
+
+    # --- bookkeeping
+    def _trim(self) -> None:
+        """Forget the oldest finished jobs beyond ``keep`` (called with the lock held)."""
+        while len(self._jobs) > self.keep:
+            oldest_id, oldest = next(iter(self._jobs.items()))
+            if oldest.state not in FINAL:
+                break
+            self._jobs.popitem(last=False)
+            self._cancel.pop(oldest_id, None)
+
+    def _update(self, job_id: str, **fields: object) -> IngestJob:
+        with self._lock:
+            job = self._jobs[job_id]
+            for key, value in fields.items():
+                setattr(job, key, value)
+            return job
+
     def _finish(self, job_id: str, state: JobState, report: IngestReport | None = None, error: str | None = None) -> None:
-        job = self._update(job_id, state=state, finished=_now(), report=report, error=error)
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.state in FINAL:  # e.g. an abandoned job whose thread ended later
+                return
+            job.state, job.finished, job.report, job.error = state, _now(), report, error
+            job = job.model_copy(deep=True)
         log = logger.warning if state is not JobState.SUCCEEDED else logger.info
         log("ingest job %s %s%s", job_id, state.value, f": {error}" if error else "", extra={"job_id": job_id})
         if self.on_finish is not None:
             self.on_finish(job)
-
-    def shutdown(self) -> None:
-        """Cancel queued jobs, stop the running one at its next file or parent, and wait for it."""
-        self._stopping.set()
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            queued = [j.id for j in self._jobs.values() if j.state is JobState.QUEUED]
-        for job_id in queued:  # their futures were cancelled before they ran
-            self._finish(job_id, JobState.CANCELLED, error="the service shut down before the job started")

@@ -1,4 +1,4 @@
-"""HTTP routes: /retrieve /query /ingest /jobs/{id} /healthz /readyz /status /metrics (+ /docs).
+"""HTTP routes: /retrieve /query /ingest /jobs/{id} (GET, DELETE) /healthz /readyz /status /metrics (+ /docs).
 
 Retrieval and generation run in worker threads (the engine is synchronous); the event loop only
 validates, schedules and streams. ``public`` needs no token; ``api`` and ``docs`` are mounted behind
@@ -10,16 +10,20 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import Path as PathParam
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from pipeline.errors import PipelineError
+from pipeline.ingest.scan import ScanLimits, scan, under
 from pipeline.models import Answer
 from pipeline.retrieve.engine import Engine
 from pipeline.service.deps import GenerationSlot, ServiceState, get_engine, get_state
@@ -36,6 +40,10 @@ api = APIRouter(responses={401: {"model": ErrorBody, "description": "Missing or 
 docs = APIRouter()
 
 INVALID = {422: {"model": ErrorBody, "description": "Invalid input: empty or oversized query, top_k out of range, unknown mode or filter"}}
+FORBIDDEN = {403: {"model": ErrorBody, "description": "POST /ingest is off: service.ingest_roots is not set"}}
+NOT_FOUND = {404: {"model": ErrorBody, "description": "No such job (jobs are kept in memory, the last 100)"}}
+MAX_LISTED = 100  # /status lists at most this many failed or pending documents (and says how many there are)
+JobId = Annotated[str, PathParam(pattern="^[0-9a-f]{32}$", description="The job id from POST /ingest (32 hex digits)")]
 UNAVAILABLE = {503: {"model": ErrorBody, "description": "Store not ready (nothing ingested, Qdrant down, other embedding model) or no LLM"}}
 SSE_EXAMPLE = (
     'event: token\ndata: {"text": "S2ORC is"}\n\n'
@@ -145,7 +153,12 @@ async def _answer_events(state: ServiceState, engine: Engine, args: tuple[Any, .
 )
 async def readyz(state: StateDep) -> JSONResponse:
     ready, checks, reasons = await anyio.to_thread.run_sync(state.readiness)
-    body = Readiness(ready=ready, checks=checks, reasons=reasons)
+    from pipeline.service.app import redact_paths  # app imports this module
+
+    def clean(text: str) -> str:
+        return redact_paths(text, state.settings)
+
+    body = Readiness(ready=ready, checks={k: clean(v) for k, v in checks.items()}, reasons=[clean(r) for r in reasons])
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
@@ -178,7 +191,22 @@ async def status(state: StateDep) -> dict[str, Any]:
         engine = state.current_engine
         return store_status(state.settings, client=state.client(), parents=engine.store.parents if engine else None)
 
-    return await anyio.to_thread.run_sync(read)
+    return public_status(await anyio.to_thread.run_sync(read), state.settings.qdrant.url is not None)
+
+
+def public_status(info: dict[str, Any], server: bool) -> dict[str, Any]:
+    """``status --json`` without the server's own paths (store folder, Qdrant folder or URL) and with
+    long lists cut to ``MAX_LISTED`` entries (a folder of 10,000 bad files must not make a 2 MB answer)."""
+    info = dict(info)
+    info["store"] = Path(info["store"]).name
+    info["qdrant"] = "server" if server else "embedded"
+    failed = info.get("failed_documents") or {}
+    pending = info.get("pending_documents") or []
+    info["failed_documents_total"] = len(failed)
+    info["pending_documents_total"] = len(pending)
+    info["failed_documents"] = dict(sorted(failed.items())[:MAX_LISTED])
+    info["pending_documents"] = sorted(pending)[:MAX_LISTED]
+    return info
 
 
 @api.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response)
@@ -196,28 +224,72 @@ async def metrics(state: StateDep) -> Response:
         "Runs `python -m pipeline ingest` in the service, on its open store: the way to ingest into an embedded "
         "store the service owns. Poll `GET /jobs/{id}`; new documents are searchable as soon as each is written."
     ),
-    responses={**INVALID},
+    responses={**FORBIDDEN, **INVALID},
 )
 async def ingest(body: IngestRequest, state: StateDep, response: Response) -> IngestJob:
-    roots = [r.resolve() for r in state.settings.service.ingest_roots]
-    problems = []
-    for path in body.paths:
-        if roots and not any(path.resolve().is_relative_to(root) for root in roots):
-            problems.append(f"{path}: outside the allowed ingest roots ({', '.join(map(str, roots))})")
-        elif not path.exists():
-            problems.append(f"{path}: no such file or folder on the server")
+    cfg = state.settings.service
+    if not cfg.ingest_roots:
+        raise HTTPException(
+            status_code=403,
+            detail="POST /ingest is off: set service.ingest_roots to the folders it may read "
+            "(env PIPELINE_SERVICE__INGEST_ROOTS='[\"/data/docs\"]')",
+        )
+    paths = body.path_list()
+    problems = await anyio.to_thread.run_sync(check_ingest_paths, paths, state.ingest_limits())
     if problems:
         raise HTTPException(status_code=422, detail="; ".join(problems))
-    job = state.jobs.submit(body.paths, body.prune)
+    job = state.jobs.submit(paths, body.prune)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job
 
 
-@api.get("/jobs/{job_id}", response_model=IngestJob, summary="An ingest job's state, progress and report", responses={404: {"model": ErrorBody}})
-async def job(job_id: str, state: StateDep) -> IngestJob:
+def check_ingest_paths(paths: list[Path], limits: ScanLimits) -> list[str]:
+    """Why these paths cannot be ingested (empty: they can): outside the roots after resolving
+    symlinks, missing, or more files than ``service.ingest_max_files``. Messages name the client's own
+    path, never the roots or what a symlink points to."""
+    problems = []
+    for path in paths:
+        try:
+            real = Path(os.path.realpath(path))
+            if not under(real, limits.roots):
+                problems.append(f"{path}: outside service.ingest_roots")
+            elif not os.path.exists(real):
+                problems.append(f"{path}: no such file or folder on the server")
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path}: cannot be used ({type(exc).__name__})")
+    if not problems and scan(paths, limits).over_limit:
+        problems.append(
+            f"more than {limits.max_files} files (service.ingest_max_files): ingest fewer folders or sub-folders per request, or raise the limit"
+        )
+    return problems
+
+
+@api.get("/jobs/{job_id}", response_model=IngestJob, summary="An ingest job's state, progress and report", responses={**NOT_FOUND})
+async def job(job_id: JobId, state: StateDep) -> IngestJob:
     found = state.jobs.get(job_id)
     if found is None:
-        raise HTTPException(status_code=404, detail=f"no job {job_id!r} (jobs are kept in memory, the last 100)")
+        raise HTTPException(status_code=404, detail=f"no job {job_id} (jobs are kept in memory, the last 100)")
+    return found
+
+
+@api.delete(
+    "/jobs/{job_id}",
+    response_model=IngestJob,
+    summary="Cancel an ingest job",
+    description=(
+        "A queued job is cancelled at once (200). A running job stops at its next file or parent (202, "
+        "`cancel_requested: true`; poll `GET /jobs/{id}`): documents finished before stay, a half-processed one "
+        "is not written. If it has not stopped after `service.ingest_stop_timeout` seconds it is abandoned: marked "
+        "`cancelled` and the next job starts. A finished job is returned unchanged (200)."
+    ),
+    responses={202: {"model": IngestJob, "description": "Running: asked to stop"}, **NOT_FOUND},
+)
+async def cancel_job(job_id: JobId, state: StateDep, response: Response) -> IngestJob:
+    found = state.jobs.cancel(job_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no job {job_id} (jobs are kept in memory, the last 100)")
+    if found.state.value == "running":
+        response.status_code = 202
     return found
 
 

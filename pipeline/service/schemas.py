@@ -1,4 +1,10 @@
-"""Request and response models of the HTTP API; validation here turns bad input into a 422, never a 500."""
+"""Request and response models of the HTTP API; validation here turns bad input into a 422, never a 500.
+
+Request fields are strict (``StrictInt``, ``StrictBool``, ``StrictStr``): JSON ``"3"`` is not 3, ``true``
+is not 1 and ``"yes"`` is not true, so a client bug is a 422 instead of a silent, different request.
+Enums (``mode``) still take their string values. Ingest paths are checked as text (NUL, surrogates,
+length) before anything touches the file system.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
+from pipeline.ingest.scan import MAX_PATH_BYTES, check_path_text
 from pipeline.models import IngestReport, Mode
 from pipeline.retrieve.engine import MAX_QUERY_CHARS
 
@@ -20,9 +27,9 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    doc_id: str | None = Field(None, min_length=1, description="Only this document (its doc_id: the resolved file path)")
-    file_name: str | None = Field(None, min_length=1, description="Only documents with this file name")
-    parent_id: str | None = Field(None, min_length=1, description="Only this parent")
+    doc_id: StrictStr | None = Field(None, min_length=1, max_length=MAX_PATH_BYTES, description="Only this document (its doc_id: the resolved file path)")
+    file_name: StrictStr | None = Field(None, min_length=1, max_length=255, description="Only documents with this file name")
+    parent_id: StrictStr | None = Field(None, min_length=1, max_length=64, description="Only this parent")
 
     def as_dict(self) -> dict[str, str] | None:
         """The engine's filter mapping, or None when no filter is set."""
@@ -42,9 +49,9 @@ class RetrieveRequest(BaseModel):
         },
     )
 
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description=f"The question (1 to {MAX_QUERY_CHARS} characters)")
+    query: StrictStr = Field(min_length=1, max_length=MAX_QUERY_CHARS, description=f"The question (1 to {MAX_QUERY_CHARS} characters)")
     mode: Mode = Field(Mode.ALL, description="Which references to match: base, chunk, metadata or all")
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description=f"Distinct parents to return (1 to {MAX_TOP_K}; default retrieval.top_k)")
+    top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K, description=f"Distinct parents to return (1 to {MAX_TOP_K}; default retrieval.top_k)")
     filters: Filters | None = Field(None, description="Metadata filters (doc_id, file_name, parent_id)")
 
     @field_validator("query")
@@ -52,6 +59,10 @@ class RetrieveRequest(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("query is blank: send the question text")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("query is not valid Unicode (lone surrogate)") from None
         return value
 
     def filter_dict(self) -> dict[str, str] | None:
@@ -71,7 +82,7 @@ class QueryRequest(RetrieveRequest):
         },
     )
 
-    stream: bool = Field(False, description="Stream the answer as text/event-stream: `token` events, then one `sources` event")
+    stream: StrictBool = Field(False, description="Stream the answer as text/event-stream: `token` events, then one `sources` event")
 
 
 class ErrorBody(BaseModel):
@@ -97,24 +108,39 @@ class IngestRequest(BaseModel):
         json_schema_extra={"examples": [{"paths": ["/data/papers"], "prune": False}]},
     )
 
-    paths: list[Path] = Field(min_length=1, max_length=MAX_INGEST_PATHS, description="Absolute paths on the server: PDF, .txt, .md files or folders")
-    prune: bool = Field(False, description="Also remove documents under the given folders whose files are gone")
+    paths: list[StrictStr] = Field(
+        min_length=1,
+        max_length=MAX_INGEST_PATHS,
+        description=f"Absolute paths on the server, under service.ingest_roots: PDF, .txt, .md files or folders (each at most {MAX_PATH_BYTES} bytes)",
+    )
+    prune: StrictBool = Field(False, description="Also remove documents under the given folders whose files are gone")
 
     @field_validator("paths")
     @classmethod
-    def _absolute(cls, paths: list[Path]) -> list[Path]:
-        relative = [str(p) for p in paths if not p.is_absolute()]
-        if relative:
-            raise ValueError(f"paths must be absolute on the server: {', '.join(relative)}")
+    def _valid_paths(cls, paths: list[str]) -> list[str]:
+        problems = []
+        for i, text in enumerate(paths):
+            try:
+                check_path_text(text)
+            except ValueError as exc:
+                problems.append(f"paths[{i}]: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
         return paths
+
+    def path_list(self) -> list[Path]:
+        """The paths, normalised (``/a/./b/`` → ``/a/b``); already checked by the validator."""
+        return [check_path_text(p) for p in self.paths]
 
 
 class JobState(str, Enum):
     """Where an ingest job is.
 
-    QUEUED: waiting for the job before it. RUNNING: ingesting. SUCCEEDED: every file done (some may
-    have failed: see ``report.files``). FAILED: the run stopped (``error`` says why). CANCELLED: the
-    service shut down first; documents finished before that are kept.
+    QUEUED: waiting for the job before it. RUNNING: ingesting (``cancel_requested`` once a DELETE
+    asked it to stop). SUCCEEDED: every file done (some may have failed or been skipped: see
+    ``report.files``). FAILED: the run stopped (``error`` says why). CANCELLED: cancelled, or the
+    service shut down first (``error`` says which, and whether the job was abandoned); documents
+    finished before that are kept.
     """
 
     QUEUED = "queued"
@@ -156,6 +182,7 @@ class IngestJob(BaseModel):
     started: str | None = None
     finished: str | None = None
     progress: JobProgress = Field(default_factory=JobProgress)
+    cancel_requested: bool = False
     report: IngestReport | None = None
     error: str | None = None
 
