@@ -79,3 +79,76 @@ class TestJobRunner:
         finally:
             runner.shutdown()
         assert runner.get(ids[0]) is None and runner.get(ids[-1]) is not None
+
+
+class TestCancel:
+    def test_cancel_a_queued_job_at_once_and_a_running_one_at_its_next_step(self) -> None:
+        started = threading.Event()
+        steps: list[int] = []
+
+        def ingest(paths: Sequence[Path], prune: bool, progress: ProgressFn) -> IngestReport:
+            started.set()
+            for i in range(1000):
+                progress("parent", {"path": "/a.pdf", "done": i, "total": 1000})
+                steps.append(i)
+                time.sleep(0.01)
+            return IngestReport(store="s", stats=IngestStats())
+
+        runner = JobRunner(ingest, stop_timeout=5)
+        try:
+            running = runner.submit([Path("/a.pdf")], prune=False)
+            queued = runner.submit([Path("/b.pdf")], prune=False)
+            assert started.wait(5)
+            gone = runner.cancel(queued.id)
+            assert gone is not None and gone.state is JobState.CANCELLED and "DELETE" in (gone.error or "")
+            asked = runner.cancel(running.id)
+            assert asked is not None and asked.cancel_requested
+            done = wait_final(runner, running.id)
+        finally:
+            runner.shutdown()
+        assert done.state is JobState.CANCELLED and done.error == "cancelled by DELETE /jobs/{id}"
+        assert len(steps) < 1000 and runner.cancel("f" * 32) is None
+
+    def test_a_wedged_job_is_abandoned_and_the_queue_moves_on(self) -> None:
+        wedge = threading.Event()  # e.g. a read that never returns and never reports progress
+
+        def ingest(paths: Sequence[Path], prune: bool, progress: ProgressFn) -> IngestReport:
+            if paths[0].name == "wedged.pdf":
+                wedge.wait(30)
+            return IngestReport(store="s", stats=IngestStats(files_added=1))
+
+        runner = JobRunner(ingest, stop_timeout=0.3)
+        try:
+            stuck = runner.submit([Path("/wedged.pdf")], prune=False)
+            after = runner.submit([Path("/next.pdf")], prune=False)
+            time.sleep(0.1)
+            runner.cancel(stuck.id)
+            abandoned = wait_final(runner, stuck.id)
+            assert abandoned.state is JobState.CANCELLED and (abandoned.error or "").startswith("abandoned: cancelled by DELETE")
+            assert wait_final(runner, after.id).state is JobState.SUCCEEDED  # the queue is not wedged
+            wedge.set()  # the abandoned thread ends later: its job keeps the cancelled state
+            time.sleep(0.1)
+            assert runner.get(stuck.id).state is JobState.CANCELLED  # type: ignore[union-attr]
+        finally:
+            wedge.set()
+            runner.shutdown()
+
+    def test_shutdown_waits_at_most_the_grace_period(self) -> None:
+        wedge = threading.Event()
+        started = threading.Event()
+
+        def ingest(paths: Sequence[Path], prune: bool, progress: ProgressFn) -> IngestReport:
+            started.set()
+            wedge.wait(30)
+            return IngestReport(store="s", stats=IngestStats())
+
+        runner = JobRunner(ingest, stop_timeout=0.5)
+        job = runner.submit([Path("/a.pdf")], prune=False)
+        assert started.wait(5)
+        began = time.monotonic()
+        runner.shutdown()
+        took = time.monotonic() - began
+        wedge.set()
+        assert took < 2, took
+        final = runner.get(job.id)
+        assert final is not None and final.state is JobState.CANCELLED and "did not stop within 0.5 s" in (final.error or "")
