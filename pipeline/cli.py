@@ -14,7 +14,8 @@ import typer
 from rich.table import Table
 
 from pipeline.errors import LoadError, PipelineError
-from pipeline.models import Answer, IngestReport, Mode
+from pipeline.config import EnrichPolicy
+from pipeline.models import Answer, IngestReport, IngestStats, Mode
 from pipeline.output import emit_json, err, fail, out, settings_for, setup_logging
 from pipeline.progress import TerminalProgress
 
@@ -27,19 +28,21 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging
 
 
 class IngestProgress(TerminalProgress):
-    """A bar per file and per parent on a terminal; plain log lines otherwise."""
+    """Two bars on a terminal, documents searchable and parents enriched (plus the parents of the
+    file in hand); plain log lines otherwise."""
 
     def __init__(self) -> None:
         super().__init__(err)
         self.files = None
         self.parents = None
+        self.enriched = None
 
     def __call__(self, event: str, detail: dict) -> None:
         name = Path(detail.get("path", "")).name
         if event == "file":
             if self.tty:
                 if self.files is None:
-                    self.files = self.progress.add_task("files", total=detail["total"])
+                    self.files = self.progress.add_task("documents searchable", total=detail["total"])
                 if self.parents is not None:
                     self.progress.remove_task(self.parents)
                 self.parents = self.progress.add_task(f"  {name}", total=None)
@@ -55,6 +58,34 @@ class IngestProgress(TerminalProgress):
                 self.progress.advance(self.files)
             if detail["status"] == "failed":
                 err.print(f"[red]failed[/] {detail['path']}: {detail['reason']}", highlight=False)
+            elif not self.tty:
+                logger.info("searchable: %s (%s)", detail["path"], detail["status"])
+        elif event == "enrich":
+            if self.tty:
+                if self.parents is not None:
+                    self.progress.remove_task(self.parents)
+                    self.parents = None
+                if self.enriched is None:
+                    self.enriched = self.progress.add_task("parents enriched (summary + questions)", total=detail["total"])
+                self.progress.update(self.enriched, total=detail["total"], completed=detail["done"])
+            elif detail["done"] % 10 == 0 or detail["done"] == detail["total"]:
+                logger.info("enriched %d/%d parents", detail["done"], detail["total"])
+
+
+def _enrich_line(s: IngestStats) -> str:
+    """The second phase in one line: what was written, or why nothing was and how to get it."""
+    if s.enrich == "done" and s.parents_enriched:
+        per = f" ({s.questions / s.parents_enriched:.1f} per parent)" if s.parents_enriched else ""
+        left = f"; {s.parents_unenriched} parents still without (failed: run `enrich` again)" if s.parents_unenriched else ""
+        return f"{s.parents_enriched} parents enriched: {s.summaries} summaries, {s.questions} questions{per}{left}"
+    if not s.parents_unenriched:
+        return "every parent enriched already" if s.documents else "-"
+    if s.enrich == "skipped":
+        return (f"skipped for {s.parents_unenriched} parents: SmolLM2's do not improve retrieval (docs/quality.md); "
+                "`python -m pipeline enrich` writes them anyway, or configure a stronger LLM")
+    if s.enrich == "later":
+        return f"later: {s.parents_unenriched} parents wait for `python -m pipeline enrich`"
+    return "none (no LLM configured)"
 
 
 def print_ingest_summary(report: IngestReport) -> None:
@@ -67,6 +98,7 @@ def print_ingest_summary(report: IngestReport) -> None:
         ("references", ", ".join(f"{k} {v}" for k, v in s.references.items()) or "0"),
         ("parents rebuilt / reused from cache", f"{s.parents_rebuilt} / {s.parents_reused}"),
         ("LLM calls / texts embedded", f"{s.llm_calls} / {s.embedded_texts}"),
+        ("summaries and questions", _enrich_line(s)),
         ("cache hits / misses", f"{s.cache_hits} / {s.cache_misses}"),
         ("seconds", f"{s.seconds:.1f}"),
     ]
@@ -84,13 +116,16 @@ def ingest(
     prune: Annotated[bool, typer.Option("--prune", "--sync", help="Also remove documents under the given folders whose files are gone.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be added, updated and removed; change nothing.")] = False,
     lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for another ingest to finish.")] = 0.0,
+    enrich: Annotated[Optional[EnrichPolicy], typer.Option("--enrich", help="Summaries and questions: now, later (`pipeline enrich`), or auto (default: only with an LLM whose references help).")] = None,
     json_out: JsonOpt = False,
     log_file: Annotated[Optional[Path], typer.Option(help="Also write JSON-lines logs to this file.")] = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Ingest files into the store: parents to the docstore, references to Qdrant."""
+    """Ingest files: each document is searchable once its chunks are written; summaries and questions follow."""
     setup_logging(verbose, log_file)
     settings = settings_for(store)
+    if enrich is not None:
+        settings.ingest = settings.ingest.model_copy(update={"enrich": enrich})
     from pipeline.ingest.run import Ingestor
 
     missing = [p for p in paths if not p.exists()]
@@ -169,6 +204,40 @@ def query(
 
 
 @app.command()
+def enrich(
+    store: StoreOpt = Path("storage"),
+    lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for a running ingest to finish.")] = 0.0,
+    json_out: JsonOpt = False,
+    log_file: Annotated[Optional[Path], typer.Option(help="Also write JSON-lines logs to this file.")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Write LLM summaries and questions for every searchable parent that has none yet.
+
+    Resumable and idempotent: finished parents are skipped, LLM output is cached, Ctrl-C or a kill
+    loses at most the parent in flight. Run it at low priority with `nice -n 10`.
+    """
+    setup_logging(verbose, log_file)
+    settings = settings_for(store)
+    from pipeline.ingest.run import Ingestor
+
+    if not (settings.store / "docstore.sqlite").exists():
+        fail(f"no ingested data in {settings.store}: run `python -m pipeline ingest PATH` first")
+    try:
+        with IngestProgress() as progress:
+            report = Ingestor(settings, progress=progress, lock_timeout=lock_timeout, enrich=True).enrich_store()
+    except PipelineError as exc:
+        fail(f"{type(exc).__name__}: {exc}")
+    if json_out:
+        emit_json(report.model_dump(mode="json"))
+        return
+    s = report.stats
+    err.print(
+        f"enrich → {report.store}: {_enrich_line(s)}; {s.llm_calls} LLM calls, {s.embedded_texts} texts embedded, {s.seconds:.1f} s",
+        highlight=False,
+    )
+
+
+@app.command()
 def status(store: StoreOpt = Path("storage"), json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """Show the store: collections with point counts, parents, embedding model."""
     setup_logging(verbose)
@@ -187,6 +256,8 @@ def status(store: StoreOpt = Path("storage"), json_out: JsonOpt = False, verbose
     for name, n in info["collections"].items():
         table.add_row(f"  {name}", f"{n} points")
     table.add_row("documents / parents", f"{info['documents']} / {info['parents']}")
+    if "enriched_parents" in info:
+        table.add_row("parents enriched (summary + questions)", f"{info['enriched_parents']} of {info['parents']}")
     table.add_row("embedding", f"{info['embed_model']} ({info['embed_dim']} dims)")
     out.print(table)
 

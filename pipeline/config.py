@@ -12,7 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,6 +36,36 @@ class LLMProvider(str, Enum):
 
     LLAMACPP = "llamacpp"
     OPENAI = "openai"
+    NONE = "none"
+
+
+class EnrichPolicy(str, Enum):
+    """When ``ingest`` writes summaries and questions: always a second phase, after the documents are searchable.
+
+    AUTO: now if the LLM's summaries and questions measurably help retrieval (OpenAI or a compatible
+    endpoint, Qwen, a custom GGUF); skipped with SmolLM2, whose references do not (docs/quality.md:
+    ``all`` = ``chunk``) and cost ~90 % of ingest time. ``pipeline enrich`` adds them at any time.
+    NOW: always, right after the documents are searchable (``true`` means the same).
+    LATER: never during ``ingest``; ``pipeline enrich`` does it (``false`` means the same).
+    """
+
+    AUTO = "auto"
+    NOW = "now"
+    LATER = "later"
+
+
+class AnswerMode(str, Enum):
+    """How ``query`` answers.
+
+    AUTO: LLM synthesis when a capable generator is configured (OpenAI or compatible, Qwen, a custom
+    GGUF), else extractive. EXTRACTIVE: the retrieved sentences that best answer the query, each
+    cited with document and page; never invents text. LLM: synthesis by the configured LLM, with
+    the same citations. NONE: sources only (as ``--retrieve-only``).
+    """
+
+    AUTO = "auto"
+    EXTRACTIVE = "extractive"
+    LLM = "llm"
     NONE = "none"
 
 
@@ -81,9 +111,22 @@ class IngestSettings(BaseModel):
     parent_chunk_size: int = Field(1024, ge=64, description="Parent chunk size in tokens")
     child_chunk_sizes: list[int] = Field([128, 256, 512], description="Child chunk sizes in tokens")
     chunk_overlap: int = Field(20, ge=0, description="Child chunk overlap in tokens")
-    enrich: bool = Field(True, description="Write summaries and questions with the LLM")
+    enrich: EnrichPolicy = Field(EnrichPolicy.AUTO, description="auto | now | later: when ingest writes LLM summaries and questions (auto: only with an LLM whose references help, not SmolLM2)")
     questions: int = Field(5, ge=1, le=20, description="Questions per parent")
     pdf_passwords: dict[str, str] = Field(default_factory=dict, description="File name or path → PDF password")
+
+    @field_validator("enrich", mode="before")
+    @classmethod
+    def _enrich_bool(cls, value: Any) -> Any:
+        # The setting was a bool before the two-phase ingest: keep true/false working.
+        if isinstance(value, bool) or str(value).strip().lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            return EnrichPolicy.NOW if str(value).strip().lower() in ("true", "1", "yes", "on") else EnrichPolicy.LATER
+        return value
+
+
+class AnswerSettings(BaseModel):
+    mode: AnswerMode = Field(AnswerMode.AUTO, description="auto | extractive | llm | none (auto: llm with a capable generator, else extractive)")
+    sentences: int = Field(3, ge=1, le=10, description="Sentences in an extractive answer")
 
 
 class RetrievalSettings(BaseModel):
@@ -155,6 +198,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     openai_api_key: SecretStr | None = Field(None, description="OpenAI key (env OPENAI_API_KEY)")
 

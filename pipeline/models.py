@@ -73,13 +73,30 @@ class QueryStats(BaseModel):
     answer_ms: float = 0.0
 
 
+class Citation(BaseModel):
+    """One sentence of an extractive answer (or the evidence beside an LLM answer), where it stands."""
+
+    text: str
+    doc_id: str
+    pages: list[int] = Field(default_factory=list)
+    parent_id: str
+    source: int  # 1-based index into ``sources``
+    score: float
+
+
 class Answer(BaseModel):
-    """The result of ``query``: the answer (None with --retrieve-only), its sources and stats."""
+    """The result of ``query``: the answer (None with --retrieve-only), its sources and stats.
+
+    ``answer_mode`` says how ``answer`` was made: ``extractive`` (sentences of the sources, each in
+    ``citations``), ``llm`` (synthesis, with the supporting sentences in ``citations``) or ``none``.
+    """
 
     query: str
     mode: Mode
     top_k: int
     answer: str | None = None
+    answer_mode: str = "none"
+    citations: list[Citation] = Field(default_factory=list)
     sources: list[SourceRef] = Field(default_factory=list)
     stats: QueryStats = Field(default_factory=QueryStats)
 
@@ -111,6 +128,11 @@ class IngestStats(BaseModel):
     files_unchanged: int = 0
     files_removed: int = 0
     files_failed: int = 0
+    enrich: str = ""  # done | skipped (auto, LLM whose references do not help) | later | none (no LLM)
+    parents_enriched: int = 0  # summaries and questions written by this run
+    parents_unenriched: int = 0  # parents of the ingested documents still without them
+    summaries: int = 0
+    questions: int = 0  # written by this run (the prompt asks for ``ingest.questions`` per parent)
     seconds: float = 0.0
 
 

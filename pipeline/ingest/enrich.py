@@ -1,4 +1,10 @@
-"""Parent → summary and question ``IndexNode`` references, written by the configured LLM.
+"""Second ingest phase: summary and question references for parents that are already searchable.
+
+``ingest`` first commits each document's parents, chunk and self references (searchable within
+seconds); this phase then asks the LLM, one parent at a time, for a summary and five questions and
+adds them as references. Each parent is finished (refs upserted, ledger updated) before the next is
+started, so the phase is resumable: an interrupted run (Ctrl-C, SIGKILL) loses at most the parent in
+flight, whose LLM output is in the ingest cache already, and never a searchable document.
 
 Own prompts rather than LlamaIndex's extractors: their long prompts make 135M–1.5B models loop, and
 their output lands in the metadata of every node (and so in every embedding). Here the summary and
@@ -8,36 +14,76 @@ each question are nodes of their own that embed only their text. Both prompts op
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.ingestion import IngestionCache, IngestionPipeline
 from llama_index.core.llms import LLM, ChatMessage
-from llama_index.core.schema import BaseNode, TransformComponent
+from llama_index.core.schema import BaseNode, IndexNode, TransformComponent
 from pydantic import PrivateAttr
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pipeline.errors import EnrichError
+from pipeline.ingest.embed import ReferenceEmbedder
 from pipeline.ingest.reference import is_parent, make_ref
+from pipeline.ingest.write import DocumentWriter, checkpoint
 from pipeline.models import RefKind
+from pipeline.providers.llm import llm_calls
+from pipeline.store import layout
+from pipeline.store.layout import KIND_TO_COLLECTION, Collection
+from pipeline.store.qdrant import delete_points, with_retries
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_PROMPT = "Passage:\n{context_str}\n\nWrite a summary of the passage in 2 to 4 sentences."
 QUESTIONS_PROMPT = (
-    "Passage:\n{context_str}\n\nWrite {num_questions} questions about specific facts stated in the passage. "
-    "Each question must name a specific term, number or method from the passage. One question per line."
+    "Passage:\n{context_str}\n\nWrite {num_questions} different questions that the passage answers, "
+    "as a numbered list from 1 to {num_questions}, one question per line. Each question must name a "
+    "specific term, number or method from the passage."
 )
-_NUMBERING = re.compile(r"^\s*(?:[-*•]|\(?\d+[.):]|Q\d*[.:]|Question\s*\d*[.:])\s*", re.IGNORECASE)
+# Sent once more when the first answer held fewer questions than asked (135M models stop early).
+QUESTIONS_RETRY_PROMPT = (
+    "Passage:\n{context_str}\n\nList {num_questions} more questions about other facts in the passage, "
+    "numbered 1 to {num_questions}, one per line. Do not repeat these: {previous}"
+)
+ENRICH_KINDS = (RefKind.SUMMARY, RefKind.QUESTION)
+ENRICH_COLLECTIONS = tuple(KIND_TO_COLLECTION[k] for k in ENRICH_KINDS)
+
+_MARKER = re.compile(r"^\s*(?:[-*•]+|\(?\d{1,2}\s*[.):\]-]|Q\d*\s*[.:)-]|Question\s*\d*\s*[.:)-])\s*", re.IGNORECASE)
+_INLINE_NUMBER = re.compile(r"(?:(?<=\s)|^)\(?\d{1,2}[.)]\s+")
+_QUESTION_WORD = re.compile(r"^(what|which|who|whom|whose|when|where|why|how|is|are|was|were|do|does|did|can|could|should|would|will|in what|on what|according)\b", re.IGNORECASE)
 
 
 def parse_questions(text: str, limit: int) -> list[str]:
-    """Lines of LLM output → at most ``limit`` distinct questions, numbering stripped."""
-    seen: list[str] = []
+    """LLM output → at most ``limit`` distinct questions, numbering stripped.
+
+    Accepts a numbered or bulleted list, several numbered questions on one line, and questions whose
+    question mark the model forgot (when they start with a question word). Lines that are neither
+    (preambles such as "Here are 5 questions:") are dropped.
+    """
+    candidates: list[str] = []
     for line in text.splitlines():
-        q = _NUMBERING.sub("", line).strip().strip('"').strip()
-        if len(q) < 8 or not q.endswith("?"):
+        parts = [p for p in _INLINE_NUMBER.split(line) if p.strip()] if len(_INLINE_NUMBER.findall(line)) > 1 else [line]
+        candidates.extend(parts)
+    seen: list[str] = []
+    for raw in candidates:
+        q = raw
+        while (stripped := _MARKER.sub("", q).strip().strip('"*').strip()) != q:  # "- 5. What ..."
+            q = stripped
+        if not q.endswith("?"):
+            if "?" in q:  # "What is X? (answer: ...)"
+                q = q[: q.index("?") + 1]
+            elif _QUESTION_WORD.match(q) and not q.endswith(":"):
+                q = q.rstrip(".") + "?"
+            else:
+                continue
+        if len(q) < 8 or len(q.split()) < 3:
             continue
         if q.lower() not in (s.lower() for s in seen):
             seen.append(q)
@@ -49,16 +95,19 @@ def parse_questions(text: str, limit: int) -> list[str]:
 class ParentEnricher(TransformComponent):
     """Ask the LLM for one summary and ``num_questions`` questions per parent; add them as references.
 
-    ``llm_name`` and the prompts are public fields so the ingest cache key changes when they do.
+    Two calls per parent: the summary, then all questions as one numbered list; when the list is
+    short, one more call asks for the missing ones. ``llm_name`` and the prompts are public fields
+    so the ingest cache key changes when they do.
 
     Example:
-        nodes = ParentEnricher(llm_name="smollm2", num_questions=5).with_llm(llm)(nodes)
+        nodes = ParentEnricher(llm_name="smollm2", num_questions=5).with_llm(llm)(parents)
     """
 
     llm_name: str
     num_questions: int = 5
     summary_prompt: str = SUMMARY_PROMPT
     questions_prompt: str = QUESTIONS_PROMPT
+    questions_retry_prompt: str = QUESTIONS_RETRY_PROMPT
     max_attempts: int = 3
 
     _llm: LLM | None = PrivateAttr(default=None)
@@ -84,6 +133,17 @@ class ParentEnricher(TransformComponent):
         except Exception as exc:
             raise EnrichError(f"LLM failed after {self.max_attempts} attempts: {type(exc).__name__}: {exc}") from exc
 
+    def questions_for(self, text: str) -> list[str]:
+        """``num_questions`` questions in one call, plus one retry for the missing ones if needed."""
+        n = self.num_questions
+        questions = parse_questions(self._ask(self.questions_prompt.format(context_str=text, num_questions=n)), n)
+        if len(questions) < n:
+            missing = n - len(questions)
+            previous = " ".join(questions) or "(none)"
+            more = parse_questions(self._ask(self.questions_retry_prompt.format(context_str=text, num_questions=missing, previous=previous)), n)
+            questions += [q for q in more if q.lower() not in {x.lower() for x in questions}][:missing]
+        return questions
+
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[BaseNode]:
         out: list[BaseNode] = list(nodes)
         for parent in nodes:
@@ -93,15 +153,158 @@ class ParentEnricher(TransformComponent):
             summary = self._ask(self.summary_prompt.format(context_str=text))
             if summary:
                 out.append(make_ref(parent, RefKind.SUMMARY, 0, summary))
-            raw = self._ask(self.questions_prompt.format(context_str=text, num_questions=self.num_questions))
-            questions = parse_questions(raw, self.num_questions)
-            if len(questions) < self.num_questions:  # 135M models often stop early or repeat themselves
-                logger.debug(
-                    "%s: LLM wrote %d of %d questions",
-                    parent.metadata.get("readable_id", parent.node_id),
-                    len(questions),
-                    self.num_questions,
-                )
+            questions = self.questions_for(text)
+            if len(questions) < self.num_questions:
+                logger.info("%s: LLM wrote %d of %d questions", parent.metadata.get(layout.READABLE_ID, parent.node_id), len(questions), self.num_questions)
             for i, q in enumerate(questions):
                 out.append(make_ref(parent, RefKind.QUESTION, i, q))
         return out
+
+
+# Called with (event, detail): "enrich" after each parent with {"done", "total", "path"}.
+ProgressFn = Callable[[str, dict], None]
+
+
+@dataclass
+class EnrichStats:
+    """What one enrichment pass did; ``parents_skipped`` were finished by an earlier pass."""
+
+    parents_enriched: int = 0
+    parents_skipped: int = 0
+    parents_total: int = 0
+    questions: int = 0
+    summaries: int = 0
+    llm_calls: int = 0
+    failed: int = 0
+
+
+def enriched_count(ledger: dict[str, dict[str, Any]]) -> int:
+    """Parents with summary/question references, over all documents of a ledger (for ``status``)."""
+    return sum(len(e.get("enriched") or {}) for e in ledger.values())
+
+
+class EnrichmentPhase:
+    """Adds summary and question references to the searchable parents of a store, parent by parent.
+
+    Per parent: LLM + embedding through an ``IngestionPipeline`` with the persistent cache (so a
+    parent interrupted after its LLM calls costs no call the next time), then
+    1. the ledger records the refs about to be written as ``pending`` (with ``enrich`` = parent id);
+    2. the refs are upserted into the summaries and questions collections (deterministic ids);
+    3. refs of an older enrichment of this parent that are not in the new set are deleted;
+    4. the ledger entry gets the refs, updated kind counts and ``enriched[parent_id]``.
+    A parent whose ``enriched`` fingerprint matches is skipped without touching the LLM or the cache.
+
+    Example:
+        phase = EnrichmentPhase(llm, embedder, dim, cache, writer, num_questions=5)
+        stats = phase.run(parents.ledger())
+    """
+
+    def __init__(
+        self,
+        llm: LLM,
+        embedder: BaseEmbedding,
+        dim: int,
+        cache: IngestionCache,
+        writer: DocumentWriter,
+        num_questions: int = 5,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.llm = llm
+        self.writer = writer
+        self.parents = writer.parents
+        self.progress = progress or (lambda event, detail: None)
+        enricher = ParentEnricher(llm_name=llm.metadata.model_name, num_questions=num_questions).with_llm(llm)
+        embed = ReferenceEmbedder(model_name=embedder.model_name, dim=dim).with_model(embedder)
+        self.transforms: list[TransformComponent] = [enricher, embed]
+        self.pipe = IngestionPipeline(transformations=self.transforms, cache=cache)
+        self.fingerprint = hashlib.sha256(json.dumps([t.to_dict() for t in self.transforms], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def todo(self, doc_ids: Iterable[str]) -> tuple[list[tuple[str, str]], int]:
+        """(doc_id, parent_id) pairs still to enrich, in document order, and how many are done already.
+
+        Documents whose first phase is unfinished (a crashed ``ingest``) are left to the next ``ingest``.
+        """
+        todo: list[tuple[str, str]] = []
+        done = 0
+        for doc_id in doc_ids:
+            entry = self.parents.ledger_entry(doc_id)
+            if not entry or (entry.get("pending") and "enrich" not in entry["pending"]):
+                continue
+            enriched = entry.get("enriched") or {}
+            for pid in entry.get("parents", []):
+                if (enriched.get(pid) or {}).get("fingerprint") == self.fingerprint:
+                    done += 1
+                else:
+                    todo.append((doc_id, pid))
+        return todo, done
+
+    def run(self, doc_ids: Iterable[str]) -> EnrichStats:
+        """Enrich every parent of ``doc_ids`` not enriched with this LLM and prompt yet."""
+        calls_before = llm_calls(self.llm)
+        todo, done = self.todo(list(doc_ids))
+        stats = EnrichStats(parents_skipped=done, parents_total=done + len(todo))
+        for i, (doc_id, pid) in enumerate(todo):
+            try:
+                summaries, questions = self._enrich_parent(doc_id, pid)
+            except EnrichError as exc:
+                # The parent stays searchable through its chunks; the next pass tries it again.
+                logger.warning("enrichment of %s in %s failed: %s", pid, doc_id, exc)
+                stats.failed += 1
+                continue
+            finally:
+                self.progress("enrich", {"path": doc_id, "done": done + i + 1, "total": stats.parents_total})
+            stats.parents_enriched += 1
+            stats.summaries += summaries
+            stats.questions += questions
+            checkpoint("after-enrich-parent")
+        stats.llm_calls = llm_calls(self.llm) - calls_before
+        return stats
+
+    def _enrich_parent(self, doc_id: str, pid: str) -> tuple[int, int]:
+        parent = self.parents.get(pid)
+        if parent is None:  # replaced by a newer ingest since the list was made
+            return 0, 0
+        nodes = self.pipe.run(nodes=[parent])
+        refs = [n for n in nodes if isinstance(n, IndexNode) and n.embedding is not None and n.metadata.get(layout.KIND) in {k.value for k in ENRICH_KINDS}]
+        by_coll: dict[Collection, list[BaseNode]] = {c: [] for c in ENRICH_COLLECTIONS}
+        for ref in refs:
+            by_coll[KIND_TO_COLLECTION[RefKind(ref.metadata[layout.KIND])]].append(ref)
+        new_ids = {c.value: [n.node_id for n in by_coll[c]] for c in ENRICH_COLLECTIONS}
+
+        entry = self.parents.ledger_entry(doc_id)
+        if not entry or pid not in entry.get("parents", []):
+            return 0, 0
+        previous = (entry.get("enriched") or {}).get(pid) or {}
+        old_ids = {c.value: set((previous.get("refs") or {}).get(c.value, [])) for c in ENRICH_COLLECTIONS}
+        pending = entry.get("pending") or {}
+        if pending.get("enrich") == pid:  # this parent was in flight when a run stopped
+            for c in ENRICH_COLLECTIONS:
+                old_ids[c.value] |= set((pending.get("refs") or {}).get(c.value, []))
+        intent = {c.value: sorted(old_ids[c.value] | set(new_ids[c.value])) for c in ENRICH_COLLECTIONS}
+        self.parents.put_ledger(doc_id, dict(entry, pending={"parents": [], "refs": intent, "enrich": pid}))
+
+        for coll, nodes_c in by_coll.items():
+            if nodes_c:
+                with_retries(self.writer.stores[coll].add)(nodes_c)
+        for coll in ENRICH_COLLECTIONS:
+            stale = sorted(old_ids[coll.value] - set(new_ids[coll.value]))
+            if stale:
+                delete_points(self.writer.client, self.writer.collections[coll], stale)
+
+        refs_all = {k: list(v) for k, v in (entry.get("refs") or {}).items()}
+        for coll in ENRICH_COLLECTIONS:
+            kept = [i for i in refs_all.get(coll.value, []) if i not in old_ids[coll.value]]
+            refs_all[coll.value] = kept + new_ids[coll.value]
+        enriched = dict(entry.get("enriched") or {})
+        enriched[pid] = {"fingerprint": self.fingerprint, "refs": new_ids}
+        kinds = dict(entry.get("kinds") or {})
+        for kind in ENRICH_KINDS:
+            count = len(refs_all.get(KIND_TO_COLLECTION[kind].value, []))
+            if count:
+                kinds[kind.value] = count
+            else:
+                kinds.pop(kind.value, None)
+        final = {k: v for k, v in entry.items() if k != "pending"}
+        final.update(refs=refs_all, kinds=kinds, enriched=enriched)
+        self.parents.put_ledger(doc_id, final)
+        return len(new_ids[Collection.SUMMARIES.value]), len(new_ids[Collection.QUESTIONS.value])

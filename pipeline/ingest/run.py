@@ -1,8 +1,14 @@
-"""Ingest: files → parents → references → embeddings (cached) → docstore + Qdrant, one document at a time.
+"""Ingest: files → parents → references → embeddings (cached) → docstore + Qdrant, in two phases.
 
-Two ``IngestionPipeline`` runs share one persistent cache: one splits a document into parents, one
-turns a single parent into its references. Caching per parent means that when one page of a long
-PDF changes, only the parents whose text changed miss the cache and are re-summarised and re-embedded.
+Phase 1, one document at a time: split into parents, chunk and self references, embed, commit. A
+document is searchable as soon as its own commit is done (seconds), whatever the LLM is.
+Phase 2 (``pipeline/ingest/enrich.py``): summaries and questions for the searchable parents, one
+parent at a time; ``ingest`` runs it after phase 1 when ``ingest.enrich`` says so, ``pipeline enrich``
+at any later time.
+
+``IngestionPipeline`` runs share one persistent cache: one splits a document into parents, one turns
+a single parent into its references, one enriches a parent. Caching per parent means that when one
+page of a long PDF changes, only the parents whose text changed miss the cache.
 """
 
 from __future__ import annotations
@@ -22,11 +28,11 @@ from llama_index.core.llms import LLM
 from llama_index.core.schema import BaseNode, TransformComponent
 from qdrant_client import QdrantClient
 
-from pipeline.config import Settings
+from pipeline.config import EnrichPolicy, Settings
 from pipeline.errors import IngestError, LoadError, StoreLocked
 from pipeline.ingest.cache import CountingCache
 from pipeline.ingest.embed import ReferenceEmbedder
-from pipeline.ingest.enrich import ParentEnricher
+from pipeline.ingest.enrich import EnrichmentPhase, ParentEnricher, enriched_count
 from pipeline.ingest.load import file_hash, load_document
 from pipeline.ingest.reference import ReferenceBuilder
 from pipeline.ingest.scan import ScanLimits, scan
@@ -34,7 +40,7 @@ from pipeline.ingest.split import ParentSplitter
 from pipeline.ingest.write import DocumentWriter
 from pipeline.models import FileResult, IngestReport, IngestStats
 from pipeline.providers.embeddings import build_embedder, embed_dim
-from pipeline.providers.llm import build_llm, llm_calls
+from pipeline.providers.llm import build_llm, llm_calls, llm_is_capable
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import doc_id_for
@@ -42,7 +48,8 @@ from pipeline.store.migrate import migrate_parent_refs
 
 logger = logging.getLogger(__name__)
 
-# Called with (event, detail): "file" before each file, "parent" after each parent, "done" per file.
+# Called with (event, detail): "file" before each file, "parent" after each parent, "done" per file,
+# then "enrich" after each parent of the second phase ({"done", "total", "path"}).
 ProgressFn = Callable[[str, dict], None]
 
 
@@ -53,6 +60,20 @@ def _noop(event: str, detail: dict) -> None:
 def store_lock(settings: Settings, timeout: float) -> FileLock:
     settings.store.mkdir(parents=True, exist_ok=True)
     return FileLock(str(settings.store / "ingest.lock"), timeout=timeout)
+
+
+def enrich_during_ingest(settings: Settings) -> bool:
+    """Whether ``ingest`` runs the second phase: ``now``, or ``auto`` with an LLM whose references help."""
+    policy = settings.ingest.enrich
+    if policy is EnrichPolicy.NOW:
+        return True
+    return policy is EnrichPolicy.AUTO and llm_is_capable(settings)
+
+
+def phase1_pending(entry: dict | None) -> bool:
+    """A document whose first-phase write was interrupted (an interrupted enrichment does not count)."""
+    pending = (entry or {}).get("pending")
+    return bool(pending) and "enrich" not in pending
 
 
 class Ingestor:
@@ -72,12 +93,15 @@ class Ingestor:
         lock_timeout: float = 0.0,
         client: QdrantClient | None = None,
         limits: ScanLimits | None = None,
+        enrich: bool | None = None,
     ) -> None:
+        """``enrich``: run the second phase in ``run()``; None = as ``ingest.enrich`` says (see ``enrich_during_ingest``)."""
         self.settings = settings
         self.limits = limits or ScanLimits()  # the service's ingest roots and caps; none for the CLI
         self.client = client  # an open client to reuse (the service's embedded one); left open after a run
         self.embedder = embedder or build_embedder(settings)
-        self.llm = llm if llm is not None else (build_llm(settings) if settings.ingest.enrich else None)
+        self.enrich = enrich_during_ingest(settings) if enrich is None else enrich
+        self.llm = llm if llm is not None else (build_llm(settings) if self.enrich else None)
         self.progress = progress
         self.lock_timeout = lock_timeout
 
@@ -85,8 +109,6 @@ class Ingestor:
         cfg = self.settings.ingest
         split = [ParentSplitter(chunk_size=cfg.parent_chunk_size)]
         per_parent: list[TransformComponent] = [ReferenceBuilder(chunk_sizes=cfg.child_chunk_sizes, chunk_overlap=cfg.chunk_overlap)]
-        if self.llm is not None:
-            per_parent.append(ParentEnricher(llm_name=self.llm.metadata.model_name, num_questions=cfg.questions).with_llm(self.llm))
         per_parent.append(ReferenceEmbedder(model_name=self.embedder.model_name, dim=dim).with_model(self.embedder))
         return split, per_parent
 
@@ -102,18 +124,13 @@ class Ingestor:
         Two ingestors with the same fingerprint write the same parents and references; ``eval`` uses
         it to name an isolated store per dataset and configuration.
         """
-        split, per_parent = self._transforms(embed_dim(self.embedder))
+        dim = embed_dim(self.embedder)
+        split, per_parent = self._transforms(dim)
+        if self.enrich and self.llm is not None:  # the summaries and questions shape the store too
+            per_parent = per_parent + [ParentEnricher(llm_name=self.llm.metadata.model_name, num_questions=self.settings.ingest.questions)]
         return self.fingerprint(split + per_parent)
 
-    def run(self, paths: Sequence[Path], prune: bool = False) -> IngestReport:
-        """Ingest files and folders; with ``prune``, also remove documents under the given folders
-        whose files are gone.
-
-        Raises:
-            StoreLocked: another ingest holds the store (after ``lock_timeout`` seconds).
-            StoreUnavailable / ModelMismatch: fatal store problems; per-file problems are reported instead.
-        """
-        started = time.perf_counter()
+    def _acquire(self) -> FileLock:
         lock = store_lock(self.settings, self.lock_timeout)
         try:
             try:
@@ -128,10 +145,79 @@ class Ingestor:
                 f"another ingest is writing to {self.settings.store} (lock {lock.lock_file}); "
                 "wait for it, or raise --lock-timeout"
             ) from exc
+        return lock
+
+    def run(self, paths: Sequence[Path], prune: bool = False) -> IngestReport:
+        """Ingest files and folders; with ``prune``, also remove documents under the given folders
+        whose files are gone.
+
+        Raises:
+            StoreLocked: another ingest holds the store (after ``lock_timeout`` seconds).
+            StoreUnavailable / ModelMismatch: fatal store problems; per-file problems are reported instead.
+        """
+        started = time.perf_counter()
+        lock = self._acquire()
         try:
             return self._run_locked(paths, prune, started)
         finally:
             lock.release()
+
+    def enrich_store(self, llm: LLM | None = None) -> IngestReport:
+        """The second phase alone, over every document of the store (``pipeline enrich``).
+
+        Resumable and idempotent: parents enriched by an earlier pass with the same LLM and prompts
+        are skipped; an interrupted pass loses at most the parent in flight (its LLM output is cached).
+
+        Raises:
+            ConfigError: no LLM configured.
+            StoreLocked: another ingest or enrich holds the store.
+        """
+        from pipeline.errors import ConfigError
+
+        llm = llm or self.llm or build_llm(self.settings)
+        if llm is None:
+            raise ConfigError("enrich needs an LLM (llm.provider is none): set PIPELINE_LLM__PROVIDER, e.g. llamacpp or openai")
+        started = time.perf_counter()
+        stats = IngestStats()
+        usage_before = self.embedder.usage.texts if hasattr(self.embedder, "usage") else 0
+        lock = self._acquire()
+        try:
+            client = self.client or qstore.open_client(self.settings)
+            parents = ParentStore(self.settings.store / "docstore.sqlite")
+            cache = CountingCache.open(self.settings.store / "cache.sqlite")
+            try:
+                dim = embed_dim(self.embedder)
+                collections = qstore.ensure_collections(client, self.settings, self.embedder.model_name, dim)
+                writer = DocumentWriter(client, collections, parents)
+                doc_ids = sorted(parents.ledger())
+                self._enrich_phase(llm, dim, cache, writer, doc_ids, stats)
+                ledger = parents.ledger()
+                stats.documents = len(ledger)
+                stats.parents = sum(len(e.get("parents", [])) for e in ledger.values())
+                kinds: Counter[str] = Counter()
+                for e in ledger.values():
+                    kinds.update(e.get("kinds", {}))
+                stats.references = dict(sorted(kinds.items()))
+            finally:
+                parents.close()
+                if self.client is None:
+                    client.close()
+        finally:
+            lock.release()
+        stats.embedded_texts = (self.embedder.usage.texts if hasattr(self.embedder, "usage") else 0) - usage_before
+        stats.cache_hits, stats.cache_misses = cache.hits, cache.misses
+        stats.seconds = round(time.perf_counter() - started, 3)
+        return IngestReport(store=str(self.settings.store), stats=stats)
+
+    def _enrich_phase(self, llm: LLM, dim: int, cache: CountingCache, writer: DocumentWriter, doc_ids: list[str], stats: IngestStats) -> None:
+        phase = EnrichmentPhase(llm, self.embedder, dim, cache, writer, self.settings.ingest.questions, self.progress)
+        result = phase.run(doc_ids)
+        stats.enrich = "done"
+        stats.parents_enriched += result.parents_enriched
+        stats.parents_unenriched = result.parents_total - result.parents_skipped - result.parents_enriched
+        stats.summaries += result.summaries
+        stats.questions += result.questions
+        stats.llm_calls += result.llm_calls
 
     def _run_locked(self, paths: Sequence[Path], prune: bool, started: float) -> IngestReport:
         settings = self.settings
@@ -162,6 +248,18 @@ class Ingestor:
                 self.progress("done", {"path": str(path), "status": result.status, "reason": result.reason})
             if prune:
                 files.extend(self._prune(paths, writer, parents, sources))
+            # Phase 2: every document above is searchable already; now its summaries and questions.
+            searchable = [f.doc_id for f in files if f.status in ("added", "updated", "unchanged")]
+            if self.enrich and self.llm is not None and searchable:
+                self._enrich_phase(self.llm, dim, cache, writer, searchable, stats)
+                kinds = Counter()
+                for doc_id in searchable:
+                    kinds.update((parents.ledger_entry(doc_id) or {}).get("kinds", {}))
+            else:
+                stats.enrich = "none" if self.settings.llm.provider.value == "none" else (
+                    "later" if self.settings.ingest.enrich is EnrichPolicy.LATER or self.enrich else "skipped")
+                entries = [parents.ledger_entry(d) or {} for d in searchable]
+                stats.parents_unenriched = sum(len(e.get("parents", [])) for e in entries) - enriched_count({str(i): e for i, e in enumerate(entries)})
         finally:
             parents.close()
             if self.client is None:
@@ -190,7 +288,7 @@ class Ingestor:
         doc_id = doc_id_for(path)
         old = parents.ledger_entry(doc_id)
         quick_hash = file_hash(path)
-        if old and not old.get("pending") and old.get("content_hash") == quick_hash and old.get("fingerprint") == fingerprint:
+        if old and not phase1_pending(old) and old.get("content_hash") == quick_hash and old.get("fingerprint") == fingerprint:
             parents.clear_failure(doc_id)
             stats.parents += len(old["parents"])
             kinds.update(old.get("kinds", {}))

@@ -261,3 +261,19 @@ def build_llm(settings: Settings) -> LLM | None:
 
 def llm_calls(llm: LLM | None) -> int:
     return 0 if llm is None else int(getattr(llm, "calls", 0))
+
+
+def llm_is_capable(settings: Settings) -> bool:
+    """Whether the configured LLM writes summaries, questions and answers worth waiting for.
+
+    Decided by measurement, not by size alone: SmolLM2-135M's summaries and questions add nothing to
+    retrieval (docs/quality.md: ``all`` = ``chunk`` on three datasets) and its answers restate the
+    question; Qwen2.5-Coder-1.5B, OpenAI and any OpenAI-compatible endpoint or custom GGUF chosen by
+    the operator are treated as capable. Drives ``ingest.enrich=auto`` and ``answer.mode=auto``.
+    """
+    cfg = settings.llm
+    if cfg.provider is LLMProvider.NONE:
+        return False
+    if cfg.provider is LLMProvider.LLAMACPP:
+        return (cfg.model or SMOLLM2.name) != SMOLLM2.name
+    return True

@@ -36,6 +36,8 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
             "qdrant": settings.qdrant.url or f"embedded:{settings.qdrant_path.resolve()}",
             "collections": collections,
             "parents": parents.count() if parents else 0,
+            # parents with LLM summary/question references (the second ingest phase, `pipeline enrich`)
+            "enriched_parents": sum(len(e.get("enriched") or {}) for e in ledger.values()),
             "documents": len(ledger),
             "pending_documents": sorted(d for d, e in ledger.items() if e.get("pending")),
             "failed_documents": parents.failures() if parents else {},
