@@ -80,6 +80,20 @@ class Fusion(str, Enum):
     RRF = "rrf"
 
 
+class HybridFusion(str, Enum):
+    """How a parent's dense and BM25 (sparse) scores are combined when ``retrieval.hybrid`` is on.
+
+    RELATIVE: each side's parent scores min-max normalised over the candidates, then weighted
+    (``dense_weight`` for dense, the rest for BM25): LlamaIndex's relative score fusion.
+    DBSF: like RELATIVE, normalised by mean ± 3 standard deviations (Qdrant's distribution-based fusion).
+    RRF: reciprocal-rank fusion of the two parent rankings (k=60); ignores the scores' size.
+    """
+
+    RELATIVE = "relative"
+    DBSF = "dbsf"
+    RRF = "rrf"
+
+
 class QdrantSettings(BaseModel):
     url: str | None = Field(None, description="Qdrant server URL; unset = embedded mode in <store>/qdrant (env QDRANT_URL)")
     api_key: SecretStr | None = Field(None, description="Qdrant API key (env QDRANT_API_KEY)")
@@ -89,7 +103,7 @@ class QdrantSettings(BaseModel):
 
 class EmbedSettings(BaseModel):
     provider: EmbedProvider = Field(EmbedProvider.ONNX, description="onnx (offline MiniLM) or openai")
-    model: str = Field("", description="OpenAI model (default text-embedding-3-small); ignored for onnx")
+    model: str = Field("", description="onnx: minilm | bge-small (unset: the model the store was built with, else the default); openai: default text-embedding-3-small")
     api_base: str | None = Field(None, description="OpenAI-compatible base URL for embeddings")
     threads: int = Field(1, ge=1, description="ONNX intra-op threads")
     batch_size: int = Field(32, ge=1, description="Texts per embedding call")
@@ -147,6 +161,12 @@ class RetrievalSettings(BaseModel):
         description="Fusion max: question scores are multiplied by this (an LLM-written question resembles any "
         "question more than a text passage does)",
     )
+    hybrid: bool = Field(True, description="Also search BM25 vectors and fuse them with the dense scores (stores from before hybrid: dense only until `check --repair` or an ingest)")
+    hybrid_fusion: HybridFusion = Field(HybridFusion.RELATIVE, description="How dense and BM25 parent scores are fused (docs/quality.md)")
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Share of the dense score in relative/dbsf hybrid fusion")
+    rerank: bool = Field(False, description="Re-score the top candidates with the cross-encoder before cutting to k (`query --rerank`)")
+    rerank_candidates: int = Field(10, ge=1, le=100, description="Candidate parents the cross-encoder re-scores")
+    rerank_passages: int = Field(2, ge=1, le=5, description="Best-matching reference texts per candidate given to the cross-encoder")
     metadata_weight: float | None = Field(
         None, gt=0.0, le=1.0, description="Sets summary_weight and question_weight both (older setting)"
     )

@@ -48,6 +48,7 @@ class MatchedRef(BaseModel):
     kind: RefKind
     node_id: str
     score: float
+    via: str = "dense"  # which search found it: "dense" (cosine) or "bm25" (BM25 score)
 
 
 class SourceRef(BaseModel):
@@ -70,6 +71,8 @@ class QueryStats(BaseModel):
     references_fetched: int = 0
     retrieve_ms: float = 0.0
     embed_ms: float = 0.0  # the part of retrieve_ms spent embedding the query
+    rerank_ms: float = 0.0  # the part of retrieve_ms spent in the cross-encoder
+    stages: list[str] = Field(default_factory=list)  # e.g. ["dense", "bm25-relative", "rerank"]
     answer_ms: float = 0.0
 
 

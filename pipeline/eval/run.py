@@ -36,6 +36,20 @@ EvalProgressFn = Callable[[str, dict], None]
 DEFAULT_MODES = (Mode.BASE, Mode.CHUNK, Mode.METADATA, Mode.ALL)
 DEFAULT_KS = (2, 10)
 
+# Retrieval stages an eval can measure side by side on one store: name → (hybrid, rerank).
+# "default" is whatever the settings say; its results are keyed by the mode alone.
+VARIANTS: dict[str, tuple[bool | None, bool | None]] = {
+    "default": (None, None),
+    "dense": (False, False),
+    "hybrid": (True, False),
+    "dense+rerank": (False, True),
+    "hybrid+rerank": (True, True),
+}
+
+
+def result_key(mode: Mode, variant: str) -> str:
+    return mode.value if variant == "default" else f"{mode.value}/{variant}"
+
 
 def _noop(event: str, detail: dict) -> None:
     return None
@@ -113,8 +127,15 @@ def describe(settings: Settings) -> dict[str, Any]:
         llm = settings.llm.model or "smollm2"
     else:
         llm = settings.llm.model or "gpt-4o-mini"
+    r = settings.retrieval
     return {
         "embed": settings.embed.model or settings.embed.provider.value,
+        "hybrid": r.hybrid,
+        "hybrid_fusion": r.hybrid_fusion.value,
+        "dense_weight": r.dense_weight,
+        "rerank": r.rerank,
+        "rerank_candidates": r.rerank_candidates,
+        "rerank_passages": r.rerank_passages,
         "llm": llm,
         "enrich": enrich,
         "questions": settings.ingest.questions,
@@ -149,6 +170,7 @@ class EvalRunner:
         store: Path | None = None,
         progress: EvalProgressFn = _noop,
         ingest: bool = True,
+        variants: Sequence[str] = ("default",),
     ) -> None:
         if not modes:
             raise ConfigError("modes is empty: give at least one of base, chunk, metadata, all")
@@ -164,6 +186,10 @@ class EvalRunner:
         self.store = store
         self.progress = progress
         self.do_ingest = ingest
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown or not variants:
+            raise ConfigError(f"unknown variant(s) {unknown}: use {', '.join(VARIANTS)}")
+        self.variants = list(dict.fromkeys(variants))
 
     def _models(self) -> tuple[BaseEmbedding, LLM | None]:
         from pipeline.providers.embeddings import build_embedder
@@ -243,21 +269,22 @@ class EvalRunner:
         if oracle < 0.5:
             logger.warning("eval %s: only %.0f%% of references are found in any parent: wrong sources or a broken matcher?", dataset.name, oracle * 100)
 
-        total = len(self.modes) * len(self.ks) * len(dataset.examples)
+        total = len(self.modes) * len(self.variants) * len(self.ks) * len(dataset.examples)
         self.progress("queries", {"total": total})
         done = 0
         results: dict[str, ModeResult] = {}
         embedder, _ = self._models()
         with Engine(settings, embedder=embedder, load_llm=False) as engine:
             engine.retrieve(dataset.examples[0].query, self.modes[0], self.ks[0])  # warm-up: first search loads lazily
-            for mode in self.modes:
+            for mode, variant in ((m, v) for m in self.modes for v in self.variants):
+                use_hybrid, use_rerank = VARIANTS[variant]
                 hits: dict[int, list[float]] = {k: [] for k in self.ks}
                 rrs: dict[int, list[float]] = {k: [] for k in self.ks}
                 returned: dict[int, list[float]] = {k: [] for k in self.ks}
                 latencies: list[float] = []
                 for k in self.ks:
                     for ex, matcher in zip(dataset.examples, matchers):
-                        answer = engine.retrieve(ex.query, mode, k)
+                        answer = engine.retrieve(ex.query, mode, k, rerank=use_rerank, hybrid=use_hybrid)
                         relevant = []
                         for s in answer.sources:
                             if s.parent_id not in norms:
@@ -270,8 +297,8 @@ class EvalRunner:
                         if k == self.ks[-1]:
                             latencies.append(answer.stats.retrieve_ms)
                         done += 1
-                        self.progress("query", {"done": done, "total": total, "mode": mode.value, "k": k})
-                results[mode.value] = ModeResult(
+                        self.progress("query", {"done": done, "total": total, "mode": result_key(mode, variant), "k": k})
+                results[result_key(mode, variant)] = ModeResult(
                     hit={k: mean(v) for k, v in hits.items()},
                     mrr={k: mean(v) for k, v in rrs.items()},
                     parents_returned={k: mean(v) for k, v in returned.items()},
@@ -287,7 +314,7 @@ class EvalRunner:
             ks=self.ks,
             oracle_coverage=oracle,
             results=results,
-            config=describe(self.settings),
+            config={**describe(self.settings), "embed": embedder.model_name, "variants": self.variants},
             ingest=report.stats,
             seconds=time.perf_counter() - started,
             date=datetime.now(timezone.utc).isoformat(timespec="seconds"),

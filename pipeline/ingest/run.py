@@ -44,7 +44,7 @@ from pipeline.providers.llm import build_llm, llm_calls, llm_is_capable
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import doc_id_for
-from pipeline.store.migrate import migrate_parent_refs
+from pipeline.store.migrate import add_sparse_vectors, migrate_parent_refs
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +232,7 @@ class Ingestor:
             dim = embed_dim(self.embedder)
             collections = qstore.ensure_collections(client, settings, self.embedder.model_name, dim)
             migrate_parent_refs(client, collections, parents)
+            add_sparse_vectors(client, collections)  # a store from before hybrid search: no re-embedding
             writer = DocumentWriter(client, collections, parents)
             split, per_parent = self._transforms(dim)
             fingerprint = self.fingerprint(split + per_parent)

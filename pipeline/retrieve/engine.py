@@ -21,6 +21,8 @@ from pipeline.providers.llm import build_llm
 from pipeline.retrieve.answer import build_query_engine
 from pipeline.retrieve.parents import MATCHED, ParentRetriever
 from pipeline.retrieve.rehydrate import Rehydrated, rehydrate
+from pipeline.retrieve.rerank import CrossEncoderReranker
+from pipeline.store.qdrant import open_client, stored_model
 from pipeline.store import layout
 
 logger = logging.getLogger(__name__)
@@ -59,11 +61,22 @@ class Engine:
         client: QdrantClient | None = None,
     ) -> None:
         self.settings = settings
-        self.embedder = embedder or build_embedder(settings)
-        self.embedder.load()
         self._llm = llm
         self._llm_built = llm is not None or not load_llm
         self._lock = threading.Lock()
+        self._reranker: CrossEncoderReranker | None = None
+        if embedder is None:
+            # A store opens with the model it was built with unless embed.model asks for another.
+            own = client is None
+            client = client or open_client(settings)
+            try:
+                embedder = build_embedder(settings, stored_model(client, settings))
+            except BaseException:
+                if own:
+                    client.close()
+                raise
+        self.embedder = embedder
+        self.embedder.load()
         # A passed-in client is shared (the service's one embedded client); ``close()`` closes it too.
         self.store: Rehydrated = rehydrate(settings, self.embedder, client)
 
@@ -95,9 +108,36 @@ class Engine:
             raise InvalidQuery(f"top_k must be between 1 and 50, got {top_k}")
         return mode, top_k
 
-    def retriever(self, mode: Mode, top_k: int, filters: Mapping[str, Any] | None = None) -> ParentRetriever:
+    @property
+    def reranker(self) -> CrossEncoderReranker:
+        """The cross-encoder, loaded on first use (a retrieve-only process never pays for it)."""
+        with self._lock:
+            if self._reranker is None:
+                self._reranker = CrossEncoderReranker(threads=self.settings.embed.threads).load()
+        return self._reranker
+
+    def retriever(
+        self, mode: Mode, top_k: int, filters: Mapping[str, Any] | None = None, rerank: bool | None = None, hybrid: bool | None = None
+    ) -> ParentRetriever:
+        """A retriever with the configured stages; ``rerank``/``hybrid`` override the settings per request."""
         cfg = self.settings.retrieval
-        return ParentRetriever(self.store, self.embedder, mode, top_k, cfg.overfetch, cfg.fusion, filters, cfg.weights())
+        use_rerank = cfg.rerank if rerank is None else rerank
+        return ParentRetriever(
+            self.store,
+            self.embedder,
+            mode,
+            top_k,
+            cfg.overfetch,
+            cfg.fusion,
+            filters,
+            cfg.weights(),
+            hybrid=cfg.hybrid if hybrid is None else hybrid,
+            hybrid_fusion=cfg.hybrid_fusion,
+            dense_weight=cfg.dense_weight,
+            reranker=self.reranker if use_rerank else None,
+            rerank_candidates=max(cfg.rerank_candidates, top_k),
+            rerank_passages=cfg.rerank_passages,
+        )
 
     def _stats(self, retriever: ParentRetriever, started: float) -> QueryStats:
         usage = getattr(self.embedder, "usage", None)
@@ -107,13 +147,23 @@ class Engine:
             references_fetched=retriever.references_fetched,
             retrieve_ms=round((time.perf_counter() - started) * 1000, 2),
             embed_ms=retriever.embed_ms,
+            rerank_ms=retriever.rerank_ms,
+            stages=list(retriever.stages),
         )
 
-    def retrieve(self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None) -> Answer:
+    def retrieve(
+        self,
+        query: str,
+        mode: Mode | str | None = None,
+        top_k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        rerank: bool | None = None,
+        hybrid: bool | None = None,
+    ) -> Answer:
         """Top-k distinct parents for ``query``; only the query is embedded."""
         mode, top_k = self._validate(query, mode, top_k)
         started = time.perf_counter()
-        retriever = self.retriever(mode, top_k, filters)
+        retriever = self.retriever(mode, top_k, filters, rerank, hybrid)
         hits = retriever.retrieve(QueryBundle(query_str=query))
         return Answer(query=query, mode=mode, top_k=top_k, sources=[to_source(h) for h in hits], stats=self._stats(retriever, started))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from pipeline.config import Fusion
+from pipeline.config import Fusion, HybridFusion
 from pipeline.models import MatchedRef, RefKind
 
 RRF_K = 60
@@ -37,3 +37,46 @@ def fuse(rankings: Sequence[list[tuple[str, float]]], fusion: Fusion) -> list[tu
             else:
                 scores[parent_id] = max(scores.get(parent_id, float("-inf")), score)
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _minmax(ranking: Sequence[tuple[str, float]]) -> dict[str, float]:
+    if not ranking:
+        return {}
+    scores = [s for _, s in ranking]
+    lo, hi = min(scores), max(scores)
+    span = hi - lo
+    return {pid: (s - lo) / span if span > 0 else 1.0 for pid, s in ranking}
+
+
+def _dbsf(ranking: Sequence[tuple[str, float]]) -> dict[str, float]:
+    if not ranking:
+        return {}
+    scores = [s for _, s in ranking]
+    mu = sum(scores) / len(scores)
+    sd = (sum((s - mu) ** 2 for s in scores) / len(scores)) ** 0.5
+    lo, hi = mu - 3 * sd, mu + 3 * sd
+    span = hi - lo
+    return {pid: min(1.0, max(0.0, (s - lo) / span)) if span > 0 else 1.0 for pid, s in ranking}
+
+
+def hybrid(
+    dense: Sequence[tuple[str, float]], sparse: Sequence[tuple[str, float]], method: HybridFusion, dense_weight: float = 0.5
+) -> list[tuple[str, float]]:
+    """Fuse the dense and the BM25 parent rankings of one query into one, ties broken by parent id.
+
+    Scores of the two sides live on different scales (cosine in [-1, 1], BM25 unbounded and
+    collection-dependent), so RELATIVE and DBSF normalise each side over this query's candidates
+    before weighting; a parent found by one side only gets 0 from the other. RRF uses ranks only.
+    """
+    if not sparse:
+        return list(dense)
+    if method is HybridFusion.RRF:
+        fused: dict[str, float] = defaultdict(float)
+        for ranking in (dense, sparse):
+            for rank, (pid, _) in enumerate(ranking, start=1):
+                fused[pid] += 1.0 / (RRF_K + rank)
+    else:
+        norm = _dbsf if method is HybridFusion.DBSF else _minmax
+        d, s = norm(dense), norm(sparse)
+        fused = {pid: dense_weight * d.get(pid, 0.0) + (1.0 - dense_weight) * s.get(pid, 0.0) for pid in d.keys() | s.keys()}
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.vector_stores.qdrant import QdrantVectorStore
 from qdrant_client import QdrantClient
 
 from pipeline.config import Settings
@@ -29,6 +28,7 @@ class Rehydrated:
     parents: ParentStore
     indexes: dict[Collection, VectorStoreIndex] = field(default_factory=dict)
     names: dict[Collection, str] = field(default_factory=dict)
+    sparse: set[Collection] = field(default_factory=set)  # collections holding BM25 vectors
 
     def close(self) -> None:
         self.parents.close()
@@ -70,6 +70,14 @@ def rehydrate(settings: Settings, embedder: BaseEmbedding, client: QdrantClient 
         )
     out = Rehydrated(client=client, parents=parents, names=present)
     for coll, name in present.items():
-        store = QdrantVectorStore(collection_name=name, client=client)
-        out.indexes[coll] = VectorStoreIndex.from_vector_store(store, embed_model=embedder)
+        hybrid = qstore.has_sparse(client, name)
+        if hybrid:
+            out.sparse.add(coll)
+        out.indexes[coll] = VectorStoreIndex.from_vector_store(qstore.vector_store(client, name, hybrid), embed_model=embedder)
+    if len(out.sparse) < len(present):
+        logger.info(
+            "%s: %d of %d collections have no BM25 vectors (written before hybrid search): dense search only there; "
+            "`pipeline check --repair` adds them without re-embedding",
+            settings.store, len(present) - len(out.sparse), len(present),
+        )
     return out

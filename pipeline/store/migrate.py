@@ -9,6 +9,7 @@ and no source file is needed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -85,3 +86,67 @@ def migrate_parent_refs(client: QdrantClient, collections: dict[Collection, str]
         parents.put_ledger(doc_id, entry)
     logger.info("store layout migrated: %d parent self-references moved from %s to %s", len(moved), src, dst)
     return len(moved)
+
+
+def needs_sparse(client: QdrantClient, collections: dict[Collection, str]) -> list[str]:
+    """Collections that exist without BM25 vectors, or with points still missing one."""
+    out = []
+    for name in collections.values():
+        if not qstore.with_retries(client.collection_exists)(name):
+            continue
+        if not qstore.has_sparse(client, name) or qstore.count_points(client, name, qstore.missing_sparse_filter()):
+            out.append(name)
+    return out
+
+
+def add_sparse_vectors(
+    client: QdrantClient, collections: dict[Collection, str], progress: Callable[[str, int, int], None] | None = None
+) -> int:
+    """Give every point of a store written before hybrid search its BM25 vector; returns points updated.
+
+    Nothing is re-embedded and no source file is needed: the text is in each point's payload (the
+    LlamaIndex node), and the BM25 vector is a pure function of it (``providers/sparse.py``), the same
+    text ``QdrantVectorStore`` gives the sparse function at ingest (``MetadataMode.EMBED``). The
+    sparse vector is added beside the unnamed dense one (Qdrant's create-vector-name: embedded mode,
+    or a server ≥ 1.18), then points without one are updated in pages. Killed halfway, the next run
+    finds the rest by the same ``has_vector`` filter. Call with the ingest lock held.
+    """
+    from llama_index.core.schema import MetadataMode
+    from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+    from pipeline.errors import StoreUnavailable
+    from pipeline.providers import sparse
+
+    updated = 0
+    for name in needs_sparse(client, collections):
+        if not qstore.has_sparse(client, name):
+            try:
+                qstore.with_retries(client.create_vector_name)(
+                    name, qstore.SPARSE, models.SparseVectorNameConfig(sparse=models.SparseVectorParams(modifier=models.Modifier.IDF))
+                )
+            except Exception as exc:  # an older server answers 404 for the route
+                raise StoreUnavailable(
+                    f"cannot add BM25 vectors to collection {name} ({type(exc).__name__}: {exc}); a Qdrant server needs "
+                    "version 1.18 or later for this. The store keeps answering with dense search (retrieval.hybrid=false)"
+                ) from exc
+        total = qstore.count_points(client, name, qstore.missing_sparse_filter())
+        done = 0
+        while True:
+            # Always the first page of what is left: updated points leave the filter.
+            points, _ = qstore.with_retries(client.scroll)(
+                name, scroll_filter=qstore.missing_sparse_filter(), limit=BATCH, with_payload=True, with_vectors=False
+            )
+            if not points:
+                break
+            batch = []
+            for p in points:
+                text = metadata_dict_to_node(dict(p.payload or {})).get_content(metadata_mode=MetadataMode.EMBED)
+                indices, values = sparse.doc_vector(text)
+                batch.append(models.PointVectors(id=p.id, vector={qstore.SPARSE: models.SparseVector(indices=indices, values=values)}))
+            qstore.with_retries(client.update_vectors)(name, points=batch, wait=True)
+            done += len(batch)
+            updated += len(batch)
+            if progress is not None:
+                progress(name, done, total)
+        logger.info("added BM25 vectors to %d points of %s", done, name)
+    return updated

@@ -15,6 +15,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from pipeline.config import Settings
 from pipeline.errors import ModelMismatch, StoreLocked, StoreUnavailable
+from pipeline.providers.sparse import VECTOR_NAME as SPARSE
 from pipeline.store import layout
 from pipeline.store.layout import Collection
 
@@ -105,9 +106,12 @@ def ensure_collections(client: QdrantClient, settings: Settings, model: str, dim
     for name in out.values():
         if check_model(client, name, model, dim):
             continue
+        # The dense vector stays unnamed (as in every store written before hybrid search), the BM25
+        # vector is named; Qdrant applies IDF from its live counts (pipeline/providers/sparse.py).
         with_retries(client.create_collection)(
             name,
             vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             metadata={META_MODEL: model, META_DIM: dim},
         )
         if settings.qdrant.url:  # payload indexes have no effect in local mode
@@ -117,10 +121,57 @@ def ensure_collections(client: QdrantClient, settings: Settings, model: str, dim
     return out
 
 
-def count_points(client: QdrantClient, name: str) -> int:
+def stored_model(client: QdrantClient, settings: Settings) -> str | None:
+    """The embedding model recorded in the store's collections, or None for a new store."""
+    for name in names(settings).values():
+        if with_retries(client.collection_exists)(name):
+            meta = with_retries(client.get_collection)(name).config.metadata or {}
+            if meta.get(META_MODEL):
+                return str(meta[META_MODEL])
+    return None
+
+
+def has_sparse(client: QdrantClient, name: str) -> bool:
+    """True if the collection has the BM25 vector (collections made before hybrid search do not)."""
+    if not with_retries(client.collection_exists)(name):
+        return False
+    sparse = with_retries(client.get_collection)(name).config.params.sparse_vectors or {}
+    return SPARSE in sparse
+
+
+def missing_sparse_filter() -> models.Filter:
+    """Points without a BM25 vector: what a backfill still has to do."""
+    return models.Filter(must_not=[models.HasVectorCondition(has_vector=SPARSE)])
+
+
+def vector_store(client: QdrantClient, name: str, hybrid: bool, batch_size: int = 256) -> Any:
+    """LlamaIndex's ``QdrantVectorStore`` over one collection; with ``hybrid``, BM25 vectors are
+    written beside the dense ones and ``VectorStoreQueryMode.SPARSE`` queries work.
+
+    Our sparse functions are passed every time: without them the integration would import fastembed,
+    which downloads a model (and fails offline).
+    """
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+
+    from pipeline.providers import sparse
+
+    if not hybrid:
+        return QdrantVectorStore(collection_name=name, client=client, batch_size=batch_size)
+    return QdrantVectorStore(
+        collection_name=name,
+        client=client,
+        batch_size=batch_size,
+        enable_hybrid=True,
+        sparse_doc_fn=sparse.doc_vectors,
+        sparse_query_fn=sparse.query_vectors,
+        sparse_vector_name=SPARSE,
+    )
+
+
+def count_points(client: QdrantClient, name: str, flt: models.Filter | None = None) -> int:
     if not with_retries(client.collection_exists)(name):
         return 0
-    return with_retries(client.count)(name, exact=True).count
+    return with_retries(client.count)(name, count_filter=flt, exact=True).count
 
 
 def scroll_payloads(client: QdrantClient, name: str, keys: list[str], flt: models.Filter | None = None) -> Iterator[tuple[str, dict]]:

@@ -60,7 +60,7 @@ def llm_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
     return store, run
 
 
-QDRANT_IMAGE = "qdrant/qdrant:v1.16.2"  # same pin as docker-compose.yml
+QDRANT_IMAGE = "qdrant/qdrant:v1.18.0"  # same pin as docker-compose.yml
 
 
 def docker_engine_answers() -> str | None:

