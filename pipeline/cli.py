@@ -16,7 +16,7 @@ from rich.table import Table
 from pipeline.errors import LoadError, PipelineError
 from pipeline.config import EnrichPolicy
 from pipeline.models import Answer, IngestReport, IngestStats, Mode
-from pipeline.output import emit_json, err, fail, out, settings_for, setup_logging
+from pipeline.output import emit_json, err, fail, fatal, out, settings_for, setup_logging
 from pipeline.progress import TerminalProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Recursive retrieval with node references over PDFs.")
@@ -147,7 +147,7 @@ def ingest(
         with IngestProgress() as progress:
             report = Ingestor(settings, progress=progress, lock_timeout=lock_timeout).run([p for p in paths if p.exists()], prune=prune)
     except PipelineError as exc:
-        fail(f"{type(exc).__name__}: {exc}")
+        fatal(exc)
     from pipeline.models import FileResult
 
     for p in missing:
@@ -196,7 +196,7 @@ def query(
             else:
                 result = engine.query(text, mode, top_k, filters)
     except PipelineError as exc:
-        fail(f"{type(exc).__name__}: {exc}")
+        fatal(exc)
     if json_out:
         emit_json(result.model_dump(mode="json"))
     else:
@@ -226,7 +226,7 @@ def enrich(
         with IngestProgress() as progress:
             report = Ingestor(settings, progress=progress, lock_timeout=lock_timeout, enrich=True).enrich_store()
     except PipelineError as exc:
-        fail(f"{type(exc).__name__}: {exc}")
+        fatal(exc)
     if json_out:
         emit_json(report.model_dump(mode="json"))
         return
@@ -247,7 +247,7 @@ def status(store: StoreOpt = Path("storage"), json_out: JsonOpt = False, verbose
     try:
         info = store_status(settings)
     except PipelineError as exc:
-        fail(f"{type(exc).__name__}: {exc}")
+        fatal(exc)
     if json_out:
         emit_json(info)
         return
@@ -272,26 +272,14 @@ def check(
     """Verify that references, parents and the ingest ledger agree (exit 1 if not)."""
     setup_logging(verbose)
     settings = settings_for(store)
-    from pipeline.ingest.run import store_lock
-    from pipeline.store import qdrant as qstore
-    from pipeline.store.check import check_store
-    from pipeline.store.docstore import ParentStore
+    from pipeline.store.check import run_check
 
     if not (settings.store / "docstore.sqlite").exists():
         fail(f"no ingested data in {settings.store}: nothing to check")
     try:
-        with store_lock(settings, timeout=0):
-            client = qstore.open_client(settings)
-            parents = ParentStore(settings.store / "docstore.sqlite")
-            try:
-                report = check_store(client, qstore.names(settings), parents, repair=repair)
-            finally:
-                parents.close()
-                client.close()
+        report = run_check(settings, repair)
     except PipelineError as exc:
-        fail(f"{type(exc).__name__}: {exc}")
-    except Exception as exc:  # filelock.Timeout
-        fail(f"store {settings.store} is busy (an ingest is running): {exc}")
+        fatal(exc)
     if json_out:
         emit_json(report.model_dump(mode="json"))
     else:
@@ -317,4 +305,12 @@ _register_subcommands()
 
 
 def main() -> None:
-    app()
+    """``python -m pipeline``: the typer app; any exception that escapes a command goes through ``fatal``
+    (one message naming the file and the next step, exit 2), never a traceback."""
+    try:
+        app()
+    except Exception as exc:
+        try:
+            fatal(exc)
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None

@@ -7,14 +7,21 @@
     │   └── EnrichError        the LLM failed to write a summary or questions
     ├── StoreError
     │   ├── StoreUnavailable   Qdrant or the docstore cannot be reached or opened
+    │   │   ├── StoreDamaged   a store file (SQLite) is corrupt or truncated (carries ``path``)
+    │   │   └── DiskFull       a write failed for lack of space or a file-size limit (carries ``path``)
     │   ├── StoreLocked        another process holds the store (embedded mode, or the ingest lock)
     │   └── ModelMismatch      a collection was built with another embedding model or dimension
     └── QueryError
         └── InvalidQuery       empty query, unknown mode, top_k out of range
+
+``fatal_error(exc)`` turns anything else a command can hit (``OSError``, ``sqlite3`` errors) into one
+of these, so the CLI has one error path: a message naming the file and the next step, exit 2.
 """
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from pathlib import Path
 
 
@@ -55,6 +62,26 @@ class StoreUnavailable(StoreError):
     """Raised when Qdrant or the docstore cannot be reached or opened."""
 
 
+class StoreDamaged(StoreUnavailable):
+    """Raised when a store file cannot be read as what it should be (truncated or corrupt SQLite)."""
+
+    def __init__(self, path: Path | str, cause: str, hint: str = "") -> None:
+        self.path = str(path)
+        hint = hint or "run `python -m pipeline check --repair` to rebuild it, or restore it from a backup"
+        super().__init__(f"{self.path} is damaged ({cause}): {hint}")
+
+
+class DiskFull(StoreUnavailable):
+    """Raised when a write fails for lack of space (ENOSPC, EDQUOT, SQLite "disk is full") or a file-size limit."""
+
+    def __init__(self, path: Path | str, cause: str) -> None:
+        self.path = str(path)
+        super().__init__(
+            f"{self.path}: cannot write ({cause}): free disk space (or raise the quota/file-size limit) and run the "
+            "command again; what was committed before stays, and the next run finishes the rest"
+        )
+
+
 class StoreLocked(StoreError):
     """Raised when another process holds the store; the message says what to do."""
 
@@ -78,3 +105,44 @@ class QueryError(PipelineError):
 
 class InvalidQuery(QueryError):
     """Raised for bad query input: empty text, unknown mode, top_k out of range."""
+
+
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+DAMAGED = ("malformed", "not a database", "file is encrypted", "database corrupt")
+
+
+def sqlite_error(path: Path | str, exc: sqlite3.Error) -> PipelineError:
+    """The PipelineError for an ``sqlite3`` error on the file at ``path``."""
+    text = str(exc)
+    if "disk is full" in text or "too big" in text:
+        return DiskFull(path, f"SQLite: {text}")
+    if any(s in text for s in DAMAGED):
+        name = Path(path).name
+        hint = (
+            "delete it; the next ingest rebuilds it (unchanged documents then cost LLM and embedding calls once more)"
+            if name == "cache.sqlite"
+            else ""
+        )
+        return StoreDamaged(path, f"SQLite: {text}", hint)
+    if "readonly" in text or "unable to open" in text:
+        return StoreUnavailable(f"{path}: cannot open or write ({text}): check that this user may write the store folder")
+    if "locked" in text:
+        return StoreLocked(f"{path} is locked by another process ({text}): wait for it, or stop it")
+    return StoreUnavailable(f"{path}: SQLite error ({text}): run `python -m pipeline check` to diagnose the store")
+
+
+def fatal_error(exc: BaseException, where: Path | str = "the store") -> PipelineError | None:
+    """The PipelineError a command should report for ``exc``, or None if it is a bug (not an
+    environment problem): disk full, permission denied and other OS errors name their file."""
+    if isinstance(exc, PipelineError):
+        return exc
+    if isinstance(exc, OSError):
+        where = exc.filename or where
+        if exc.errno in NO_SPACE:
+            return DiskFull(where, exc.strerror or str(exc))
+        if isinstance(exc, PermissionError):
+            return StoreUnavailable(f"{where}: permission denied: make it readable and writable by this user")
+        return StoreUnavailable(f"{where}: {exc.strerror or exc}: check the file and its file system")
+    if isinstance(exc, sqlite3.Error):
+        return sqlite_error(f"a SQLite file in {where}", exc)
+    return None

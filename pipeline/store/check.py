@@ -4,21 +4,29 @@ Invariants: every reference's parent is in the docstore; every parent has its se
 points and parents of each document are exactly those its ledger entry lists; no entry is left
 pending by a killed run. ``repair`` deletes what nothing should point to and marks documents with
 missing pieces for rebuild, which the next ``ingest`` does from the cache (no LLM or embedding calls
-for unchanged text).
+for unchanged text). A damaged (truncated, corrupt) docstore is moved aside first and what SQLite can
+still read is copied into a new one (``salvage_docstore``); the check then repairs around the loss.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import time
 from collections import defaultdict
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 from qdrant_client import QdrantClient
 
+from pipeline.config import Settings
+from pipeline.errors import StoreDamaged, StoreLocked
 from pipeline.ingest.write import ids_of
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import Collection
 from pipeline.store.migrate import migrate_parent_refs, needs_migration
+from pipeline.store.sqlite_kv import SQLiteKVStore
 
 
 class Problem(BaseModel):
@@ -124,3 +132,105 @@ def check_store(client: QdrantClient, collections: dict[Collection, str], parent
             parents.put_ledger(doc_id, entry)
             repaired.append(f"marked {doc_id} for rebuild: run `pipeline ingest` on it again")
     return CheckReport(ok=not problems, documents=len(ledger), parents=len(parent_ids), points=points, problems=problems, repaired=repaired)
+
+
+def salvage_docstore(path: Path) -> tuple[Path, int]:
+    """Move a damaged docstore aside and copy every row SQLite can still read into a new one.
+
+    Returns (where the damaged file went, rows salvaged). Rows past the first unreadable page are
+    lost; ``check_store(repair=True)`` then deletes the references nothing points to and marks
+    documents with missing parents for rebuild, which the next ``ingest`` does from the cache.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    path.rename(aside)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.rename(aside.with_name(aside.name + suffix))
+    rows: list[tuple[str, str, str]] = []
+    try:
+        conn = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
+        try:
+            for row in conn.execute("SELECT collection, key, value FROM kv"):
+                json.loads(row[2])  # a row whose value is not JSON is not kept
+                rows.append(row)
+        finally:
+            conn.close()
+    except (sqlite3.Error, ValueError):
+        pass  # keep what was read before the damage
+    kv = SQLiteKVStore(path)
+    try:
+        with kv.transaction():
+            for collection, key, value in rows:
+                kv.put(key, json.loads(value), collection)
+    finally:
+        kv.close()
+    return aside, len(rows)
+
+
+def _verified(path: Path) -> StoreDamaged | None:
+    """None if the SQLite file at ``path`` reads whole, else the StoreDamaged that says why."""
+    try:
+        kv = SQLiteKVStore(path)
+    except StoreDamaged as exc:
+        return exc
+    try:
+        kv.verify()
+    except StoreDamaged as exc:
+        return exc
+    finally:
+        kv.close()
+    return None
+
+
+def run_check(settings: Settings, repair: bool) -> CheckReport:
+    """``pipeline check [--repair]`` on a store: take the ingest lock, verify the SQLite files, then
+    check (and repair) references, parents and ledger.
+
+    A damaged docstore is a problem (``damaged-docstore``); with ``repair`` it is moved aside, what
+    can be read is salvaged, and the check repairs around the loss (references nothing points to are
+    deleted, documents with missing parents are marked for rebuild: `ingest` them again, unchanged
+    text comes from the cache). A damaged ingest cache is moved aside (the next ingest starts a new one).
+
+    Raises:
+        StoreLocked: an ingest (or the service) holds the store.
+    """
+    from filelock import Timeout
+
+    from pipeline.ingest.run import store_lock
+
+    path = settings.store / "docstore.sqlite"
+    lock = store_lock(settings, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise StoreLocked(f"store {settings.store} is busy: another process holds its ingest lock ({exc.lock_file}); wait for it") from exc
+    try:
+        early: list[Problem] = []
+        done: list[str] = []
+        cache = settings.store / "cache.sqlite"
+        if cache.exists() and (damage := _verified(cache)):
+            early.append(Problem(kind="damaged-cache", detail=str(damage)))
+            if repair:
+                aside = cache.with_name(f"cache.sqlite.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+                cache.rename(aside)
+                done.append(f"moved the damaged ingest cache to {aside.name}; the next ingest starts a new one")
+        if damage := _verified(path):
+            early.append(Problem(kind="damaged-docstore", detail=str(damage)))
+            if not repair:
+                return CheckReport(ok=False, documents=0, parents=0, problems=early)
+            aside, rows = salvage_docstore(path)
+            done.append(f"moved the damaged docstore to {aside.name}; salvaged {rows} readable rows into a new docstore.sqlite")
+        client = qstore.open_client(settings)
+        parents = ParentStore(path)
+        try:
+            report = check_store(client, qstore.names(settings), parents, repair=repair)
+        finally:
+            parents.close()
+            client.close()
+        if not early:
+            return report
+        return report.model_copy(update={"ok": False, "problems": [*early, *report.problems], "repaired": [*done, *report.repaired]})
+    finally:
+        lock.release()
