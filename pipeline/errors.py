@@ -124,6 +124,8 @@ def sqlite_error(path: Path | str, exc: sqlite3.Error) -> PipelineError:
             else ""
         )
         return StoreDamaged(path, f"SQLite: {text}", hint)
+    if "disk I/O error" in text:
+        return StoreUnavailable(f"{path}: I/O error ({text}): check free space, quotas and file-size limits, then run again")
     if "readonly" in text or "unable to open" in text:
         return StoreUnavailable(f"{path}: cannot open or write ({text}): check that this user may write the store folder")
     if "locked" in text:

@@ -1,8 +1,15 @@
-"""Faults during ingestion: LLM down, docstore unwritable. Bounded retries, clear errors, nothing partial."""
+"""Faults: LLM down, docstore unwritable, docstore truncated, disk full. Bounded retries, one clear error, nothing partial."""
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import shutil
 import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,7 +18,7 @@ from pipeline.config import Settings
 from pipeline.errors import StoreUnavailable
 from pipeline.ingest.run import Ingestor
 from pipeline.store.docstore import ParentStore
-from tests.e2e.conftest import NO_LLM, run_cli
+from tests.e2e.conftest import NO_LLM, Run, run_cli
 from tests.e2e.pdfs import page_text, write_pdf
 
 pytestmark = pytest.mark.e2e
@@ -52,3 +59,96 @@ def test_docstore_write_failure_is_fatal_and_leaves_the_store_consistent(tmp_pat
     assert report.stats.files_unchanged == 1 and report.stats.files_added == 1
     assert run_cli("check", "--store", str(settings.store)).code == 0
     assert second.exists()
+
+
+# --- Injected faults through the CLI: a damaged docstore and a full disk. One store is built per module
+# (two small text files, no LLM) and copied per test.
+
+WORDS = ["alpha", "river", "stone", "copper", "violin", "ferry", "lake", "guild", "north", "paper"]
+
+
+def words(seed: int, n: int) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) + str(rng.randint(0, 999)) for _ in range(n))
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(docs folder, store) with two text documents ingested without an LLM."""
+    base = tmp_path_factory.mktemp("faults")
+    docs = base / "docs"
+    docs.mkdir()
+    for i in range(2):
+        (docs / f"d{i}.txt").write_text(words(i, 700))
+    settings = Settings(store=base / "store", llm={"provider": "none"}, ingest={"enrich": False})
+    assert Ingestor(settings).run([docs]).stats.files_added == 2
+    return docs, settings.store
+
+
+def error_of(run: Run) -> dict[str, str]:
+    """The ``{"error": {...}}`` object a --json command prints on a fatal error (and nothing else on stdout)."""
+    assert run.code == 2, (run.code, run.stdout, run.stderr)
+    assert "Traceback" not in run.stderr, run.stderr
+    return json.loads(run.stdout)["error"]
+
+
+def test_truncated_docstore_is_diagnosed_and_check_repair_rebuilds(small_store: tuple[Path, Path], tmp_path: Path) -> None:
+    docs, built = small_store
+    store = shutil.copytree(built, tmp_path / "store")
+    docstore = store / "docstore.sqlite"
+    os.truncate(docstore, docstore.stat().st_size // 2)
+
+    error = error_of(run_cli("status", "--json", "--store", str(store)))
+    assert error["type"] == "StoreDamaged" and str(docstore) in error["message"] and "check --repair" in error["message"]
+    error = error_of(run_cli("query", "copper violin", "--retrieve-only", "--json", "--store", str(store), env=NO_LLM))
+    assert error["type"] == "StoreDamaged"
+
+    diagnosed = run_cli("check", "--store", str(store))
+    assert diagnosed.code == 1 and "damaged-docstore" in diagnosed.stderr and "Traceback" not in diagnosed.stderr
+    repaired = run_cli("check", "--repair", "--json", "--store", str(store))
+    assert repaired.code == 0, repaired.stderr
+    assert any(r.startswith("moved the damaged docstore to docstore.sqlite.damaged-") for r in repaired.json["repaired"])
+
+    # What the docstore held is rebuilt by ingesting again; the cache makes it free of embedding calls.
+    settings = Settings(store=store, llm={"provider": "none"}, ingest={"enrich": False})
+    again = Ingestor(settings).run([docs])
+    assert again.stats.files_added == 2 and again.stats.embedded_texts == 0
+    assert run_cli("check", "--store", str(store)).code == 0
+
+
+@contextmanager
+def small_disk(size_kb: int, where: Path) -> Iterator[Callable[[int], None]]:
+    """A tmpfs of ``size_kb`` mounted at ``where``; yields a function that resizes it. Skips the test
+    with the reason when no tmpfs can be mounted (not root, no CAP_SYS_ADMIN)."""
+    where.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(where)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill: {mounted.stderr.strip() or mounted.returncode}")
+
+    def resize(kb: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={kb}k", str(where)], check=True)
+
+    try:
+        yield resize
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_disk_full_during_ingest_is_one_json_error_and_the_store_stays_consistent(small_store: tuple[Path, Path], tmp_path: Path) -> None:
+    _, built = small_store
+    used_kb = sum(f.stat().st_size for f in built.rglob("*") if f.is_file()) // 1024
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "big.txt").write_text(words(7, 3000))  # its cache entries and references need more than 200 KB
+    with small_disk(used_kb + 200, tmp_path / "disk") as resize:
+        store = shutil.copytree(built, tmp_path / "disk" / "store")
+        full = run_cli("ingest", str(new), "--json", "--store", str(store), env=NO_LLM)
+        error = error_of(full)
+        assert error["type"] == "DiskFull", error
+        assert str(store) in error["message"] and "free disk space" in error["message"]
+
+        resize(used_kb + 64_000)  # space freed: the next run finishes, and the store is consistent
+        again = run_cli("ingest", str(new), "--json", "--store", str(store), env=NO_LLM)
+        assert again.code == 0, again.stderr
+        assert again.json["stats"]["files_added"] == 1
+        assert run_cli("check", "--store", str(store)).code == 0
