@@ -12,9 +12,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.errors import LoadError, PipelineError
-from pipeline.config import EnrichPolicy
+from pipeline.config import AnswerMode, EnrichPolicy
 from pipeline.models import Answer, IngestReport, IngestStats, Mode
 from pipeline.output import emit_json, err, fail, fatal, out, settings_for, setup_logging
 from pipeline.progress import TerminalProgress
@@ -160,9 +161,30 @@ def ingest(
     raise typer.Exit(1 if report.stats.files_failed else 0)
 
 
+def highlighted(text: str, query: str) -> Text:
+    """``text`` with the query's content words in bold yellow (how a reader checks an extract at a glance)."""
+    import re
+
+    from pipeline.retrieve.extract import terms
+
+    shown = Text(text)
+    words = sorted(set(terms(query)), key=len, reverse=True)
+    if words:
+        shown.highlight_regex(re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\w*", re.IGNORECASE), "bold yellow")
+    return shown
+
+
 def print_answer(result: Answer) -> None:
     if result.answer is not None:
-        out.print(result.answer, highlight=False)
+        label = {"extractive": "Answer (extract: the best sentences of the sources, not generated)", "llm": "Answer (LLM)"}.get(result.answer_mode, "Answer")
+        out.print(f"[bold]{label}[/]", highlight=False)
+        if result.citations and result.answer_mode == "extractive":
+            for c in result.citations:
+                where = ("p. " + ", ".join(map(str, c.pages))) if c.pages else ""
+                out.print(highlighted(f" • {c.text} ", result.query), end="")
+                out.print(f"[dim][{c.source}] {Path(c.doc_id).name} {where}[/]", highlight=False)
+        else:
+            out.print(highlighted(result.answer, result.query))
         out.print()
     out.print(f"[bold]Sources[/] (mode {result.mode.value}, top {result.top_k}):", highlight=False)
     for i, s in enumerate(result.sources, 1):
@@ -177,7 +199,8 @@ def query(
     text: Annotated[str, typer.Argument(help="The question.")],
     mode: Annotated[Mode, typer.Option(help="Which references to match: base, chunk, metadata or all.")] = Mode.ALL,
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Distinct parents to return (default 3).")] = None,
-    retrieve_only: Annotated[bool, typer.Option("--retrieve-only", help="Return parents without an LLM answer.")] = False,
+    retrieve_only: Annotated[bool, typer.Option("--retrieve-only", help="Return parents without an answer (same as --answer none).")] = False,
+    answer: Annotated[Optional[AnswerMode], typer.Option("--answer", help="extractive (cited sentences of the sources), llm, none, or auto (default: llm only with a capable generator).")] = None,
     doc_id: Annotated[Optional[str], typer.Option(help="Only search this document (its doc_id).")] = None,
     store: StoreOpt = Path("storage"),
     json_out: JsonOpt = False,
@@ -189,18 +212,18 @@ def query(
     from pipeline.retrieve.engine import Engine
 
     filters = {"doc_id": doc_id} if doc_id else None
+    how = "none" if retrieve_only else (answer.value if answer else None)
     try:
-        with Engine(settings, load_llm=not retrieve_only) as engine:
-            if retrieve_only:
-                result = engine.retrieve(text, mode, top_k, filters)
-            else:
-                result = engine.query(text, mode, top_k, filters)
+        with Engine(settings, load_llm=how != "none") as engine:
+            result = engine.query(text, mode, top_k, filters, answer=how)
     except PipelineError as exc:
         fatal(exc)
     if json_out:
         emit_json(result.model_dump(mode="json"))
     else:
         print_answer(result)
+        err.print("[dim]next: ingest your own documents with[/] python -m pipeline ingest PATH_TO_PDFS"
+                  + ("" if settings.store == Path("storage") else f" --store {settings.store}"), highlight=False)
 
 
 @app.command()

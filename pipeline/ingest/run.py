@@ -33,7 +33,7 @@ from pipeline.errors import IngestError, LoadError, StoreLocked
 from pipeline.ingest.cache import CountingCache
 from pipeline.ingest.embed import ReferenceEmbedder
 from pipeline.ingest.enrich import EnrichmentPhase, ParentEnricher, enriched_count
-from pipeline.ingest.load import file_hash, load_document
+from pipeline.ingest.load import PAGE_OFFSETS, file_hash, load_document
 from pipeline.ingest.reference import ReferenceBuilder
 from pipeline.ingest.scan import ScanLimits, scan
 from pipeline.ingest.split import ParentSplitter
@@ -41,6 +41,7 @@ from pipeline.ingest.write import DocumentWriter
 from pipeline.models import FileResult, IngestReport, IngestStats
 from pipeline.providers.embeddings import build_embedder, embed_dim
 from pipeline.providers.llm import build_llm, llm_calls, llm_is_capable
+from pipeline.retrieve.extract import PAGE_OFFSETS as EXTRACT_PAGE_OFFSETS
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import doc_id_for
@@ -312,6 +313,8 @@ class Ingestor:
                     stats.parents_rebuilt += 1
                 self.progress("parent", {"path": str(path), "done": i + 1, "total": len(parent_nodes)})
             entry = writer.write(doc_id, content_hash, fingerprint, nodes)
+            # Where each page starts, so an extractive answer cites a sentence's own page (retrieve/extract.py).
+            parents.kv.put(doc_id, {"offsets": list(doc.metadata.get(PAGE_OFFSETS) or [0])}, EXTRACT_PAGE_OFFSETS)
         except IngestError as exc:
             logger.debug("failed %s: %s", path, exc)
             return self._failed(parents, path, doc_id, f"{exc}; nothing was written, the next run retries it")

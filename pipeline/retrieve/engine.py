@@ -19,6 +19,7 @@ from pipeline.models import Answer, MatchedRef, Mode, QueryStats, SourceRef
 from pipeline.providers.embeddings import build_embedder
 from pipeline.providers.llm import build_llm
 from pipeline.retrieve.answer import build_query_engine
+from pipeline.retrieve.extract import answer_from_sources, answer_mode_for, cite_llm_answer
 from pipeline.retrieve.parents import MATCHED, ParentRetriever
 from pipeline.retrieve.rehydrate import Rehydrated, rehydrate
 from pipeline.retrieve.rerank import CrossEncoderReranker
@@ -183,8 +184,13 @@ class Engine:
         hits = retriever.retrieve(QueryBundle(query_str=query))
         return mode, top_k, llm, retriever, hits, self._stats(retriever, started)
 
-    def query(self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None) -> Answer:
-        """Retrieve, then answer with the LLM over the retrieved parents."""
+    def query(
+        self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None, answer: str | None = None
+    ) -> Answer:
+        """Retrieve, then answer as ``answer`` (else ``answer.mode``) says: extractive, llm or none."""
+        how = answer_mode_for(self.settings, answer)
+        if how != "llm":  # no generator needed: sentences of the sources, cited (pipeline/retrieve/extract.py)
+            return answer_from_sources(self, self.retrieve(query, mode, top_k, filters), how)
         mode, top_k, llm, retriever, hits, stats = self._retrieve_for_answer(query, mode, top_k, filters)
         t_answer = time.perf_counter()
         try:
@@ -192,12 +198,19 @@ class Engine:
         except Exception as exc:  # openai/httpx errors from any provider: one clear error for CLI and service
             raise QueryError(f"LLM failed to answer ({type(exc).__name__}: {exc})") from exc
         stats.answer_ms = round((time.perf_counter() - t_answer) * 1000, 2)
-        return Answer(query=query, mode=mode, top_k=top_k, answer=str(response).strip(), sources=[to_source(h) for h in hits], stats=stats)
+        return cite_llm_answer(self, Answer(query=query, mode=mode, top_k=top_k, answer=str(response).strip(), sources=[to_source(h) for h in hits], stats=stats))
 
     def stream_query(
-        self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None
+        self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None, answer: str | None = None
     ) -> Iterator[str | Answer]:
         """Yield answer text deltas as the LLM writes them, then the complete ``Answer``."""
+        how = answer_mode_for(self.settings, answer)
+        if how != "llm":  # an extract is ready at once: one delta, then the answer
+            result = answer_from_sources(self, self.retrieve(query, mode, top_k, filters), how)
+            if result.answer:
+                yield result.answer
+            yield result
+            return
         mode, top_k, llm, retriever, hits, stats = self._retrieve_for_answer(query, mode, top_k, filters)
         t_answer = time.perf_counter()
         response = build_query_engine(retriever, llm, streaming=True).synthesize(QueryBundle(query_str=query), nodes=hits)
@@ -206,7 +219,7 @@ class Engine:
             parts.append(delta)
             yield delta
         stats.answer_ms = round((time.perf_counter() - t_answer) * 1000, 2)
-        yield Answer(query=query, mode=mode, top_k=top_k, answer="".join(parts).strip(), sources=[to_source(h) for h in hits], stats=stats)
+        yield cite_llm_answer(self, Answer(query=query, mode=mode, top_k=top_k, answer="".join(parts).strip(), sources=[to_source(h) for h in hits], stats=stats))
 
     def close(self) -> None:
         self.store.close()

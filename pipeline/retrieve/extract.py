@@ -1,0 +1,307 @@
+"""Extractive answer: the few sentences of the retrieved parents that best answer the query, each cited.
+
+Why: a 135M-parameter model writes fluent nonsense ("SciBERT differs ... in that it is a pre-trained
+model on a S2ORC-based corpus, not a pre-trained model on a S2ORC-based corpus"), while the retrieved
+parents are right. Quoting their best sentences is never wrong about what the documents say, costs
+no generation, and each sentence carries its document and page.
+
+Flow: split the top parents into sentences (with character offsets, so each maps to its page) →
+drop sentences that cannot answer (too short, mostly digits or symbols, a restatement of the
+question) → a cheap lexical pass keeps the best candidates → a scorer ranks them (the cross-encoder
+of ``pipeline/retrieve/rerank.py`` by default, lexical overlap when it is unavailable) → the best few,
+close enough to the best one, in score order.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pipeline.models import Citation, SourceRef
+
+if TYPE_CHECKING:  # the engine imports this module
+    from pipeline.config import Settings
+    from pipeline.models import Answer
+    from pipeline.retrieve.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+# Scores (query, passages) → one float per passage, higher = more relevant (the reranker's contract).
+Scorer = Callable[[str, list[str]], list[float]]
+
+PAGE_OFFSETS = "page_offsets"  # docstore KV collection: doc_id → {"offsets": [char offset of each page]}
+_ABBREV = re.compile(r"(?:\b(?:al|e\.g|i\.e|etc|Fig|Figs|Eq|Eqs|Sec|Tab|vs|cf|approx|No|pp|Vol|Dr|Mr|Ms)\.|\b[A-Z]\.)$")
+_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\s*[•▪◦]\s+")
+_QUANTITY = re.compile(r"(?:how (?:many|much|large|big|long|old)|what (?:number|percentage|share|fraction|size))\b", re.IGNORECASE)
+_LINE_BREAK = re.compile(r"[ \t]*\n\s*(?=[A-Z0-9])")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]*|\d+(?:\.\d+)?")
+STOPWORDS = frozenset(
+    "a an the of to in on for and or but is are was were be been being by with as at from that this these those it its "
+    "what which who whom whose when where why how does do did can could should would will may might than then there their "
+    "they them he she his her we our you your i me my not no so such into about over under between also has have had "
+    "more most other some any each both all one two".split()
+)
+LEXICAL_CANDIDATES = 32  # sentences passed on to the scorer (the cross-encoder costs ~10 ms per pair)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a retrieved parent, with where it came from."""
+
+    text: str
+    source: int  # 0-based index into the sources
+    start: int  # character offset in the parent text
+    order: int  # position among all candidate sentences (ties keep document order)
+
+
+def clean(text: str) -> str:
+    """PDF text → readable sentence: join hyphenated line breaks, collapse whitespace."""
+    text = re.sub(r"(\w)-\s*\n\s*(\w)", r"\1\2", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _boundaries(text: str) -> list[tuple[int, int]]:
+    """Spans between sentences: after . ! ? before a capital, at bullets, and at PDF line breaks that
+    end a heading or a header line (a short or all-capitalised line whose last word is capitalised or
+    a number, before a line starting with a capital: "Abstract", "1 Introduction", "4969")."""
+    spans = [(m.start(), m.end()) for m in _SENT_END.finditer(text)]
+    for m in _LINE_BREAK.finditer(text):
+        line = text[text.rfind("\n", 0, m.start()) + 1 : m.start()].split()
+        if not line or line[-1][-1] in ",;:(-" or line[-1][0].islower():
+            continue
+        # A heading or header is short or all capitalised; a body line ending in a name is neither.
+        if len(line) <= 5 or all(not w[0].islower() for w in line):
+            spans.append((m.start(), m.end()))
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def split_sentences(text: str) -> list[tuple[int, str]]:
+    """(start offset, cleaned sentence) pairs; abbreviations such as "et al." do not end a sentence."""
+    out: list[tuple[int, str]] = []
+    start = 0
+    pending_start: int | None = None
+    for b_start, b_end in _boundaries(text):
+        piece = text[start:b_start]
+        if _ABBREV.search(piece.rstrip()):
+            if pending_start is None:
+                pending_start = start
+            start = b_end
+            continue
+        s0 = pending_start if pending_start is not None else start
+        out.append((s0, clean(text[s0:b_start])))
+        pending_start = None
+        start = b_end
+    s0 = pending_start if pending_start is not None else start
+    if text[s0:].strip():
+        out.append((s0, clean(text[s0:])))
+    return [(s, t) for s, t in out if t]
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased content words (stopwords dropped), for overlap and highlighting."""
+    return [w.lower() for w in _WORD.findall(text) if w.lower() not in STOPWORDS and len(w) > 1]
+
+
+def repeats_question(sentence: str, query: str) -> bool:
+    """True when ``sentence`` says little more than the question itself (never an answer)."""
+    s, q = terms(sentence), set(terms(query))
+    if not s:
+        return True
+    new = [w for w in s if w not in q]
+    return len(new) < max(3, len(s) // 3) and len(set(s) & q) >= max(1, len(q) - 1)
+
+
+def answerable(sentence: str) -> bool:
+    """Sentences worth quoting: real words, not a table row, a reference entry or a page header."""
+    words = sentence.split()
+    if len(words) < 6 or len(words) > 90:
+        return False
+    if len(words) < 12 and not sentence.rstrip("\"')]").endswith((".", "!", "?")):  # a title or heading
+        return False
+    letters = sum(c.isalpha() for c in sentence)
+    if letters < 0.6 * len(sentence):
+        return False
+    return not re.search(r"\b(?:doi|arXiv|https?://|Proceedings of|Association for Computational Linguistics|pages \d+)|©|@", sentence)
+
+
+def lexical_scores(query: str, sentences: Sequence[str]) -> list[float]:
+    """IDF-weighted share of the query's content words in each sentence (the fallback scorer)."""
+    q = set(terms(query))
+    docs = [set(terms(s)) for s in sentences]
+    df = Counter(w for d in docs for w in d & q)
+    n = len(docs) or 1
+    out = []
+    for d in docs:
+        hit = sum(math.log(1 + n / df[w]) for w in d & q)
+        out.append(hit / math.sqrt(len(d) + 4))
+    return out
+
+
+def page_of(source: SourceRef, parent_start: int | None, offsets: list[int] | None, start: int, length: int) -> list[int]:
+    """The page(s) a sentence is on: exact from the document's page offsets, else estimated within the parent."""
+    if offsets and parent_start is not None:
+        first = bisect.bisect_right(offsets, parent_start + start)
+        last = bisect.bisect_right(offsets, parent_start + start + max(0, length - 1))
+        return list(range(first, last + 1))
+    if not source.pages:
+        return []
+    share = start / max(1, len(source.text))
+    return [source.pages[min(len(source.pages) - 1, int(share * len(source.pages)))]]
+
+
+class ExtractiveAnswerer:
+    """Pick and cite the best sentences of the retrieved parents.
+
+    Example:
+        answerer = ExtractiveAnswerer(scorer=CrossEncoderReranker().score, sentences=3)
+        text, citations = answerer.answer("What is S2ORC?", sources, locate)
+    """
+
+    def __init__(self, scorer: Scorer | None = None, sentences: int = 3, max_sources: int = 3, margin: float = 4.0) -> None:
+        """``margin``: with the cross-encoder, sentences scoring more than this below the best are left out."""
+        self.scorer = scorer
+        self.sentences = sentences
+        self.max_sources = max_sources
+        self.margin = margin
+
+    def candidates(self, query: str, sources: Sequence[SourceRef]) -> list[Sentence]:
+        out: list[Sentence] = []
+        seen: set[str] = set()
+        for i, src in enumerate(sources[: self.max_sources]):
+            for start, text in split_sentences(src.text):
+                key = re.sub(r"\W+", " ", text.lower()).strip()
+                if key in seen:  # neighbouring parents overlap: quote a sentence once, from the better source
+                    continue
+                if answerable(text) and not repeats_question(text, query):
+                    seen.add(key)
+                    out.append(Sentence(text, i, start, len(out)))
+        return out
+
+    def answer(
+        self,
+        query: str,
+        sources: Sequence[SourceRef],
+        locate: Callable[[SourceRef], tuple[int | None, list[int] | None]] = lambda s: (None, None),
+    ) -> tuple[str, list[Citation]]:
+        """The answer text (sentences with ``[n, p. x]`` markers) and one citation per sentence.
+
+        ``locate(source)`` gives the parent's start offset in its document and the document's page
+        offsets, when the store has them; otherwise pages are estimated within the parent.
+        """
+        cands = self.candidates(query, sources)
+        if not cands:
+            return "", []
+        lexical = lexical_scores(query, [c.text for c in cands])
+        # Keep the lexically best, but always a few from the top source (it may paraphrase the query).
+        ranked = sorted(range(len(cands)), key=lambda i: (-lexical[i], cands[i].order))
+        keep = set(ranked[:LEXICAL_CANDIDATES]) | {i for i in range(len(cands)) if cands[i].source == 0 and i < 8}
+        pool = [cands[i] for i in sorted(keep)]
+        scores = [lexical[i] for i in sorted(keep)]
+        margin = None
+        if self.scorer is not None:
+            try:
+                scores = [float(s) for s in self.scorer(query, [c.text for c in pool])]
+                margin = self.margin
+            except Exception as exc:  # the reranker's weights are missing or broken: fall back, say so
+                logger.warning("sentence scorer failed (%s: %s); using query-term overlap", type(exc).__name__, exc)
+        # A little preference for the better-ranked source breaks near-ties the retriever already decided;
+        # a question asking for a quantity prefers sentences that state one.
+        unit = 1.0 if margin is not None else 0.1
+        wants_number = bool(_QUANTITY.match(query.strip()))
+        adjusted = [
+            s - 0.05 * c.source * unit + (unit if wants_number and re.search(r"\d", c.text) else 0.0)
+            for s, c in zip(scores, pool)
+        ]
+        order = sorted(range(len(pool)), key=lambda i: (-adjusted[i], pool[i].order))
+        best = adjusted[order[0]]
+        chosen = [i for i in order[: self.sentences] if margin is None or adjusted[i] >= best - margin]
+        if margin is None:  # lexical: a sentence sharing no query word is no answer
+            chosen = [i for i in chosen if adjusted[i] > 0] or order[:1]
+        citations: list[Citation] = []
+        parts: list[str] = []
+        located: dict[int, tuple[int | None, list[int] | None]] = {}
+        for i in chosen:
+            c = pool[i]
+            src = sources[c.source]
+            if c.source not in located:
+                located[c.source] = locate(src)
+            parent_start, offsets = located[c.source]
+            pages = page_of(src, parent_start, offsets, c.start, len(c.text))
+            citations.append(Citation(text=c.text, doc_id=src.doc_id, pages=pages, parent_id=src.parent_id, source=c.source + 1, score=round(scores[i], 4)))
+            where = f"p. {pages[0]}" if len(pages) == 1 else (f"pp. {pages[0]}-{pages[-1]}" if pages else "")
+            parts.append(f"{c.text} [{c.source + 1}{', ' + where if where else ''}]")
+        return " ".join(parts), citations
+
+
+# --- the engine's hook: how ``query`` answers, and the Answer it returns --------------------------
+
+def answer_mode_for(settings: "Settings", requested: str | None = None) -> str:
+    """``extractive``, ``llm`` or ``none``: the request's choice, else ``answer.mode``; ``auto`` means
+    ``llm`` only when a capable generator is configured (see ``llm_is_capable``)."""
+    from pipeline.config import AnswerMode
+    from pipeline.errors import InvalidQuery
+    from pipeline.providers.llm import llm_is_capable
+
+    try:
+        mode = AnswerMode(requested or settings.answer.mode)
+    except ValueError as exc:
+        raise InvalidQuery(f"unknown answer mode {requested!r}: use auto, extractive, llm or none") from exc
+    if mode is AnswerMode.AUTO:
+        return AnswerMode.LLM.value if llm_is_capable(settings) else AnswerMode.EXTRACTIVE.value
+    return mode.value
+
+
+def _answerer(engine: "Engine") -> tuple[ExtractiveAnswerer, Callable[[SourceRef], tuple[int | None, list[int] | None]]]:
+    def scorer(query: str, passages: list[str]) -> list[float]:
+        return engine.reranker.score(query, passages)
+
+    parents = engine.store.parents
+
+    def locate(source: SourceRef) -> tuple[int | None, list[int] | None]:
+        node = parents.get(source.parent_id)
+        row = parents.kv.get(source.doc_id, PAGE_OFFSETS)
+        return (getattr(node, "start_char_idx", None) if node else None), (row or {}).get("offsets")
+
+    return ExtractiveAnswerer(scorer=scorer, sentences=engine.settings.answer.sentences), locate
+
+
+def answer_from_sources(engine: "Engine", result: "Answer", how: str) -> "Answer":
+    """Fill ``result`` (a retrieval) with an extractive answer, or leave it as sources only (``none``)."""
+    import time
+
+    result.answer_mode = how
+    if how != "extractive":
+        return result
+    started = time.perf_counter()
+    answerer, locate = _answerer(engine)
+    text, citations = answerer.answer(result.query, result.sources, locate)
+    result.answer = text or "No sentence of the retrieved passages answers this; see the sources below."
+    result.citations = citations
+    result.stats.answer_ms = round((time.perf_counter() - started) * 1000, 2)
+    return result
+
+
+def cite_llm_answer(engine: "Engine", result: "Answer") -> "Answer":
+    """An LLM answer gets the same citations; one that only restates the question is replaced by the extract."""
+    result.answer_mode = "llm"
+    answerer, locate = _answerer(engine)
+    text, citations = answerer.answer(result.query, result.sources, locate)
+    result.citations = citations
+    if not result.answer or repeats_question(result.answer, result.query):
+        logger.warning("the LLM answer restated the question; answering with the extract instead")
+        result.answer = text or result.answer
+        result.answer_mode = "extractive"
+    return result
