@@ -36,7 +36,14 @@ logger = logging.getLogger(__name__)
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 public = APIRouter()
-api = APIRouter(responses={401: {"model": ErrorBody, "description": "Missing or invalid bearer token (when PIPELINE_API_TOKEN is set)"}})
+api = APIRouter(
+    responses={
+        400: {"model": ErrorBody, "description": "The body cannot be parsed (not UTF-8 / not JSON)"},
+        401: {"model": ErrorBody, "description": "Missing or invalid bearer token (when PIPELINE_API_TOKEN is set)"},
+        413: {"model": ErrorBody, "description": "Body larger than service.max_body_bytes"},
+        422: {"model": ErrorBody, "description": "Invalid input: the message names each field and rule"},
+    }
+)
 docs = APIRouter()
 
 INVALID = {422: {"model": ErrorBody, "description": "Invalid input: empty or oversized query, top_k out of range, unknown mode or filter"}}
