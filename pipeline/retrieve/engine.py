@@ -144,7 +144,7 @@ class Engine:
         usage = getattr(self.embedder, "usage", None)
         return QueryStats(
             embedded_texts=usage.texts if usage else 0,
-            embedded_queries=usage.queries if usage else 0,
+            embedded_queries=retriever.embedded_queries,  # this request's, not the process total
             references_fetched=retriever.references_fetched,
             retrieve_ms=round((time.perf_counter() - started) * 1000, 2),
             embed_ms=retriever.embed_ms,

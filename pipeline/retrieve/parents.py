@@ -92,6 +92,7 @@ class ParentRetriever(BaseRetriever):
         self.rerank_candidates = rerank_candidates
         self.rerank_passages = rerank_passages
         self.references_fetched = 0
+        self.embedded_queries = 0  # this retrieval's own count (the embedder's usage is per process)
         self.embed_ms = 0.0
         self.rerank_ms = 0.0
         self.stages: list[str] = []
@@ -127,6 +128,7 @@ class ParentRetriever(BaseRetriever):
         if query_bundle.embedding is None:
             started = time.perf_counter()
             query_bundle.embedding = self.embedder.get_query_embedding(query_bundle.query_str)
+            self.embedded_queries += 1
             self.embed_ms = round((time.perf_counter() - started) * 1000, 2)
         dense_rankings: list[list[tuple[str, float]]] = []
         sparse_rankings: list[list[tuple[str, float]]] = []
