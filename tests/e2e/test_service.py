@@ -347,7 +347,7 @@ class TestAuthAndIngest:
             assert empty.status_code == 503 and empty.json()["error"] == "StoreUnavailable"
             # Paths are checked before a job starts.
             outside = make_pdf(tmp_path / "outside.pdf", FERRY)
-            for paths, needle in (([str(outside)], "outside the allowed ingest roots"), ([str(docs / "missing.pdf")], "no such file"), (["docs/ferry.pdf"], "absolute")):
+            for paths, needle in (([str(outside)], "outside service.ingest_roots"), ([str(docs / "missing.pdf")], "no such file"), (["docs/ferry.pdf"], "absolute")):
                 bad = c.post("/ingest", json={"paths": paths})
                 assert bad.status_code == 422 and needle in bad.json()["detail"], bad.text
 
