@@ -214,7 +214,12 @@ class ServiceState:
         try:
             self.client()
             self.engine()
-        except StoreLocked:
+        except StoreLocked as exc:
+            from pipeline.store.holder import describe_holders
+
+            holders = describe_holders(self.settings.store)
+            if holders:  # say which process, instead of a guess
+                raise StoreLocked(str(exc).replace(" (a running `pipeline serve`?)", "") + f" Held by {holders}.") from exc
             raise
         except StoreError as exc:  # nothing ingested yet, Qdrant down, model mismatch: /readyz says which
             logger.warning("store not ready: %s", exc)
@@ -389,6 +394,11 @@ class ServiceState:
             limits=self.ingest_limits(),
         )
         report = ingestor.run(paths, prune=prune)
+        skipped = [f for f in report.files if f.reason.startswith("skipped:")]
+        for f in skipped[:20]:  # the first few are enough to see what happened; the report has them all
+            logger.warning("ingest skipped %s: %s", f.path, f.reason)
+        if len(skipped) > 20:
+            logger.warning("ingest skipped %d more files (see the job report)", len(skipped) - 20)
         return report.model_copy(update={"store": self.settings.store.name})  # not the server's folder
 
     def _job_finished(self, job: IngestJob) -> None:

@@ -244,6 +244,7 @@ async def ingest(body: IngestRequest, state: StateDep, response: Response) -> In
     paths = body.path_list()
     problems = await anyio.to_thread.run_sync(check_ingest_paths, paths, state.ingest_limits())
     if problems:
+        logger.warning("ingest refused: %s", "; ".join(problems))  # e.g. a probe for files outside the roots
         raise HTTPException(status_code=422, detail="; ".join(problems))
     job = state.jobs.submit(paths, body.prune)
     response.headers["Location"] = f"/jobs/{job.id}"

@@ -8,6 +8,7 @@ import random
 import shutil
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -152,3 +153,34 @@ def test_disk_full_during_ingest_is_one_json_error_and_the_store_stays_consisten
         assert again.code == 0, again.stderr
         assert again.json["stats"]["files_added"] == 1
         assert run_cli("check", "--store", str(store)).code == 0
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+store = Path(sys.argv[1])
+if sys.argv[2] == "qdrant":
+    from qdrant_client import QdrantClient
+    held = QdrantClient(path=str(store / "qdrant"))
+else:
+    from filelock import FileLock
+    held = FileLock(str(store / "ingest.lock")); held.acquire()
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize(("lock", "command", "hint"), [("qdrant", "status", "open in another process"), ("ingest", "check", "holds its ingest lock")])
+def test_lock_hint_names_the_process_that_holds_the_store(small_store: tuple[Path, Path], tmp_path: Path, lock: str, command: str, hint: str) -> None:
+    _, built = small_store
+    store = shutil.copytree(built, tmp_path / "store")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(store), lock], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        error = error_of(run_cli(command, "--json", "--store", str(store)))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert error["type"] == "StoreLocked" and hint in error["message"]
+    assert f"Held by pid {holder.pid}: {sys.executable} -c" in error["message"]
+    assert "a running `pipeline serve`?" not in error["message"]  # no guess when the holder is known
