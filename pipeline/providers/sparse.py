@@ -12,7 +12,7 @@ statistics stay right as documents are added and removed, and no corpus-wide sta
 ``avg_len`` is therefore a constant (as in fastembed), not a corpus statistic: the same text gives
 the same vector on every run and machine, which the ingest cache and ``check --repair`` rely on.
 
-Tokens: NFKC, lower case, words of letters and digits (``[^\\W_]+``), English stop words dropped,
+Tokens: NFKC, case-folded (ß = ss), words of letters and digits (``[^\\W_]+``), English stop words dropped,
 Snowball English stemming; a token becomes a dimension by CRC32 (stable across processes, unlike
 ``hash()``).
 """
@@ -66,7 +66,7 @@ def tokenize(text: str) -> list[str]:
     Example:
         tokenize("The GPUs were training networks")  # ['gpus', 'train', 'network']
     """
-    text = unicodedata.normalize("NFKC", text or "").lower()
+    text = unicodedata.normalize("NFKC", text or "").casefold()
     out = []
     for word in _WORD.findall(text):
         if word in STOP_WORDS or len(word) > MAX_TOKEN_CHARS:

@@ -25,7 +25,7 @@ from pipeline.ingest.write import ids_of
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import Collection
-from pipeline.store.migrate import migrate_parent_refs, needs_migration
+from pipeline.store.migrate import add_sparse_vectors, migrate_parent_refs, needs_migration, needs_sparse
 from pipeline.store.sqlite_kv import SQLiteKVStore
 
 
@@ -117,7 +117,14 @@ def check_store(client: QdrantClient, collections: dict[Collection, str], parent
     if orphan_parents:
         problems.append(Problem(kind="orphan-parent", detail=f"{len(orphan_parents)} parents belong to no ingested document", count=len(orphan_parents)))
 
+    no_bm25 = needs_sparse(client, collections)
+    if no_bm25:
+        problems.append(Problem(kind="no-bm25", detail=f"{', '.join(no_bm25)}: references without BM25 vectors (written before hybrid search); --repair adds them without re-embedding", count=len(no_bm25)))
+
     if repair:
+        if no_bm25:
+            added = add_sparse_vectors(client, collections)
+            repaired.append(f"added BM25 vectors to {added} references")
         for coll, ids in orphan_points.items():
             if ids:
                 qstore.delete_points(client, collections[coll], sorted(set(ids)))

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from pipeline.models import RefKind
 from pipeline.store import layout
@@ -122,9 +123,9 @@ def add_sparse_vectors(
         if not qstore.has_sparse(client, name):
             try:
                 qstore.with_retries(client.create_vector_name)(
-                    name, qstore.SPARSE, models.SparseVectorNameConfig(sparse=models.SparseVectorParams(modifier=models.Modifier.IDF))
+                    name, qstore.SPARSE, models.SparseVectorNameConfig(sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF))
                 )
-            except Exception as exc:  # an older server answers 404 for the route
+            except UnexpectedResponse as exc:  # an older server answers 404 for the route
                 raise StoreUnavailable(
                     f"cannot add BM25 vectors to collection {name} ({type(exc).__name__}: {exc}); a Qdrant server needs "
                     "version 1.18 or later for this. The store keeps answering with dense search (retrieval.hybrid=false)"

@@ -21,12 +21,19 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
         parents = ParentStore(docstore_path)
     try:
         collections: dict[str, int] = {}
+        without_bm25: dict[str, int] = {}
         model: str | None = None
         dim: int | None = None
         for name in qstore.names(settings).values():
             if not qstore.with_retries(client.collection_exists)(name):
                 continue
             collections[name] = qstore.count_points(client, name)
+            if not qstore.has_sparse(client, name):
+                without_bm25[name] = collections[name]
+            else:
+                missing = qstore.count_points(client, name, qstore.missing_sparse_filter())
+                if missing:
+                    without_bm25[name] = missing
             meta = client.get_collection(name).config.metadata or {}
             model = model or meta.get(qstore.META_MODEL)
             dim = dim or meta.get(qstore.META_DIM)
@@ -43,6 +50,9 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
             "failed_documents": parents.failures() if parents else {},
             "embed_model": model,
             "embed_dim": dim,
+            # references without a BM25 vector (a store from before hybrid search): dense-only there
+            "hybrid": "ready" if not without_bm25 else "dense only until `pipeline check --repair` (or the next ingest) adds BM25 vectors",
+            "points_without_bm25": without_bm25,
         }
     finally:
         if own_parents and parents:
