@@ -15,6 +15,7 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from qdrant_client.http.exceptions import ResponseHandlingException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -163,4 +164,6 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(routes.public)
     app.include_router(routes.api, dependencies=auth)
     app.include_router(routes.docs, dependencies=[] if settings.service.public_docs else auth)
+    # The Swagger UI library itself (no data in it) is public, so a browser can load it offline.
+    app.mount(routes.DOCS_ASSETS, StaticFiles(directory=routes.swagger_assets_dir()), name="docs-assets")
     return app

@@ -306,6 +306,28 @@ async def openapi(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi())
 
 
+DOCS_ASSETS = "/docs/assets"  # Swagger UI's JS and CSS, served from the installed package: /docs works offline
+
+
+def swagger_assets_dir() -> Path:
+    """The static folder of the pinned ``swagger-ui-py`` package (Swagger UI 5, which reads OpenAPI 3.1).
+
+    Found without importing the package (its ``__init__`` pulls in jinja2 and yaml for features not used).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed: `pip install swagger-ui-py` (a dependency of pipeline)")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
 @docs.get("/docs", include_in_schema=False)
 async def swagger(request: Request) -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{request.app.title} — API docs")
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title=f"{request.app.title} — API docs",
+        swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+    )
