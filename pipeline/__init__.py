@@ -1,7 +1,11 @@
 """Recursive retrieval with node references, made durable: ingest PDFs once, query from any process.
 
-Public API; everything else is internal and may change.
+Public API; everything else is internal and may change. ``Ingestor``/``ingest`` and
+``Engine``/``open_engine`` are imported on first use (PEP 562 ``__getattr__``): importing them pulls
+in LlamaIndex and qdrant-client (~1.5 s), which ``python -m pipeline --help`` must not pay.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.errors import (
@@ -17,11 +21,25 @@ from pipeline.errors import (
     StoreLocked,
     StoreUnavailable,
 )
-from pipeline.ingest.run import Ingestor, ingest
 from pipeline.models import Answer, IngestReport, IngestStats, Mode, RefKind, SourceRef
-from pipeline.retrieve.engine import Engine
 
-open_engine = Engine
+if TYPE_CHECKING:
+    from pipeline.ingest.run import Ingestor, ingest
+    from pipeline.retrieve.engine import Engine
+
+    open_engine = Engine
+
+_LAZY = {"Ingestor": "pipeline.ingest.run", "ingest": "pipeline.ingest.run", "Engine": "pipeline.retrieve.engine", "open_engine": "pipeline.retrieve.engine"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), "Engine" if name == "open_engine" else name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "Answer",
