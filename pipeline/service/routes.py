@@ -50,7 +50,7 @@ INVALID = {422: {"model": ErrorBody, "description": "Invalid input: empty or ove
 FORBIDDEN = {403: {"model": ErrorBody, "description": "POST /ingest is off: service.ingest_roots is not set"}}
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No such job (jobs are kept in memory, the last 100)"}}
 MAX_LISTED = 100  # /status lists at most this many failed or pending documents (and says how many there are)
-JobId = Annotated[str, PathParam(pattern="^[0-9a-f]{32}$", description="The job id from POST /ingest (32 hex digits)")]
+JobId = Annotated[str, PathParam(max_length=64, description="The job id from POST /ingest (32 hex digits)")]
 UNAVAILABLE = {503: {"model": ErrorBody, "description": "Store not ready (nothing ingested, Qdrant down, other embedding model) or no LLM"}}
 SSE_EXAMPLE = (
     'event: token\ndata: {"text": "S2ORC is"}\n\n'
