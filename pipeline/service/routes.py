@@ -26,6 +26,7 @@ from pipeline.errors import PipelineError
 from pipeline.ingest.scan import ScanLimits, scan, under
 from pipeline.models import Answer
 from pipeline.retrieve.engine import Engine
+from pipeline.retrieve.extract import answer_mode_for
 from pipeline.service.deps import GenerationSlot, ServiceState, get_engine, get_state
 from pipeline.service.middleware import request_id_var
 from pipeline.service.schemas import ANSWER_EXAMPLE, ErrorBody, IngestJob, IngestRequest, QueryRequest, Readiness, RetrieveRequest
@@ -97,7 +98,8 @@ async def retrieve(body: RetrieveRequest, state: StateDep) -> Answer:
     },
 )
 async def query(body: QueryRequest, state: StateDep) -> Any:
-    state.require_llm()
+    if answer_mode_for(state.settings) == "llm":  # answer.mode: an extract needs no generator
+        state.require_llm()
     engine = await get_engine(state)
     slot = await state.generations.acquire()
     args = (body.query, body.mode, body.top_k, body.filter_dict())

@@ -237,10 +237,13 @@ class TestValidation:
         streamed = client.post("/retrieve", content=chunked(), headers={"content-type": "application/json"})
         assert streamed.status_code == 413 and "max_body_bytes" in streamed.json()["detail"]
 
-    def test_query_without_an_llm_is_503_naming_the_cause(self, client: httpx.Client) -> None:
+    def test_query_without_an_llm_answers_with_a_cited_extract(self, client: httpx.Client) -> None:
+        """answer.mode=auto: no capable generator, so /query answers as `query` does, extractively."""
         resp = client.post("/query", json={"query": S2ORC_QUESTION})
-        assert resp.status_code == 503
-        assert resp.json()["error"] == "ConfigError" and "llm.provider=none" in resp.json()["detail"]
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["answer_mode"] == "extractive" and body["answer"] and body["citations"]
+        assert body["citations"][0]["pages"] and body["citations"][0]["doc_id"].endswith("acl2020.acl-main.447.pdf")
 
     def test_unknown_job_and_route(self, client: httpx.Client) -> None:
         assert client.get("/jobs/nope").status_code == 404
