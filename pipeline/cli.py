@@ -20,7 +20,11 @@ from pipeline.models import Answer, IngestReport, IngestStats, Mode
 from pipeline.output import emit_json, err, fail, fatal, out, settings_for, setup_logging
 from pipeline.progress import TerminalProgress
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Recursive retrieval with node references over PDFs.")
+# Plain click help: the rich renderer of this typer shows a "<bool>" placeholder after every flag and
+# "{paths}" for arguments, which reads as if they took values.
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Recursive retrieval with node references over PDFs."
+)
 logger = logging.getLogger("pipeline")
 
 StoreOpt = Annotated[Path, typer.Option("--store", envvar="PIPELINE_STORE", help="Store folder (cache, docstore, embedded Qdrant).")]
@@ -112,7 +116,7 @@ def print_ingest_summary(report: IngestReport) -> None:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="PDF, .txt or .md files, or folders (recursive).")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATHS", help="PDF, .txt or .md files, or folders (recursive).")],
     store: StoreOpt = Path("storage"),
     prune: Annotated[bool, typer.Option("--prune", "--sync", help="Also remove documents under the given folders whose files are gone.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be added, updated and removed; change nothing.")] = False,
@@ -122,7 +126,12 @@ def ingest(
     log_file: Annotated[Optional[Path], typer.Option(help="Also write JSON-lines logs to this file.")] = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Ingest files: each document is searchable once its chunks are written; summaries and questions follow."""
+    """Ingest files: each document is searchable once its chunks are written; summaries and questions follow.
+
+    \b
+    Example:
+      python -m pipeline ingest samples/ --store storage
+    """
     setup_logging(verbose, log_file)
     settings = settings_for(store)
     if enrich is not None:
@@ -196,7 +205,7 @@ def print_answer(result: Answer) -> None:
 
 @app.command()
 def query(
-    text: Annotated[str, typer.Argument(help="The question.")],
+    text: Annotated[str, typer.Argument(metavar="QUESTION", help="The question.")],
     mode: Annotated[Mode, typer.Option(help="Which references to match: base, chunk, metadata or all.")] = Mode.ALL,
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Distinct parents to return (default 3).")] = None,
     retrieve_only: Annotated[bool, typer.Option("--retrieve-only", help="Return parents without an answer (same as --answer none).")] = False,
@@ -206,7 +215,12 @@ def query(
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Answer a question from the store (rehydrated: only the query is embedded)."""
+    """Answer a question from the store (rehydrated: only the query is embedded).
+
+    \b
+    Example:
+      python -m pipeline query "What is S2ORC?" --top-k 3 --store storage
+    """
     setup_logging(verbose)
     settings = settings_for(store)
     from pipeline.retrieve.engine import Engine
@@ -262,7 +276,12 @@ def enrich(
 
 @app.command()
 def status(store: StoreOpt = Path("storage"), json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
-    """Show the store: collections with point counts, parents, embedding model."""
+    """Show the store: collections with point counts, parents, embedding model.
+
+    \b
+    Example:
+      python -m pipeline status --json --store storage
+    """
     setup_logging(verbose)
     settings = settings_for(store)
     from pipeline.store.status import store_status
@@ -292,7 +311,15 @@ def check(
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Verify that references, parents and the ingest ledger agree (exit 1 if not)."""
+    """Verify that references, parents and the ingest ledger agree (exit 1 if not).
+
+    A damaged docstore or cache is reported; --repair moves it aside, salvages what it can read and
+    repairs around the loss (then ingest the listed documents again: the cache makes that cheap).
+
+    \b
+    Example:
+      python -m pipeline check --repair --store storage
+    """
     setup_logging(verbose)
     settings = settings_for(store)
     from pipeline.store.check import run_check
@@ -320,7 +347,7 @@ def _register_subcommands() -> None:
     from pipeline.eval.command import eval_command
     from pipeline.service.command import serve
 
-    app.command("serve", help="Serve the HTTP API (FastAPI under uvicorn).")(serve)
+    app.command("serve")(serve)  # help: its docstring, with the example
     app.command("eval", help="Evaluate retrieval quality on a labelled dataset.")(eval_command)
 
 

@@ -48,6 +48,10 @@ def serve(
     In embedded mode the service owns the store folder: ingest through POST /ingest while it runs.
     SIGTERM or Ctrl-C: stop accepting, let in-flight requests finish (service.shutdown_timeout), stop
     ingest jobs at their next file or parent, close the store.
+
+    \b
+    Example:
+      PIPELINE_SERVICE__INGEST_ROOTS='["/srv/docs"]' python -m pipeline serve --store storage --port 8000
     """
     try:
         settings = Settings(store=store)
