@@ -6,6 +6,11 @@ surrogate that makes ``os.stat`` raise ``ValueError``. ``scan`` decides per file
 (no file is opened) what may be read, and gives every file it leaves out a reason. ``check_path_text``
 vets a path string before it reaches the file system at all.
 
+A folder may hold a ``.pipelineignore`` (gitignore syntax, read with ``pathspec``) at its top: files it
+matches are left out quietly, e.g. ``ATTRIBUTION.md`` beside the sample paper. A folder without any
+supported file is reported ("no supported files found under X (skipped: 2 .docx, 1 .png)"), so an
+ingest of the wrong folder does not look like a success.
+
 Example:
     found = scan([Path("/data/docs")], ScanLimits(roots=(Path("/data/docs"),), max_files=1000))
     found.files    # resolved regular files under the roots, sorted
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +30,7 @@ SUPPORTED_SUFFIXES = (".pdf", ".txt", ".md")
 # Linux limits: PATH_MAX counts bytes including the final NUL, NAME_MAX bytes per component.
 MAX_PATH_BYTES = 4095
 MAX_NAME_BYTES = 255
+IGNORE_FILE = ".pipelineignore"
 
 
 @dataclass(frozen=True)
@@ -101,15 +108,34 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    """Entries under ``folder`` with a supported suffix, sorted; symlinked sub-folders are yielded, not entered."""
+def _ignore_spec(folder: Path):  # type: ignore[no-untyped-def]
+    """The folder's ``.pipelineignore`` as a gitignore matcher, or None."""
+    path = folder / IGNORE_FILE
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _walk(folder: Path, unsupported: Counter[str]) -> Iterator[Path]:
+    """Entries under ``folder`` with a supported suffix, sorted; symlinked sub-folders are yielded, not
+    entered; ``.pipelineignore`` matches are left out; other files are counted by suffix in ``unsupported``."""
+    spec = _ignore_spec(folder)
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames.sort()
         base = Path(dirpath)
         links = [d for d in dirnames if (base / d).is_symlink()]
         for name in sorted(filenames + links):
+            entry = base / name
+            if spec is not None and spec.match_file(entry.relative_to(folder).as_posix()):
+                continue
             if Path(name).suffix.lower() in SUPPORTED_SUFFIXES or name in links:
-                yield base / name
+                yield entry
+            elif not name.startswith("."):
+                unsupported[Path(name).suffix.lower() or "(no suffix)"] += 1
 
 
 def scan(paths: Iterable[Path], limits: ScanLimits = ScanLimits()) -> Scan:
@@ -163,9 +189,16 @@ def scan(paths: Iterable[Path], limits: ScanLimits = ScanLimits()) -> Scan:
             out.skipped.append(Skipped(str(path), "skipped: outside the ingest roots"))
             continue
         if real.is_dir():
-            for entry in _walk(real if roots else path):
+            before = (len(out.files), len(out.skipped))
+            unsupported: Counter[str] = Counter()
+            for entry in _walk(real if roots else path, unsupported):
                 if not consider(entry, given=False):
                     break
+            if (len(out.files), len(out.skipped)) == before:  # nothing to ingest, nothing to explain
+                kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(unsupported.items()))
+                out.skipped.append(
+                    Skipped(str(path), f"no supported files found under {path}" + (f" (skipped: {kinds})" if kinds else " (empty)"))
+                )
         elif not consider(path, given=True):
             break
         if out.over_limit:

@@ -175,3 +175,30 @@ class TestPathText:
             assert str(exc).startswith(str(path))
         else:
             assert doc.text.strip() and doc.metadata["content_hash"]
+
+
+class TestFolders:
+    def test_pipelineignore_leaves_matching_files_out_quietly(self, tmp_path: Path) -> None:
+        docs = tmp_path / "docs"
+        (docs / "drafts").mkdir(parents=True)
+        for name in ("paper.pdf", "ATTRIBUTION.md", "drafts/old.pdf", "notes.txt"):
+            (docs / name).write_text("x")
+        (docs / ".pipelineignore").write_text("# licences and drafts are not documents\nATTRIBUTION.md\ndrafts/\n")
+        found = scan([docs])
+        assert [f.name for f in found.files] == ["notes.txt", "paper.pdf"] and not found.skipped
+
+    def test_the_bundled_samples_folder_holds_only_the_paper(self) -> None:
+        from tests.conftest import ROOT
+
+        assert [f.name for f in scan([ROOT / "samples"]).files] == ["acl2020.acl-main.447.pdf"]
+
+    def test_folder_without_supported_files_says_what_it_saw(self, tmp_path: Path) -> None:
+        for name in ("a.docx", "b.docx", "c.png", ".hidden"):
+            (tmp_path / name).touch()
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        found = scan([tmp_path, empty])
+        assert [s.reason for s in found.skipped] == [
+            f"no supported files found under {tmp_path} (skipped: 2 .docx, 1 .png)",
+            f"no supported files found under {empty} (empty)",
+        ]
