@@ -74,7 +74,7 @@ class IngestProgress(TerminalProgress):
                     self.enriched = self.progress.add_task("parents enriched (summary + questions)", total=detail["total"])
                 self.progress.update(self.enriched, total=detail["total"], completed=detail["done"])
             elif detail["done"] % 10 == 0 or detail["done"] == detail["total"]:
-                logger.info("enriched %d/%d parents", detail["done"], detail["total"])
+                logger.info("enrichment: %d/%d parents done", detail["done"], detail["total"])
 
 
 def _enrich_line(s: IngestStats) -> str:
