@@ -29,7 +29,7 @@ from pipeline.models import Mode  # noqa: E402
 from pipeline.retrieve.engine import Engine  # noqa: E402
 from pipeline.retrieve.fuse import fuse, hybrid, rank_parents  # noqa: E402
 from pipeline.retrieve.modes import searches_for  # noqa: E402
-from pipeline.retrieve.rerank import sigmoid  # noqa: E402
+from pipeline.retrieve.rerank import blend  # noqa: E402
 
 K = 10
 
@@ -80,19 +80,8 @@ def metrics(rankings: list[list[tuple[str, float]]], relevant: list[dict[str, bo
 
 
 def reranked(first: list[tuple[str, float]], logits: dict[str, list[float]], n: int, m: int, beta: float) -> list[tuple[str, float]]:
-    """Re-score the first n of ``first``: beta·first-stage (min-max) + (1-beta)·sigmoid(best of m logits)."""
-    head = first[:n]
-    if not head:
-        return first
-    lo, hi = min(s for _, s in head), max(s for _, s in head)
-    scored = []
-    for pid, sc in head:
-        ce = sigmoid(max(logits.get(pid, [-20.0])[:m]))
-        base = (sc - lo) / (hi - lo) if hi > lo else 1.0
-        scored.append((pid, beta * base + (1 - beta) * ce))
-    scored.sort(key=lambda kv: (-kv[1], kv[0]))
-    floor = min(s for _, s in scored)
-    return scored + [(pid, floor - 1 - r) for r, (pid, _) in enumerate(first[n:])]
+    """``rerank.blend`` over cached logits: the best of the first m passages of each candidate."""
+    return blend(first, {pid: max(v[:m]) for pid, v in logits.items()}, n, beta)
 
 
 def main() -> None:

@@ -166,7 +166,8 @@ class RetrievalSettings(BaseModel):
     dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Share of the dense score in relative/dbsf hybrid fusion")
     rerank: bool = Field(False, description="Re-score the top candidates with the cross-encoder before cutting to k (`query --rerank`)")
     rerank_candidates: int = Field(10, ge=1, le=100, description="Candidate parents the cross-encoder re-scores")
-    rerank_passages: int = Field(2, ge=1, le=5, description="Best-matching reference texts per candidate given to the cross-encoder")
+    rerank_passages: int = Field(1, ge=1, le=5, description="Best-matching reference texts per candidate given to the cross-encoder")
+    rerank_first_stage_weight: float = Field(0.5, ge=0.0, le=1.0, description="Share of the first-stage score kept when blending with the cross-encoder's")
     metadata_weight: float | None = Field(
         None, gt=0.0, le=1.0, description="Sets summary_weight and question_weight both (older setting)"
     )

@@ -68,7 +68,8 @@ class ParentRetriever(BaseRetriever):
         dense_weight: float = 0.5,
         reranker: CrossEncoderReranker | None = None,
         rerank_candidates: int = 10,
-        rerank_passages: int = 2,
+        rerank_passages: int = 1,
+        rerank_first_stage_weight: float = 0.5,
     ) -> None:
         if top_k < 1:
             raise InvalidQuery(f"top_k must be at least 1, got {top_k}")
@@ -91,6 +92,7 @@ class ParentRetriever(BaseRetriever):
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
         self.rerank_passages = rerank_passages
+        self.rerank_first_stage_weight = rerank_first_stage_weight
         self.references_fetched = 0
         self.embedded_queries = 0  # this retrieval's own count (the embedder's usage is per process)
         self.embed_ms = 0.0
@@ -160,7 +162,9 @@ class ParentRetriever(BaseRetriever):
                     if text not in seen:
                         seen.append(text)
                 passages[pid] = seen
-            ranked = rerank(self.reranker, query_bundle.query_str, ranked, passages, self.rerank_candidates, self.rerank_passages)
+            ranked = rerank(
+                self.reranker, query_bundle.query_str, ranked, passages, self.rerank_candidates, self.rerank_passages, self.rerank_first_stage_weight
+            )
             self.rerank_ms = round((time.perf_counter() - started) * 1000, 2)
             self.stages.append("rerank")
         out: list[NodeWithScore] = []

