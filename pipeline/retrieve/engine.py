@@ -138,6 +138,7 @@ class Engine:
             reranker=self.reranker if use_rerank else None,
             rerank_candidates=max(cfg.rerank_candidates, top_k),
             rerank_passages=cfg.rerank_passages,
+            rerank_first_stage_weight=cfg.rerank_first_stage_weight,
         )
 
     def _stats(self, retriever: ParentRetriever, started: float) -> QueryStats:
