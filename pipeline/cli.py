@@ -300,7 +300,7 @@ def status(store: StoreOpt = Path("storage"), json_out: JsonOpt = False, verbose
     table.add_row("documents / parents", f"{info['documents']} / {info['parents']}")
     if "enriched_parents" in info:
         table.add_row("parents enriched (summary + questions)", f"{info['enriched_parents']} of {info['parents']}")
-    table.add_row("embedding", f"{info['embed_model']} ({info['embed_dim']} dims)")
+    table.add_row("embedding", f"{info['embed_model']} ({info['embed_dim']} dims)" if info["embed_model"] else "none yet (nothing ingested)")
     out.print(table)
 
 
