@@ -29,6 +29,18 @@ from pipeline.store import layout
 logger = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 4000
+MAX_TOP_K = 50
+
+
+def check_top_k(top_k: int) -> int:
+    """The one rule for ``top_k``, used by the CLI, the API schema and the engine: 1 to ``MAX_TOP_K``.
+
+    Raises:
+        InvalidQuery: out of range (0 included: it is not "the default").
+    """
+    if isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
+        raise InvalidQuery(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
+    return top_k
 
 
 def to_source(hit: NodeWithScore) -> SourceRef:
@@ -104,10 +116,7 @@ class Engine:
             mode = Mode(mode or Mode.ALL)
         except ValueError as exc:
             raise InvalidQuery(f"unknown mode {mode!r}: use one of {', '.join(m.value for m in Mode)}") from exc
-        top_k = top_k or self.settings.retrieval.top_k
-        if not 1 <= top_k <= 50:
-            raise InvalidQuery(f"top_k must be between 1 and 50, got {top_k}")
-        return mode, top_k
+        return mode, check_top_k(self.settings.retrieval.top_k if top_k is None else top_k)
 
     @property
     def reranker(self) -> CrossEncoderReranker:
@@ -117,12 +126,22 @@ class Engine:
                 self._reranker = CrossEncoderReranker(threads=self.settings.embed.threads).load()
         return self._reranker
 
+    def rerank_for(self, rerank: bool | None, answering: bool) -> bool:
+        """Whether to rerank: the request's choice, else ``retrieval.rerank``, else (auto) only when
+        answering, where the cross-encoder's ~0.5 s is small beside the answer and the top source
+        matters most; bare retrieval (``/retrieve``, ``--retrieve-only``) stays fast."""
+        if rerank is not None:
+            return rerank
+        if self.settings.retrieval.rerank is not None:
+            return self.settings.retrieval.rerank
+        return answering
+
     def retriever(
         self, mode: Mode, top_k: int, filters: Mapping[str, Any] | None = None, rerank: bool | None = None, hybrid: bool | None = None
     ) -> ParentRetriever:
         """A retriever with the configured stages; ``rerank``/``hybrid`` override the settings per request."""
         cfg = self.settings.retrieval
-        use_rerank = cfg.rerank if rerank is None else rerank
+        use_rerank = self.rerank_for(rerank, answering=False)
         return ParentRetriever(
             self.store,
             self.embedder,
@@ -176,23 +195,24 @@ class Engine:
         return llm
 
     def _retrieve_for_answer(
-        self, query: str, mode: Mode | str | None, top_k: int | None, filters: Mapping[str, Any] | None
+        self, query: str, mode: Mode | str | None, top_k: int | None, filters: Mapping[str, Any] | None, rerank: bool | None = None
     ) -> tuple[Mode, int, LLM, ParentRetriever, list[NodeWithScore], QueryStats]:
         mode, top_k = self._validate(query, mode, top_k)
         llm = self._require_llm()
         started = time.perf_counter()
-        retriever = self.retriever(mode, top_k, filters)
+        retriever = self.retriever(mode, top_k, filters, self.rerank_for(rerank, answering=True))
         hits = retriever.retrieve(QueryBundle(query_str=query))
         return mode, top_k, llm, retriever, hits, self._stats(retriever, started)
 
     def query(
-        self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None, answer: str | None = None
+        self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None, answer: str | None = None,
+        rerank: bool | None = None,
     ) -> Answer:
         """Retrieve, then answer as ``answer`` (else ``answer.mode``) says: extractive, llm or none."""
         how = answer_mode_for(self.settings, answer)
         if how != "llm":  # no generator needed: sentences of the sources, cited (pipeline/retrieve/extract.py)
-            return answer_from_sources(self, self.retrieve(query, mode, top_k, filters), how)
-        mode, top_k, llm, retriever, hits, stats = self._retrieve_for_answer(query, mode, top_k, filters)
+            return answer_from_sources(self, self.retrieve(query, mode, top_k, filters, self.rerank_for(rerank, answering=how != "none")), how)
+        mode, top_k, llm, retriever, hits, stats = self._retrieve_for_answer(query, mode, top_k, filters, rerank)
         t_answer = time.perf_counter()
         try:
             response = build_query_engine(retriever, llm).synthesize(QueryBundle(query_str=query), nodes=hits)
@@ -202,17 +222,18 @@ class Engine:
         return cite_llm_answer(self, Answer(query=query, mode=mode, top_k=top_k, answer=str(response).strip(), sources=[to_source(h) for h in hits], stats=stats))
 
     def stream_query(
-        self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None, answer: str | None = None
+        self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None, answer: str | None = None,
+        rerank: bool | None = None,
     ) -> Iterator[str | Answer]:
         """Yield answer text deltas as the LLM writes them, then the complete ``Answer``."""
         how = answer_mode_for(self.settings, answer)
         if how != "llm":  # an extract is ready at once: one delta, then the answer
-            result = answer_from_sources(self, self.retrieve(query, mode, top_k, filters), how)
+            result = answer_from_sources(self, self.retrieve(query, mode, top_k, filters, self.rerank_for(rerank, answering=how != "none")), how)
             if result.answer:
                 yield result.answer
             yield result
             return
-        mode, top_k, llm, retriever, hits, stats = self._retrieve_for_answer(query, mode, top_k, filters)
+        mode, top_k, llm, retriever, hits, stats = self._retrieve_for_answer(query, mode, top_k, filters, rerank)
         t_answer = time.perf_counter()
         response = build_query_engine(retriever, llm, streaming=True).synthesize(QueryBundle(query_str=query), nodes=hits)
         parts: list[str] = []
