@@ -211,6 +211,7 @@ def query(
     retrieve_only: Annotated[bool, typer.Option("--retrieve-only", help="Return parents without an answer (same as --answer none).")] = False,
     answer: Annotated[Optional[AnswerMode], typer.Option("--answer", help="extractive (cited sentences of the sources), llm, none, or auto (default: llm only with a capable generator).")] = None,
     doc_id: Annotated[Optional[str], typer.Option(help="Only search this document (its doc_id).")] = None,
+    rerank: Annotated[Optional[bool], typer.Option("--rerank/--no-rerank", help="Re-score the top candidates with the cross-encoder (default: on when answering, off with --retrieve-only).")] = None,
     store: StoreOpt = Path("storage"),
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -223,13 +224,15 @@ def query(
     """
     setup_logging(verbose)
     settings = settings_for(store)
-    from pipeline.retrieve.engine import Engine
+    from pipeline.retrieve.engine import Engine, check_top_k
 
     filters = {"doc_id": doc_id} if doc_id else None
     how = "none" if retrieve_only else (answer.value if answer else None)
     try:
+        if top_k is not None:
+            check_top_k(top_k)  # before anything is opened or loaded
         with Engine(settings, load_llm=how != "none") as engine:
-            result = engine.query(text, mode, top_k, filters, answer=how)
+            result = engine.query(text, mode, top_k, filters, answer=how, rerank=rerank)
     except PipelineError as exc:
         fatal(exc)
     if json_out:

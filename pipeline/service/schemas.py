@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from pipeline.ingest.scan import MAX_PATH_BYTES, check_path_text
 from pipeline.models import IngestReport, Mode
-from pipeline.retrieve.engine import MAX_QUERY_CHARS
-
-MAX_TOP_K = 50  # the engine's limit, and RetrievalSettings.top_k's
+from pipeline.errors import InvalidQuery
+from pipeline.retrieve.engine import MAX_QUERY_CHARS, MAX_TOP_K, check_top_k
 MAX_INGEST_PATHS = 1000
 
 
@@ -51,7 +50,11 @@ class RetrieveRequest(BaseModel):
 
     query: StrictStr = Field(min_length=1, max_length=MAX_QUERY_CHARS, description=f"The question (1 to {MAX_QUERY_CHARS} characters)")
     mode: Mode = Field(Mode.ALL, description="Which references to match: base, chunk, metadata or all")
-    top_k: StrictInt | None = Field(None, ge=1, le=MAX_TOP_K, description=f"Distinct parents to return (1 to {MAX_TOP_K}; default retrieval.top_k)")
+    top_k: StrictInt | None = Field(
+        None,
+        json_schema_extra={"minimum": 1, "maximum": MAX_TOP_K},  # checked by check_top_k: the CLI's and engine's message
+        description=f"Distinct parents to return (1 to {MAX_TOP_K}; default retrieval.top_k)",
+    )
     filters: Filters | None = Field(None, description="Metadata filters (doc_id, file_name, parent_id)")
 
     @field_validator("query")
@@ -64,6 +67,16 @@ class RetrieveRequest(BaseModel):
         except UnicodeEncodeError:
             raise ValueError("query is not valid Unicode (lone surrogate)") from None
         return value
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k_in_range(cls, value: int | None) -> int | None:
+        if value is None:
+            return None
+        try:
+            return check_top_k(value)
+        except InvalidQuery as exc:
+            raise ValueError(str(exc)) from None
 
     def filter_dict(self) -> dict[str, str] | None:
         return self.filters.as_dict() if self.filters else None

@@ -205,7 +205,7 @@ class TestValidation:
             ({"query": "x" * 4001}, 422, "at most 4000"),
             ({}, 422, "query: Field required"),
             ({"query": "q", "top_k": 0}, 422, "top_k"),
-            ({"query": "q", "top_k": 51}, 422, "less than or equal to 50"),
+            ({"query": "q", "top_k": 51}, 422, "top_k must be between 1 and 50, got 51"),
             ({"query": "q", "top_k": "three"}, 422, "top_k"),
             ({"query": "q", "mode": "fuzzy"}, 422, "'base', 'chunk', 'metadata' or 'all'"),
             ({"query": "q", "filters": {"author": "x"}}, 422, "filters.author"),

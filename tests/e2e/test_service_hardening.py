@@ -168,6 +168,11 @@ class TestBadInputIsA4xx:
         assert r.status_code == 422, r.text
         assert r.json()["errors"][0]["loc"][-1] == field
 
+    @pytest.mark.parametrize("top_k", [0, 51])
+    def test_top_k_out_of_range_has_the_cli_message(self, client: TestClient, top_k: int) -> None:
+        r = client.post("/retrieve", json={"query": "q", "top_k": top_k})
+        assert r.status_code == 422 and f"top_k must be between 1 and 50, got {top_k}" in r.json()["detail"]
+
     def test_lone_surrogate_query_and_job_ids(self, client: TestClient) -> None:
         r = client.post("/retrieve", content=b'{"query": "\\ud800 ferry"}', headers={"Content-Type": "application/json"})
         assert r.status_code == 422 and "unicode" in r.json()["detail"]

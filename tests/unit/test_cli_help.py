@@ -30,3 +30,15 @@ def test_arguments_are_named_for_what_they_take() -> None:
     assert "{PATHS}..." in help_of("ingest").splitlines()[0]
     assert "{QUESTION}" in help_of("query").splitlines()[0]
     assert re.search(r"^\s+--json\s+Print one JSON object", help_of("status"), re.M)
+
+
+@pytest.mark.parametrize("top_k", ["0", "51", "-1"])
+def test_top_k_out_of_range_is_refused_before_anything_opens(tmp_path: object, top_k: str) -> None:
+    """Same rule and words as the API (check_top_k); no store is opened or created, no model loaded."""
+    from pathlib import Path
+
+    store = Path(str(tmp_path)) / "store"
+    result = CliRunner().invoke(app, ["query", "What is S2ORC?", "--top-k", top_k, "--store", str(store)], terminal_width=200)
+    assert result.exit_code == 2, result.output
+    assert f"InvalidQuery: top_k must be between 1 and 50, got {top_k}" in result.output
+    assert not store.exists()
