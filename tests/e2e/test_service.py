@@ -172,6 +172,14 @@ class TestRetrieve:
         assert base["mode"] == "base" and len(base["sources"]) == 2
         assert all(m["kind"] == "parent" for s in base["sources"] for m in s["matched"])
 
+    def test_the_docs_retrieve_example_works_outside_docker(self, client: httpx.Client) -> None:
+        """docs/service.md's /retrieve example filters by file name, so it finds the sample wherever it lies."""
+        docs = (ROOT / "docs" / "service.md").read_text()
+        body = json.loads(docs.split("localhost:8000/retrieve \\\n  -d '", 1)[1].split("'\n", 1)[0])
+        resp = client.post("/retrieve", json=body)
+        assert resp.status_code == 200 and resp.json()["sources"], resp.text
+        assert all(s["doc_id"].endswith("/acl2020.acl-main.447.pdf") for s in resp.json()["sources"])
+
     def test_32_concurrent_requests_succeed_off_the_event_loop(self, api: Served) -> None:
         async def burst() -> tuple[list[httpx.Response], list[float], float]:
             async with httpx.AsyncClient(base_url=api.url, timeout=120, limits=httpx.Limits(max_connections=40)) as c:
