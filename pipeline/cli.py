@@ -153,6 +153,14 @@ def ingest(
                 err.print(f"{f.action:<9} {f.path}{extra}{': ' + f.reason if f.reason else ''}", highlight=False)
             err.print("dry run, nothing changed: " + ", ".join(f"{k} {v}" for k, v in sorted(plan.counts.items())), highlight=False)
         raise typer.Exit(0)
+    if not prune:  # nothing readable at all: say why, exit 1, and create no store for it
+        from pipeline.ingest.scan import scan
+
+        found = scan([p for p in paths if p.exists()])
+        if not found.files:
+            for s in found.skipped:
+                err.print(f"[red]failed[/] {s.path}: {s.reason}", highlight=False)
+            fail("nothing to ingest: no supported file among the given paths (nothing was created)", code=1)
     try:
         with IngestProgress() as progress:
             report = Ingestor(settings, progress=progress, lock_timeout=lock_timeout).run([p for p in paths if p.exists()], prune=prune)

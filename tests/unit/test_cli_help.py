@@ -42,3 +42,22 @@ def test_top_k_out_of_range_is_refused_before_anything_opens(tmp_path: object, t
     assert result.exit_code == 2, result.output
     assert f"InvalidQuery: top_k must be between 1 and 50, got {top_k}" in result.output
     assert not store.exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "unsupported"])
+def test_ingest_of_nothing_readable_exits_1_and_creates_no_store(tmp_path: object, case: str) -> None:
+    from pathlib import Path
+
+    base = Path(str(tmp_path))
+    target = base / "docs"
+    if case != "missing":
+        target.mkdir()
+    if case == "unsupported":
+        for name in ("a.docx", "b.docx", "c.png"):
+            (target / name).touch()
+    store = base / "store"
+    result = CliRunner().invoke(app, ["ingest", str(target), "--store", str(store)], terminal_width=300)
+    assert result.exit_code == 1, result.output
+    assert "nothing to ingest" in result.output and not store.exists()
+    if case == "unsupported":
+        assert f"no supported files found under {target} (skipped: 2 .docx, 1 .png)" in result.output
