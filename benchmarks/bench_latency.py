@@ -75,6 +75,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="2000,20000,100000")
     ap.add_argument("--queries", type=int, default=100, help="queries per mode and size")
     ap.add_argument("--modes", default="base,chunk,all", help="metadata is empty in the no-LLM 41-paper store")
+    ap.add_argument("--variants", default="default", help="retrieval stages per mode, as in eval: default, dense, hybrid, hybrid+rerank")
+    ap.add_argument("--out", default="latency", help="result name under benchmarks/results/bench/")
     args = ap.parse_args()
     queries: list[str] = []
     for name in ("paul_graham_essay", "blockchain_solana", "history_of_alexnet"):
@@ -87,14 +89,14 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         target = STORES / f"latency{size}"
         written = derive(args.source, target, size, points)
-        run = run_child([PY, "benchmarks/bench_child_latency.py", "--store", str(target), "--queries", str(qfile), "--modes", args.modes])
+        run = run_child([PY, "benchmarks/bench_child_latency.py", "--store", str(target), "--queries", str(qfile), "--modes", args.modes, "--variants", args.variants])
         if run.code != 0:
             raise SystemExit(f"latency child failed at {size}: {run.stderr[-2000:]}")
         results.append({"points": written, "wall_s": round(run.seconds, 2), "peak_rss_mb": round(run.peak_rss_mb, 1), **run.json()})
         print(json.dumps(results[-1]), flush=True)
         shutil.rmtree(target, ignore_errors=True)
-    write_result("latency", {
-        "command": f"benchmarks/bench_latency.py --sizes {args.sizes} --queries {args.queries}",
+    write_result(args.out, {
+        "command": f"benchmarks/bench_latency.py --source {args.source} --sizes {args.sizes} --queries {args.queries} --modes {args.modes} --variants {args.variants}",
         "how": "every collection of the 41-paper store scaled alike: its first points, or replicas with new ids above its size; local-mode Qdrant",
         "source_points": sum(len(p) for p in points.values()),
         "source_collections": {name: len(p) for name, p in points.items()},

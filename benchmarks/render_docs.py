@@ -123,6 +123,7 @@ def render_quality() -> str:
         "*Oracle* is the share of questions whose reference is found in some parent at all.\n"
     )
     out.append(SEED + "\n")
+    out += render_stages()
     out += summary_table(by_variant)
     out.append(CHOICES + "\n")
     order = sorted(by_variant, key=lambda v: (v.count("__"), v))
@@ -172,6 +173,97 @@ def render_quality() -> str:
         )
     out += render_tuning()
     return "\n".join(out) + "\n"
+
+
+STAGES = ROOT / "benchmarks" / "results" / "stages"
+STAGE_SETS = DATASETS + ("mini_squadv2",)
+STAGE_ORDER = ("dense", "hybrid", "dense+rerank", "hybrid+rerank")
+TARGET = (0.97, 0.88)
+
+
+def render_stages() -> list[str]:
+    """The retrieval-stage ablation: eval --variants runs per dataset and embedder (benchmarks/results/stages/)."""
+    runs: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(STAGES.glob("*.json")):
+        rep = json.loads(path.read_text())
+        runs[(rep["dataset"], rep["config"]["embed"])] = rep
+    if not runs:
+        return []
+    embeds = sorted({e for _, e in runs})
+    out = [
+        "## Retrieval stages: dense, hybrid BM25, cross-encoder rerank (LLM off)\n",
+        "Text references only (`PIPELINE_LLM__PROVIDER=none`: child chunks and parent self-references), mode `chunk` "
+        "(with the LLM off, `all` searches the same references). *dense*: cosine only; *hybrid*: BM25 vectors searched "
+        "beside the dense ones and the two parent rankings fused; *+rerank*: the top candidates re-scored by the "
+        "ms-marco MiniLM-L-12 cross-encoder. Each cell is hit@10 / MRR@10 (hit@2 / MRR@2 and latency in the tables "
+        "below); p50 / p95 is the retrieve latency in ms at k=10, embedded Qdrant, query embedding included, "
+        "on this shared 2-core machine. "
+        f"Target from issue 10: hit@10 ≥ {TARGET[0]} and MRR@10 ≥ {TARGET[1]} on each of the three dev sets; "
+        "mini_squadv2 is reported beside them (its references come from an older Wikipedia revision).\n",
+    ]
+    header = "| dataset | embedder | " + " | ".join(STAGE_ORDER) + " |"
+    out += [header, "|" + "---|" * (2 + len(STAGE_ORDER))]
+    for ds in STAGE_SETS:
+        for emb in embeds:
+            rep = runs.get((ds, emb))
+            if rep is None:
+                continue
+            cells = []
+            for v in STAGE_ORDER:
+                r = rep["results"].get(f"chunk/{v}")
+                cells.append("—" if r is None else f"{r['hit@10']:.3f} / {r['mrr@10']:.3f}")
+            out.append(f"| {ds} | {emb} | " + " | ".join(cells) + " |")
+    out.append("")
+    out += ["| dataset | embedder | variant | hit@2 | MRR@2 | hit@10 | MRR@10 | p50 ms | p95 ms |", "|---|---|---|---|---|---|---|---|---|"]
+    for ds in STAGE_SETS:
+        for emb in embeds:
+            rep = runs.get((ds, emb))
+            if rep is None:
+                continue
+            for key, r in rep["results"].items():
+                out.append(
+                    f"| {ds} | {emb} | {key} | {r['hit@2']:.3f} | {r['mrr@2']:.3f} | {r['hit@10']:.3f} | {r['mrr@10']:.3f} "
+                    f"| {r['latency_ms_p50']:.0f} | {r['latency_ms_p95']:.0f} |"
+                )
+    any_rep = next(iter(runs.values()))
+    cfg = any_rep["config"]
+    dates = sorted({r["date"][:10] for r in runs.values()})
+    out.append(
+        f"\nSettings: hybrid fusion `{cfg.get('hybrid_fusion')}` with dense weight {cfg.get('dense_weight')}, rerank of "
+        f"{cfg.get('rerank_candidates')} candidates on {cfg.get('rerank_passages')} passage(s) each, blended with the "
+        f"first-stage score at weight {cfg.get('rerank_first_stage_weight', 0.5)}. Command, per dataset and embedder: "
+        "`PIPELINE_LLM__PROVIDER=none PIPELINE_EMBED__MODEL=EMBEDDER python -m pipeline eval ../shared/corpus/llama_datasets/DATASET "
+        "--modes chunk --variants dense,hybrid,dense+rerank,hybrid+rerank --top-k 2,10` (batch: `benchmarks/eval_stages.sh`). "
+        f"Date: {', '.join(dates)}.\n"
+    )
+    out += render_fusion_sweep()
+    return out
+
+
+def render_fusion_sweep() -> list[str]:
+    """benchmarks/tune_hybrid.py: every fusion method and weight, and rerank depth/blend, replayed offline."""
+    path = ROOT / "benchmarks" / "results" / "tuning" / "hybrid.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    keys = sorted(data)
+    names = [n for n in next(iter(data.values()))["table"] if "+rerank" not in n]
+    out = [
+        "### Fusion and rerank sweep (MRR@10, mode chunk)\n",
+        "Replayed offline by `benchmarks/tune_hybrid.py` over the same stores (one search per query, cached "
+        "cross-encoder scores). `hybrid-relative-w`: min-max normalised scores, dense weight w; `dbsf`: normalised "
+        "by mean ± 3σ; `rrf`: reciprocal ranks (k=60). Rerank rows: `+rerank-nN-pP-bB` re-scores the top N with the "
+        "best of P passages, keeping share B of the first-stage score.\n",
+        "| variant | " + " | ".join(k.replace("__", " ") for k in keys) + " | mean |",
+        "|---|" + "---|" * (len(keys) + 1),
+    ]
+    rerank_rows = [n for n in next(iter(data.values()))["table"] if "+rerank" in n and "-n10-p1-" in n]
+    for name in names + rerank_rows:
+        vals = [data[k]["table"].get(name, {}).get("mrr@10") for k in keys]
+        have = [v for v in vals if v is not None]
+        mean = sum(have) / len(have) if have else None
+        out.append(f"| {name} | " + " | ".join(f3(v) for v in vals) + f" | {f3(mean)} |")
+    return out + [""]
 
 
 def render_tuning() -> list[str]:

@@ -172,6 +172,15 @@ class TestRetrieve:
         assert base["mode"] == "base" and len(base["sources"]) == 2
         assert all(m["kind"] == "parent" for s in base["sources"] for m in s["matched"])
 
+    def test_rerank_is_chosen_per_request(self, client: httpx.Client) -> None:
+        plain = client.post("/retrieve", json={"query": S2ORC_QUESTION, "top_k": 3}).json()
+        assert plain["stats"]["stages"] == ["dense", "bm25-relative"] and plain["stats"]["rerank_ms"] == 0
+        reranked = client.post("/retrieve", json={"query": S2ORC_QUESTION, "top_k": 3, "rerank": True}).json()
+        assert reranked["stats"]["stages"] == ["dense", "bm25-relative", "rerank"] and reranked["stats"]["rerank_ms"] > 0
+        assert all(0 <= s["score"] <= 1 for s in reranked["sources"])
+        loose = client.post("/retrieve", json={"query": S2ORC_QUESTION, "rerank": "yes"})
+        assert loose.status_code == 422
+
     def test_the_docs_retrieve_example_works_outside_docker(self, client: httpx.Client) -> None:
         """docs/service.md's /retrieve example filters by file name, so it finds the sample wherever it lies."""
         docs = (ROOT / "docs" / "service.md").read_text()
@@ -479,7 +488,7 @@ def test_serve_command_logs_json_and_stops_on_sigterm(sample_store: Path, tmp_pa
         assert resp.status_code == 200 and resp.json()["sources"]
         assert httpx.get(f"{url}/status").status_code == 401
         locked = run_cli("query", S2ORC_QUESTION, "--retrieve-only", "--store", str(store), env=NO_LLM)
-        assert locked.code == 2 and "POST /ingest" in locked.stderr
+        assert locked.code == 2 and "POST /retrieve" in locked.stderr and "POST /ingest" not in locked.stderr  # advice for a query
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     finally:
