@@ -50,12 +50,34 @@ def plain_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
     return store, run
 
 
+# Short generations keep the LLM tests in seconds; what they check does not depend on length.
+SMALL_LLM = {"PIPELINE_LLM__PROVIDER": "llamacpp", "PIPELINE_LLM__MAX_TOKENS": "128"}
+EXCERPT_PAGES = range(4, 7)  # pages 5-7 of the sample: corpus statistics and the SciBERT comparison
+
+
 @pytest.fixture(scope="session")
-def llm_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
-    """The sample ingested with the default offline models: summaries and questions by SmolLM2."""
+def excerpt_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three real pages of the sample (pypdf copies them): 4 parents instead of 20 for the LLM tests."""
+    from pypdf import PdfReader, PdfWriter
+
+    reader, writer = PdfReader(str(SAMPLE_PDF)), PdfWriter()
+    for i in EXCERPT_PAGES:
+        writer.add_page(reader.pages[i])
+    path = tmp_path_factory.mktemp("excerpt") / "acl2020-excerpt.pdf"
+    with path.open("wb") as f:
+        writer.write(f)
+    return path
+
+
+@pytest.fixture(scope="session")
+def llm_store(tmp_path_factory: pytest.TempPathFactory, excerpt_pdf: Path) -> tuple[Path, Run]:
+    """The excerpt ingested with both phases: chunk refs, then summaries and questions by SmolLM2.
+
+    ``--enrich now`` because the default (auto) skips SmolLM2's summaries: they do not help retrieval.
+    """
     pytest.importorskip("xllamacpp")
     store = tmp_path_factory.mktemp("llm") / "store"
-    run = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store), "--json")
+    run = run_cli("ingest", str(excerpt_pdf), "--store", str(store), "--enrich", "now", "--json", env=SMALL_LLM)
     assert run.code == 0, run.stderr
     return store, run
 
