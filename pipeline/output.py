@@ -84,13 +84,45 @@ def fatal(exc: BaseException) -> None:
         fail(f"InternalError: {type(exc).__name__}: {exc} (a bug: run again with --verbose for the traceback, and report it)")
         return
     message = str(error)
-    if isinstance(error, StoreLocked) and _store_in_use:
-        from pipeline.store.holder import describe_holders
+    if isinstance(error, StoreLocked):
+        message = _lock_advice(message, _command())
+        if _store_in_use:
+            from pipeline.store.holder import describe_holders
 
-        holders = describe_holders(_store_in_use[0])
-        if holders:
-            message = message.replace(" (a running `pipeline serve`?)", "") + f" Held by {holders}."
+            holders = describe_holders(_store_in_use[0])
+            if holders:
+                message = message.replace(" (a running `pipeline serve`?)", "") + f" Held by {holders}."
     fail(f"{type(error).__name__}: {message}")
+
+
+# What to send to a running service instead, per command: the generic hint names POST /ingest,
+# which is advice for an ingest only.
+_SERVICE_ROUTE = {
+    "query": "ask the service instead (POST /retrieve, POST /query)",
+    "status": "ask the service instead (GET /status)",
+    "check": "stop it first (check needs the store to itself)",
+    "eval": "stop it first, or evaluate into another --store",
+    "enrich": "stop it first",
+}
+_INGEST_HINT = "send the job to the service (POST /ingest)"
+
+
+def _command() -> str:
+    """The running subcommand's name (``query``...), or "" outside one."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.info_name:
+        return ctx.info_name
+    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    return args[0] if args else ""
+
+
+def _lock_advice(message: str, command: str) -> str:
+    """The lock message with the advice that fits ``command``."""
+    if command in _SERVICE_ROUTE and _INGEST_HINT in message:
+        return message.replace(_INGEST_HINT, _SERVICE_ROUTE[command])
+    return message
 
 
 def emit_json(obj: object) -> None:

@@ -187,3 +187,5 @@ def test_lock_hint_names_the_process_that_holds_the_store(small_store: tuple[Pat
     assert error["type"] == "StoreLocked" and hint in error["message"]
     assert f"Held by pid {holder.pid}: {sys.executable} -c" in error["message"]
     assert "a running `pipeline serve`?" not in error["message"]  # no guess when the holder is known
+    if command == "status":  # the advice fits the command: ask the service, not "POST /ingest"
+        assert "GET /status" in error["message"] and "POST /ingest" not in error["message"]
