@@ -74,7 +74,7 @@ async def healthz() -> dict[str, str]:
 )
 async def retrieve(body: RetrieveRequest, state: StateDep) -> Answer:
     engine = await get_engine(state)
-    call = functools.partial(engine.retrieve, body.query, body.mode, body.top_k, body.filter_dict())
+    call = functools.partial(engine.retrieve, body.query, body.mode, body.top_k, body.filter_dict(), body.rerank)
     answer = await anyio.to_thread.run_sync(call, limiter=state.retrieval_limiter)
     state.metrics.observe_answer(answer)
     return answer
@@ -102,7 +102,7 @@ async def query(body: QueryRequest, state: StateDep) -> Any:
         state.require_llm()
     engine = await get_engine(state)
     slot = await state.generations.acquire()
-    args = (body.query, body.mode, body.top_k, body.filter_dict())
+    args = (body.query, body.mode, body.top_k, body.filter_dict(), None, body.rerank)
     if body.stream:
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return AnswerStream(_answer_events(state, engine, args, slot), slot, media_type="text/event-stream", headers=headers)

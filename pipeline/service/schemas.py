@@ -56,6 +56,9 @@ class RetrieveRequest(BaseModel):
         description=f"Distinct parents to return (1 to {MAX_TOP_K}; default retrieval.top_k)",
     )
     filters: Filters | None = Field(None, description="Metadata filters (doc_id, file_name, parent_id)")
+    rerank: StrictBool | None = Field(
+        None, description="Re-score the top candidates with the cross-encoder (default retrieval.rerank: off for /retrieve, on for /query)"
+    )
 
     @field_validator("query")
     @classmethod
