@@ -120,14 +120,15 @@ def _ignore_spec(folder: Path):  # type: ignore[no-untyped-def]
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def _walk(folder: Path, unsupported: Counter[str]) -> Iterator[Path]:
-    """Entries under ``folder`` with a supported suffix, sorted; symlinked sub-folders are yielded, not
-    entered; ``.pipelineignore`` matches are left out; other files are counted by suffix in ``unsupported``."""
+def _walk(folder: Path, unsupported: Counter[str], with_links: bool) -> Iterator[Path]:
+    """Entries under ``folder`` with a supported suffix, sorted; symlinked sub-folders are not entered
+    (yielded, to be reported, if ``with_links``); ``.pipelineignore`` matches are left out; other files
+    are counted by suffix in ``unsupported``."""
     spec = _ignore_spec(folder)
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames.sort()
         base = Path(dirpath)
-        links = [d for d in dirnames if (base / d).is_symlink()]
+        links = [d for d in dirnames if (base / d).is_symlink()] if with_links else []
         for name in sorted(filenames + links):
             entry = base / name
             if spec is not None and spec.match_file(entry.relative_to(folder).as_posix()):
@@ -191,7 +192,7 @@ def scan(paths: Iterable[Path], limits: ScanLimits = ScanLimits()) -> Scan:
         if real.is_dir():
             before = (len(out.files), len(out.skipped))
             unsupported: Counter[str] = Counter()
-            for entry in _walk(real if roots else path, unsupported):
+            for entry in _walk(real if roots else path, unsupported, with_links=bool(roots)):
                 if not consider(entry, given=False):
                     break
             if (len(out.files), len(out.skipped)) == before:  # nothing to ingest, nothing to explain
