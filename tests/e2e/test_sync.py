@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,11 +105,32 @@ class TestIncrementalSync:
         assert snapshot(store) == before
 
 
+@pytest.fixture(scope="module")
+def crash_case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One corpus path for every crash step, so the first ingest and the uninterrupted reference run
+    (document ids are paths) are made once and each step starts from a copy: 2 ingests, not 8."""
+    base = tmp_path_factory.mktemp("crash")
+    corpus, templates = base / "docs", base / "templates"
+    write_pdf(templates / "long.pdf", PAGES)
+    write_pdf(templates / "short.pdf", [page_text("s0"), page_text("s1")])
+    write_pdf(templates / "long-changed.pdf", [*PAGES[:8], page_text("changed"), PAGES[9]])
+    corpus.mkdir()
+    for name in ("long.pdf", "short.pdf"):
+        shutil.copy2(templates / name, corpus / name)
+    initial = base / "initial"
+    assert ingest(initial, corpus).code == 0
+    shutil.copy2(templates / "long-changed.pdf", corpus / "long.pdf")
+    reference = base / "reference"
+    assert ingest(reference, corpus).code == 0
+    return {"corpus": corpus, "templates": templates, "initial": initial, "reference": snapshot(reference)}
+
+
 @pytest.mark.parametrize("step", ["after-intent", "after-parents", "after-children", "after-delete-refs"])
-def test_sigkill_at_any_step_then_rerun_converges(step: str, corpus: Path, tmp_path: Path) -> None:
-    store, reference = tmp_path / "store", tmp_path / "reference"
-    assert ingest(store, corpus).code == 0
-    write_pdf(corpus / "long.pdf", [*PAGES[:8], page_text("changed"), PAGES[9]])
+def test_sigkill_at_any_step_then_rerun_converges(step: str, crash_case: dict[str, Any], tmp_path: Path) -> None:
+    corpus, templates = crash_case["corpus"], crash_case["templates"]
+    store = tmp_path / "store"
+    shutil.copytree(crash_case["initial"], store)  # the first ingest of the unchanged corpus
+    shutil.copy2(templates / "long-changed.pdf", corpus / "long.pdf")
     marker = tmp_path / "paused"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "QDRANT_"))}
     env.update(NO_LLM, PIPELINE_FAULT_PAUSE=f"{step}:{marker}", PIPELINE_CONFIG=str(ROOT / "tests" / "no-config.toml"))
@@ -131,8 +153,7 @@ def test_sigkill_at_any_step_then_rerun_converges(step: str, corpus: Path, tmp_p
     rerun = ingest(store, corpus)
     assert rerun.code == 0, rerun.stderr
     assert run_cli("check", "--store", str(store)).code == 0
-    assert ingest(reference, corpus).code == 0
-    got, want = snapshot(store), snapshot(reference)
+    got, want = snapshot(store), crash_case["reference"]
     assert got["points"] == want["points"] and got["parents"] == want["parents"]
     assert got["ledger"] == want["ledger"]
 
