@@ -15,7 +15,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from pipeline.store.docstore import ParentStore
-from tests.conftest import ROOT, SAMPLE_PDF, shared_path
+from tests.conftest import ROOT, shared_path
 from tests.e2e.conftest import NO_LLM, run_cli
 from tests.e2e.pdfs import page_text, write_pdf
 
@@ -208,7 +208,8 @@ class TestBadInput:
         (bad / "text.pdf").write_bytes(b"PK\x03\x04 this is a zip, not a PDF")
         empty_folder = tmp_path / "nothing"
         empty_folder.mkdir()
-        run = ingest(store, hostile, bad, empty_folder, SAMPLE_PDF)
+        other = write_pdf(tmp_path / "other" / "other.pdf", [page_text("o0")])  # a good file among the bad ones
+        run = ingest(store, hostile, bad, empty_folder, other)
         assert run.code == 1, run.stderr
         failed = {Path(f["path"]).name: f["reason"] for f in run.json["files"] if f["status"] == "failed"}
         assert failed.keys() == {
@@ -223,7 +224,7 @@ class TestBadInput:
         for name in failed:  # one line per bad file on stderr, naming it
             assert sum(name in line for line in run.stderr.splitlines() if line.startswith("failed")) == 1
         stats = run.json["stats"]
-        assert stats["files_added"] == 2 and stats["files_failed"] == 8  # sample + corrupted-but-readable stream
+        assert stats["files_added"] == 2 and stats["files_failed"] == 8  # other.pdf + corrupted-but-readable stream
         after = snapshot(store)
         good_id = good.resolve().as_posix()
         assert after["ledger"][good_id] == before["ledger"][good_id]
