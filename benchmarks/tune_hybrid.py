@@ -53,7 +53,7 @@ def collect(engine: Engine, queries: list[str], mode: Mode, rerank_n: int, passa
                 (sparse if is_sparse else dense).append(rank_parents([(p, ref) for p, ref, _ in hits], r.weights))
         d = fuse(dense, Fusion.MAX)
         s = fuse(sparse, Fusion.MAX)
-        cands = {pid for pid, _ in hybrid(d, s, HybridFusion.RELATIVE, 0.5)[:rerank_n]} | {pid for pid, _ in d[:rerank_n]}
+        cands = ({pid for pid, _ in hybrid(d, s, HybridFusion.RELATIVE, 0.5)[:rerank_n]} | {pid for pid, _ in d[:rerank_n]}) if rerank_n else set()
         logits: dict[str, list[float]] = {}
         for pid in cands:
             seen: list[str] = []
@@ -65,6 +65,13 @@ def collect(engine: Engine, queries: list[str], mode: Mode, rerank_n: int, passa
         if i % 20 == 0:
             print(f"  {i}/{len(queries)}", file=sys.stderr, flush=True)
     return out
+
+
+def pooled(dense: list, sparse: list, method: HybridFusion, w: float) -> list[tuple[str, float]]:
+    pool = {pid for pid, _ in dense}
+    fused = hybrid(dense, [(p, sc) for p, sc in sparse if p in pool], method, w)
+    low = min((sc for _, sc in fused), default=0.0)
+    return fused + [(p, low - 1 - i) for i, (p, _) in enumerate(x for x in sparse if x[0] not in pool)]
 
 
 def metrics(rankings: list[list[tuple[str, float]]], relevant: list[dict[str, bool]]) -> dict[str, float]:
@@ -119,7 +126,13 @@ def main() -> None:
                 name = f"hybrid-{method.value}" + ("" if method is HybridFusion.RRF else f"-{w}")
                 firsts[name] = [hybrid(r["dense"], r["sparse"], method, w) for r in data]
                 table[name] = metrics(firsts[name], relevant)
-        for first_name in ("dense", "hybrid-relative-0.5", "hybrid-relative-0.4", "hybrid-relative-0.6"):
+                # BM25 re-weighs the dense candidates only; parents only BM25 found come after them.
+                pname = f"pooled-{method.value}" + ("" if method is HybridFusion.RRF else f"-{w}")
+                firsts[pname] = [pooled(r["dense"], r["sparse"], method, w) for r in data]
+                table[pname] = metrics(firsts[pname], relevant)
+        if not args.rerank_n:
+            firsts = {}
+        for first_name in [n for n in ("dense", "hybrid-relative-0.5", "hybrid-relative-0.4", "hybrid-relative-0.6") if n in firsts]:
             for n in (5, 10, 20):
                 if n > args.rerank_n:
                     continue

@@ -65,7 +65,7 @@ class ParentRetriever(BaseRetriever):
         weights: Mapping[RefKind, float] | None = None,
         hybrid: bool = False,
         hybrid_fusion: HybridFusion = HybridFusion.RELATIVE,
-        dense_weight: float = 0.5,
+        dense_weight: float = 0.7,
         reranker: CrossEncoderReranker | None = None,
         rerank_candidates: int = 10,
         rerank_passages: int = 1,
