@@ -2,7 +2,9 @@
 
     scripts/scheduled_ingest.py /data/papers [/data/notes ...]
 
-Without ``PIPELINE_SERVICE_URL`` it runs ``pipeline ingest --sync`` in this process. With it (the
+Without ``PIPELINE_SERVICE_URL`` it runs ``pipeline ingest --sync --enrich later`` (every document
+searchable as soon as it is read), then, when ``ingest.enrich`` would enrich (``now``, or ``auto`` with
+an LLM whose summaries help), ``pipeline enrich`` at low priority (nice 10). With it (the
 service owns an embedded store, so a second process may not open it) it submits ``POST /ingest``
 (bearer ``PIPELINE_API_TOKEN``), polls ``GET /jobs/{id}`` and mirrors the result as exit codes:
 0 all good, 1 some files failed, 2 fatal. Logs go to stderr (and ``PIPELINE_LOG_FILE`` as JSON lines).
@@ -55,10 +57,22 @@ def main(argv: list[str]) -> int:
     url = os.environ.get("PIPELINE_SERVICE_URL")
     if url:
         return via_service(url, argv)
-    cmd = [sys.executable, "-m", "pipeline", "ingest", "--sync", *argv]
-    if os.environ.get("PIPELINE_LOG_FILE"):
-        cmd += ["--log-file", os.environ["PIPELINE_LOG_FILE"]]
-    return subprocess.call(cmd)
+    log = ["--log-file", os.environ["PIPELINE_LOG_FILE"]] if os.environ.get("PIPELINE_LOG_FILE") else []
+    code = subprocess.call([sys.executable, "-m", "pipeline", "ingest", "--sync", "--enrich", "later", *log, *argv])
+    if code == 2 or not wants_enrichment():
+        return code
+    # Second phase apart and niced: searches never wait for it, and it resumes where a killed run stopped.
+    enriched = subprocess.call([sys.executable, "-m", "pipeline", "enrich", *log], preexec_fn=lambda: os.nice(10))
+    return 2 if enriched == 2 else code
+
+
+def wants_enrichment() -> bool:
+    """What ``ingest`` would do with the configured LLM and ``ingest.enrich`` (see ``enrich_during_ingest``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from pipeline.config import Settings
+    from pipeline.ingest.run import enrich_during_ingest
+
+    return enrich_during_ingest(Settings())
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ def plan_ingest(settings: Settings, paths: Sequence[Path], prune: bool) -> Plan:
         doc_id = doc_id_for(path)
         seen.add(doc_id)
         old = ledger.get(doc_id)
-        if old and not old.get("pending") and old.get("content_hash") == file_hash(path):
+        # An interrupted enrichment leaves the document searchable: `enrich`, not `ingest`, finishes it.
+        interrupted = bool((old or {}).get("pending")) and "enrich" not in (old or {}).get("pending", {})
+        if old and not interrupted and old.get("content_hash") == file_hash(path):
             plan.files.append(PlannedFile(path=str(path), action="unchanged", parents_kept=len(old["parents"])))
             continue
         try:
