@@ -56,3 +56,26 @@ class TestQuestionsFor:
         questions = ParentEnricher(llm_name="s", num_questions=5).with_llm(llm).questions_for("text")
         assert questions == ["What is fact number 1 here?", "What is fact number 2 here?", "What is fact number 9 here?"]
         assert len(llm.prompts) == 2 and "3 more questions" in llm.prompts[1] and "What is fact number 1 here?" in llm.prompts[1]
+
+
+class TestPolicy:
+    """ingest.enrich and answer.mode by the numbers: SmolLM2's references and answers are not worth waiting for."""
+
+    def test_auto_skips_smollm2_and_enriches_with_a_capable_llm(self) -> None:
+        from pipeline.config import Settings
+        from pipeline.ingest.run import enrich_during_ingest
+        from pipeline.retrieve.extract import answer_mode_for
+
+        smol = Settings(llm={"provider": "llamacpp"})
+        qwen = Settings(llm={"provider": "llamacpp", "model": "qwen2.5-coder-1.5b"})
+        remote = Settings(llm={"provider": "openai", "api_base": "http://127.0.0.1:8080/v1"})
+        assert [enrich_during_ingest(s) for s in (smol, qwen, remote)] == [False, True, True]
+        assert [answer_mode_for(s) for s in (smol, qwen, remote)] == ["extractive", "llm", "llm"]
+        assert enrich_during_ingest(Settings(llm={"provider": "llamacpp"}, ingest={"enrich": "now"}))
+        assert answer_mode_for(smol, "llm") == "llm" and answer_mode_for(qwen, "none") == "none"
+
+    def test_old_boolean_setting_still_works(self) -> None:
+        from pipeline.config import EnrichPolicy, Settings
+
+        assert Settings(ingest={"enrich": True}).ingest.enrich is EnrichPolicy.NOW
+        assert Settings(ingest={"enrich": "false"}).ingest.enrich is EnrichPolicy.LATER
