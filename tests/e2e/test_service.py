@@ -506,7 +506,8 @@ def test_serve_command_logs_json_and_stops_on_sigterm(sample_store: Path, tmp_pa
 
 # --- with the LLM (SmolLM2 via xllamacpp): answers, streaming, the generation limit, graceful shutdown
 
-LLM_SETTINGS: dict[str, Any] = {"llm": {"provider": "llamacpp", "model": "smollm2", "max_tokens": 48}, "ingest": {"enrich": False}}
+# answer.mode=llm: with SmolLM2 the default (auto) answers extractively, and these tests are about generation.
+LLM_SETTINGS: dict[str, Any] = {"llm": {"provider": "llamacpp", "model": "smollm2", "max_tokens": 48}, "ingest": {"enrich": False}, "answer": {"mode": "llm"}}
 
 
 def wait_ready(url: str, timeout: float = 180) -> None:
