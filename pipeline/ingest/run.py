@@ -19,6 +19,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -101,6 +102,7 @@ class Ingestor:
         self.limits = limits or ScanLimits()  # the service's ingest roots and caps; none for the CLI
         self.client = client  # an open client to reuse (the service's embedded one); left open after a run
         self.embedder = embedder or build_embedder(settings)
+        self._own_embedder = embedder is None
         self.enrich = enrich_during_ingest(settings) if enrich is None else enrich
         self.llm = llm if llm is not None else (build_llm(settings) if self.enrich else None)
         self.progress = progress
@@ -118,6 +120,20 @@ class Ingestor:
         """Hash of every setting that shapes the output, so a config change re-processes documents."""
         text = json.dumps([t.to_dict() for t in transforms], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _follow_store_model(self, client: Any) -> bool:
+        """Use the embedding model the store was built with unless the settings name one (True if changed).
+
+        So a store built with bge-small keeps ingesting with it after the default changes, and an
+        explicit other model still fails in ``ensure_collections`` with both names.
+        """
+        if not self._own_embedder:
+            return False
+        stored = qstore.stored_model(client, self.settings)
+        if stored is None or stored == self.embedder.model_name:
+            return False
+        self.embedder = build_embedder(self.settings, stored)
+        return True
 
     def output_fingerprint(self) -> str:
         """The fingerprint of this ingestor's transforms (models, prompts, sizes), without touching a store.
@@ -184,6 +200,8 @@ class Ingestor:
         lock = self._acquire()
         try:
             client = self.client or qstore.open_client(self.settings)
+            if self._follow_store_model(client):
+                usage_before = 0
             parents = ParentStore(self.settings.store / "docstore.sqlite")
             cache = CountingCache.open(self.settings.store / "cache.sqlite")
             try:
@@ -227,6 +245,8 @@ class Ingestor:
         usage_before = self.embedder.usage.texts if hasattr(self.embedder, "usage") else 0
         llm_before = llm_calls(self.llm)
         client = self.client or qstore.open_client(settings)
+        if self._follow_store_model(client):
+            usage_before = 0
         parents = ParentStore(settings.store / "docstore.sqlite")
         cache = CountingCache.open(settings.store / "cache.sqlite")
         try:

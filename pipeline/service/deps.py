@@ -190,6 +190,7 @@ class ServiceState:
         self.settings = settings
         self.metrics = ServiceMetrics()
         self.embedder = embedder or build_embedder(settings)
+        self._own_embedder = embedder is None
         self._llm = llm
         self.llm_status = "not configured" if settings.llm.provider is LLMProvider.NONE and llm is None else "not loaded"
         self._client: QdrantClient | None = None
@@ -208,6 +209,12 @@ class ServiceState:
         Raises:
             StoreLocked: another process holds the embedded store (fatal: the service must own it).
         """
+        try:
+            client = self.client()
+            if self._own_embedder:  # a store opens with the model it was built with unless embed.model names one
+                self.embedder = build_embedder(self.settings, qstore.stored_model(client, self.settings))
+        except StoreError:
+            client = None
         self.embedder.load()
         self._embedder_loaded = True
         self._build_llm()
@@ -382,7 +389,7 @@ class ServiceState:
         keep counting 0 corpus texts) and the service's LLM when enrichment is on."""
         with self._lock:
             if self._ingest_embedder is None:
-                self._ingest_embedder = build_embedder(self.settings)
+                self._ingest_embedder = build_embedder(self.settings, self.embedder.model_name)
         llm = self._llm if self.settings.ingest.enrich else None
         ingestor = Ingestor(
             self.settings,

@@ -105,3 +105,24 @@ def test_a_store_from_before_hybrid_answers_then_repair_adds_bm25_without_embedd
     assert after.code == 0 and after.json["stats"]["stages"] == ["dense", "bm25-relative"]
     assert after.json["stats"]["embedded_texts"] == 0
     assert run_cli("check", "--store", str(store), "--json", env=NO_LLM).code == 0
+
+
+@pytest.mark.e2e
+def test_a_store_keeps_the_model_it_was_built_with(tmp_path: Path) -> None:
+    """Built with bge-small; later commands without the setting use bge-small; naming another fails with both."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "pump.txt").write_text(RARE, encoding="utf-8")
+    store = tmp_path / "store"
+    built = run_cli("ingest", str(folder), "--store", str(store), "--json", env={**NO_LLM, "PIPELINE_EMBED__MODEL": "bge-small"})
+    assert built.code == 0, built.stderr
+    (folder / "note.txt").write_text(NOTES[0], encoding="utf-8")
+    more = run_cli("ingest", str(folder), "--store", str(store), "--json", env=NO_LLM)  # no model named: the store's
+    assert more.code == 0, more.stderr
+    status = run_cli("status", "--store", str(store), "--json", env=NO_LLM).json
+    assert status["embed_model"] == "bge-small-en-v1.5-int8" and status["documents"] == 2
+    query = run_cli("query", "pump controller ZK-4471Q", "--store", str(store), "--retrieve-only", "--json", env=NO_LLM)
+    assert query.code == 0 and query.json["sources"][0]["doc_id"].endswith("pump.txt")
+    other = run_cli("query", "pump", "--store", str(store), "--retrieve-only", "--json", env={**NO_LLM, "PIPELINE_EMBED__MODEL": "minilm"})
+    assert other.code == 2
+    assert "bge-small-en-v1.5-int8" in other.stdout + other.stderr and "all-MiniLM-L6-v2-int8" in other.stdout + other.stderr
