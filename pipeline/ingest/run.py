@@ -19,8 +19,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 from llama_index.core.base.embeddings.base import BaseEmbedding
