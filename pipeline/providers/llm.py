@@ -6,7 +6,6 @@ loopback, so both providers share one client class (``CountingOpenAILike``), str
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -22,6 +21,7 @@ from pydantic import PrivateAttr
 
 from pipeline.config import LLMProvider, Settings
 from pipeline.errors import ConfigError
+from pipeline.providers.hashing import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +49,7 @@ KNOWN_MODELS = {m.name: m for m in (SMOLLM2, QWEN_CODER_15B)}
 QWEN_PARTS = 22
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = sha256_of
 
 
 def _verified_sha256(path: Path) -> str:

