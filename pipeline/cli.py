@@ -312,6 +312,8 @@ def status(store: StoreOpt = Path("storage"), json_out: JsonOpt = False, verbose
     if "enriched_parents" in info:
         table.add_row("parents enriched (summary + questions)", f"{info['enriched_parents']} of {info['parents']}")
     table.add_row("embedding", f"{info['embed_model']} ({info['embed_dim']} dims)" if info["embed_model"] else "none yet (nothing ingested)")
+    if info.get("hybrid"):
+        table.add_row("BM25 (hybrid search)", info["hybrid"])
     out.print(table)
 
 
