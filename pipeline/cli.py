@@ -219,7 +219,7 @@ def query(
     retrieve_only: Annotated[bool, typer.Option("--retrieve-only", help="Return parents without an answer (same as --answer none).")] = False,
     answer: Annotated[Optional[AnswerMode], typer.Option("--answer", help="extractive (cited sentences of the sources), llm, none, or auto (default: llm only with a capable generator).")] = None,
     doc_id: Annotated[Optional[str], typer.Option(help="Only search this document (its doc_id).")] = None,
-    rerank: Annotated[Optional[bool], typer.Option("--rerank/--no-rerank", help="Re-score the top candidates with the cross-encoder (default: on when answering, off with --retrieve-only).")] = None,
+    rerank: Annotated[Optional[bool], typer.Option("--rerank/--no-rerank", help="Re-score the top candidates with the cross-encoder (default: retrieval.rerank, off).")] = None,
     store: StoreOpt = Path("storage"),
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,

@@ -57,7 +57,7 @@ class RetrieveRequest(BaseModel):
     )
     filters: Filters | None = Field(None, description="Metadata filters (doc_id, file_name, parent_id)")
     rerank: StrictBool | None = Field(
-        None, description="Re-score the top candidates with the cross-encoder (default retrieval.rerank: off for /retrieve, on for /query)"
+        None, description="Re-score the top candidates with the cross-encoder (default retrieval.rerank, off)"
     )
 
     @field_validator("query")
