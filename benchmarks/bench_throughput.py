@@ -26,6 +26,8 @@ from _bench import NO_LLM, PAPERS, PY, QUERY, STORES, ChildRun, run_child, write
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=0, help="only the first N papers (0: all)")
+    ap.add_argument("--embed", default="", help="offline embedder for both sides: minilm | bge-small (default: the package default)")
+    ap.add_argument("--out", default="throughput", help="result name under benchmarks/results/bench/")
     args = ap.parse_args()
     papers = sorted(PAPERS.glob("*.pdf"))[: args.limit or None]
     corpus = STORES / "throughput_corpus"
@@ -40,7 +42,8 @@ def main() -> None:
         "ingest": [PY, "-m", "pipeline", "ingest", str(corpus), "--store", str(store), "--json"],
         "raw": [PY, "benchmarks/bench_child_notebook.py", str(corpus), "--query", QUERY],
     }
-    threads = [threading.Thread(target=lambda n=n, a=a: runs.__setitem__(n, run_child(a, NO_LLM))) for n, a in jobs.items()]
+    env = {**NO_LLM, **({"PIPELINE_EMBED__MODEL": args.embed} if args.embed else {})}
+    threads = [threading.Thread(target=lambda n=n, a=a: runs.__setitem__(n, run_child(a, env))) for n, a in jobs.items()]
     for t in threads:
         t.start()
     for t in threads:
@@ -50,8 +53,10 @@ def main() -> None:
             raise SystemExit(f"{name} child failed ({run.code}): {run.stderr[-2000:]}")
     ingest, raw = runs["ingest"].json(), runs["raw"].json()
     refs = sum(ingest["stats"]["references"].values())
-    write_result("throughput", {
-        "command": f"benchmarks/bench_throughput.py{' --limit ' + str(args.limit) if args.limit else ''}",
+    write_result(args.out, {
+        "command": f"benchmarks/bench_throughput.py{' --limit ' + str(args.limit) if args.limit else ''}"
+        + (f" --embed {args.embed}" if args.embed else "") + f" --out {args.out}",
+        "embed": args.embed or "default",
         "how": "ingest and raw embedding started together, one core each, same papers",
         "papers": len(papers),
         "pipeline": {"wall_s": round(runs["ingest"].seconds, 1), "references": refs, "parents": ingest["stats"]["parents"],

@@ -416,7 +416,47 @@ def render_benchmarks() -> str:
             out.append("")
         out.append("Benchmarks 1, 2 and 5 (and the sequential row of 3) were measured with layout 1; the layout changes which collection a "
                    "self-reference is in, not how many points are written or loaded.\n")
+    out += render_stage_latency()
+    out += render_stage_throughput()
     return "\n".join(out) + "\n"
+
+
+def render_stage_latency() -> list[str]:
+    """§4 again per retrieval stage (dense, hybrid, hybrid + rerank): benchmarks/results/bench/latency_stages.json."""
+    lat = load_bench("latency_stages")
+    if not lat:
+        return []
+    out = ["### 4b. Retrieve latency per retrieval stage (the default is `hybrid`)\n",
+           f"How: {lat['how']}; source: {lat['source_points']:,} points. Query embedding included "
+           "(its median is in the last column); k=3, rerank of 10 candidates.\n"]
+    modes = list(lat["sizes"][0]["modes"])
+    out.append("| reference points | open s | " + " | ".join(f"{m} p50 / p95 ms" for m in modes) + " | query embedding p50 ms | peak RSS MB |")
+    out.append("|---|---|" + "---|" * len(modes) + "---|---|")
+    for s in lat["sizes"]:
+        cells = " | ".join(f"{s['modes'][m]['p50_ms']:.0f} / {s['modes'][m]['p95_ms']:.0f}" for m in modes)
+        emb = s["modes"][modes[0]].get("embed_p50_ms", 0.0)
+        out.append(f"| {s['points']:,} | {s['open_s']:.1f} | {cells} | {emb:.0f} | {s['peak_rss_mb']:.0f} |")
+    out.append(f"\nCommand: `{lat['command']}` ({lat['date']}, load {lat['machine']['loadavg_1m']}).\n")
+    return out
+
+
+def render_stage_throughput() -> list[str]:
+    """§3 again with BM25 vectors written, per embedder: benchmarks/results/bench/throughput_<embed>.json."""
+    rows = []
+    for name, label in (("throughput_minilm", "MiniLM-L6 (default) + BM25"), ("throughput_bge-small", "bge-small + BM25")):
+        t = load_bench(name)
+        if t:
+            p, r = t["pipeline"], t["raw_embedding"]
+            rows.append(f"| {label} | {t.get('papers')} | {r['embed_s']:.1f} | {r['texts']} | {r['texts_per_s']:.1f} | "
+                        f"{p['wall_s']:.1f} | {p['refs_per_s']:.1f} | **{t['overhead_pct']:+.1f} %** | {t['date'][:16]}, load {t['machine']['loadavg_1m']} |")
+    if not rows:
+        return []
+    return ["### 3b. Ingest throughput with BM25 vectors, per embedder (side by side, one core each)\n",
+            "| embedder | papers | raw embedding s | texts | texts / s | pipeline ingest s | refs / s | overhead | date, load |",
+            "|---|---|---|---|---|---|---|---|---|", *rows,
+            "\nThe BM25 vector of every reference is computed at write time (tokenize, stem, hash) and stored in the same "
+            "point; the raw side embeds the same texts with the same model. Command: "
+            "`.venv/bin/python benchmarks/bench_throughput.py --limit 6 --embed minilm|bge-small --out throughput_<embed>`.\n"]
 
 
 def llm_per_parent() -> list[str]:
