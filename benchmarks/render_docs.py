@@ -455,8 +455,8 @@ def render_stage_throughput() -> list[str]:
             "| embedder | papers | raw embedding s | texts | texts / s | pipeline ingest s | refs / s | overhead | date, load |",
             "|---|---|---|---|---|---|---|---|---|", *rows,
             "\nThe BM25 vector of every reference is computed at write time (tokenize, stem, hash) and stored in the same "
-            "point; the raw side embeds the same texts with the same model. Command: "
-            "`.venv/bin/python benchmarks/bench_throughput.py --limit 6 --embed minilm|bge-small --out throughput_<embed>`.\n"]
+            "point; the raw side embeds the same texts with the same model. Commands: "
+            + "; ".join(f"`{load_bench(n)['command']}`" for n in ("throughput_minilm", "throughput_bge-small") if load_bench(n)) + ".\n"]
 
 
 def llm_per_parent() -> list[str]:
