@@ -261,7 +261,9 @@ class Ingestor:
             parent_pipe = IngestionPipeline(transformations=per_parent, cache=cache)
             kinds: Counter[str] = Counter()
             found = scan(paths, self.limits)
-            files.extend(FileResult(path=s.path, status="failed", reason=s.reason) for s in found.skipped)
+            for skipped in found.skipped:  # files the scan did not let through, each with its reason
+                files.append(FileResult(path=skipped.path, status="failed", reason=skipped.reason))
+                self.progress("done", {"path": skipped.path, "status": "failed", "reason": skipped.reason})
             sources = found.files
             for path in sources:
                 self.progress("file", {"path": str(path), "total": len(sources)})

@@ -39,7 +39,7 @@ def test_unreachable_server_is_a_clear_fatal_error(tmp_path: Path) -> None:
     run = run_cli("ingest", str(SAMPLE_PDF), "--store", str(tmp_path / "s"), "--json", env=env)
     assert run.code == 2
     assert "StoreUnavailable" in run.stderr and "unreachable" in run.stderr
-    assert run.stdout == ""
+    assert run.json["error"]["type"] == "StoreUnavailable"  # --json: one error object on stdout, no traceback
 
 
 @pytest.mark.docker

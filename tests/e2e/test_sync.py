@@ -166,7 +166,8 @@ class TestOneWriter:
 
         with FileLock(str(store / "ingest.lock")):  # as a running ingest holds it
             busy = ingest(store, corpus)
-            assert busy.code == 2 and "another ingest is writing" in busy.stderr and busy.stdout == ""
+            assert busy.code == 2 and "another ingest is writing" in busy.stderr
+            assert busy.json["error"]["type"] == "StoreLocked"  # --json: one error object on stdout
             waited = ingest(store, corpus, extra=["--lock-timeout", "1"])
             assert waited.code == 2
         assert ingest(store, corpus).code == 0
@@ -215,8 +216,9 @@ class TestBadInput:
         assert failed.keys() == {
             "no_text_layer_image_only_17p.pdf", "blank_100_pages.pdf", "encrypted_aes256_userpw_foo.pdf",
             "encrypted_aes256_r6_userpw_usersecret.pdf", "encrypted_rc4_40_userpw_foo.pdf",
-            "malformed_circular_xobjects_no_startxref.pdf", "empty.pdf", "text.pdf",
+            "malformed_circular_xobjects_no_startxref.pdf", "empty.pdf", "text.pdf", "nothing",
         }
+        assert failed["nothing"] == f"no supported files found under {empty_folder} (empty)"
         assert "image-only or blank" in failed["no_text_layer_image_only_17p.pdf"] and "OCR" in failed["blank_100_pages.pdf"]
         assert "encrypted" in failed["encrypted_rc4_40_userpw_foo.pdf"] and "pdf_passwords" in failed["encrypted_rc4_40_userpw_foo.pdf"].lower()
         assert "malformed" in failed["malformed_circular_xobjects_no_startxref.pdf"]
@@ -224,7 +226,7 @@ class TestBadInput:
         for name in failed:  # one line per bad file on stderr, naming it
             assert sum(name in line for line in run.stderr.splitlines() if line.startswith("failed")) == 1
         stats = run.json["stats"]
-        assert stats["files_added"] == 2 and stats["files_failed"] == 8  # other.pdf + corrupted-but-readable stream
+        assert stats["files_added"] == 2 and stats["files_failed"] == 9  # other.pdf + corrupted-but-readable stream
         after = snapshot(store)
         good_id = good.resolve().as_posix()
         assert after["ledger"][good_id] == before["ledger"][good_id]
