@@ -238,6 +238,10 @@ def run_check(settings: Settings, repair: bool) -> CheckReport:
             client.close()
         if not early:
             return report
+        if any(p.kind == "damaged-docstore" for p in early):
+            lost = sorted({p.doc_id for p in report.problems if p.kind == "orphan-reference" and p.doc_id})
+            if lost:  # their references were dropped with the parents: ingesting them again restores them
+                done.append(f"ingest these {len(lost)} documents again (unchanged text comes from the cache): {' '.join(lost)}")
         return report.model_copy(update={"ok": False, "problems": [*early, *report.problems], "repaired": [*done, *report.repaired]})
     finally:
         lock.release()

@@ -112,6 +112,8 @@ def test_truncated_docstore_is_diagnosed_and_check_repair_rebuilds(small_store: 
     repaired = run_cli("check", "--repair", "--json", "--store", str(store))
     assert repaired.code == 0, repaired.stderr
     assert any(r.startswith("moved the damaged docstore to docstore.sqlite.damaged-") for r in repaired.json["repaired"])
+    again_line = next(r for r in repaired.json["repaired"] if r.startswith("ingest these 2 documents again"))
+    assert all(str((docs / f"d{i}.txt").resolve()) in again_line for i in range(2))
 
     # What the docstore held is rebuilt by ingesting again; the cache makes it free of embedding calls.
     settings = Settings(store=store, llm={"provider": "none"}, ingest={"enrich": False})
