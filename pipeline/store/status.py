@@ -9,10 +9,10 @@ from qdrant_client import QdrantClient
 from pipeline.config import Settings
 from pipeline.errors import StoreUnavailable
 from pipeline.store import qdrant as qstore
-from pipeline.store.docstore import ParentStore
+from pipeline.store.docstore import LedgerReader, ParentStore
 
 
-def store_status(settings: Settings, client: QdrantClient | None = None, parents: ParentStore | None = None) -> dict[str, Any]:
+def store_status(settings: Settings, client: QdrantClient | None = None, parents: ParentStore | LedgerReader | None = None) -> dict[str, Any]:
     """A JSON-ready summary; opens (and closes) the client and docstore unless they are passed in.
 
     Raises:
@@ -28,7 +28,7 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
     docstore_path = settings.store / "docstore.sqlite"
     own_parents = parents is None and docstore_path.exists()
     if own_parents:
-        parents = ParentStore(docstore_path)
+        parents = LedgerReader(docstore_path)  # plain sqlite3: status does not import LlamaIndex
     try:
         collections: dict[str, int] = {}
         without_bm25: dict[str, int] = {}

@@ -29,3 +29,38 @@ def test_cli_status_on_a_missing_store_exits_2_with_one_json_error(tmp_path: Pat
     error = json.loads(result.stdout)["error"]
     assert error["type"] == "StoreUnavailable" and "pipeline ingest PATH" in error["message"]
     assert not missing.exists()
+
+
+def test_ledger_reader_agrees_with_the_parent_store(tmp_path: Path) -> None:
+    from llama_index.core.schema import TextNode
+
+    from pipeline.store.docstore import LedgerReader, ParentStore
+
+    path = tmp_path / "docstore.sqlite"
+    store = ParentStore(path)
+    store.put([TextNode(id_="p1", text="one"), TextNode(id_="p2", text="two")])
+    store.put_ledger("/d/a.pdf", {"parents": ["p1", "p2"], "pending": None})
+    store.record_failure("/d/b.pdf", "/d/b.pdf", "encrypted", "2026-01-01T00:00:00Z")
+    reader = LedgerReader(path)
+    try:
+        assert reader.ledger() == store.ledger() and reader.failures() == store.failures() and reader.count() == store.count() == 2
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_status_imports_no_llama_index(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    store = tmp_path / "store"
+    store.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pipeline", "status", "--json", "--store", str(store)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PIPELINE_CONFIG": str(ROOT / "tests" / "no-config.toml")},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["documents"] == 0
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("import time:") and "llama_index" in line]
