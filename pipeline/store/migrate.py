@@ -57,7 +57,10 @@ def migrate_parent_refs(client: QdrantClient, collections: dict[Collection, str]
     if not qstore.with_retries(client.collection_exists)(dst):  # `check --repair` knows no model: copy src's
         info = qstore.with_retries(client.get_collection)(src)
         qstore.with_retries(client.create_collection)(
-            dst, vectors_config=info.config.params.vectors, metadata=info.config.metadata
+            dst,
+            vectors_config=info.config.params.vectors,
+            sparse_vectors_config=info.config.params.sparse_vectors,  # BM25, where src has it
+            metadata=info.config.metadata,
         )
     moved: list[str] = []
     offset = None
