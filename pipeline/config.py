@@ -106,7 +106,7 @@ class EmbedSettings(BaseModel):
     model: str = Field("", description="onnx: minilm | bge-small (unset: the model the store was built with, else the default); openai: default text-embedding-3-small")
     api_base: str | None = Field(None, description="OpenAI-compatible base URL for embeddings")
     threads: int = Field(1, ge=1, description="ONNX intra-op threads")
-    batch_size: int = Field(32, ge=1, description="Texts per embedding call")
+    batch_size: int = Field(8, ge=1, description="Texts (ONNX: windows of word pieces) per embedding call; 8 keeps ingest of the sample under 1 GB peak RSS (32 took 1.5 GB, docs/benchmarks.md)")
 
 
 class LLMSettings(BaseModel):
