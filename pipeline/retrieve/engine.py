@@ -47,7 +47,7 @@ def to_source(hit: NodeWithScore) -> SourceRef:
     meta = hit.node.metadata
     return SourceRef(
         parent_id=hit.node.node_id,
-        readable_id=meta.get(layout.READABLE_ID, ""),
+        readable_id=layout.display_parent_id(meta.get(layout.READABLE_ID, "")),
         doc_id=meta.get(layout.DOC_ID, ""),
         pages=list(meta.get(layout.PAGES, [])),
         score=round(float(hit.score or 0.0), 6),

@@ -231,7 +231,7 @@ ANSWER_EXAMPLE: dict[str, Any] = {
     "sources": [
         {
             "parent_id": "3b0f6f3e-8c2a-5d4e-9f1a-2b3c4d5e6f70",
-            "readable_id": "acl2020.acl-main.447.pdf#p0",
+            "readable_id": "acl2020.acl-main.447.pdf#parent-0",
             "doc_id": "/data/papers/acl2020.acl-main.447.pdf",
             "pages": [1, 2],
             "score": 0.71,

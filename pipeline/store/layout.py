@@ -72,3 +72,13 @@ def ref_id_for(parent_id: str, kind: RefKind, ordinal: int) -> str:
 
 def readable_parent_id(doc_id: str, ordinal: int) -> str:
     return f"{Path(doc_id).name}#p{ordinal}"
+
+
+def display_parent_id(readable_id: str) -> str:
+    """``paper.pdf#p8`` as users see it: ``paper.pdf#parent-8``, which cannot be read as page 8.
+
+    The stored metadata keeps ``#p8``: it is part of every parent's content hash, so renaming it in
+    storage would miss the ingest cache and re-embed (and re-enrich) every existing store.
+    """
+    name, sep, tail = readable_id.rpartition("#p")
+    return f"{name}#parent-{tail}" if sep and tail.isdigit() else readable_id

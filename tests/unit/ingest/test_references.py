@@ -78,3 +78,11 @@ class TestParentEnricher:
         assert refs[0].text == "A summary."
         # the summary lives in its own node: the parent's metadata is unchanged
         assert "summary" not in parents[0].metadata and "A summary." not in parents[0].get_content(metadata_mode=MetadataMode.ALL)
+
+
+def test_readable_ids_are_shown_as_parents_not_pages() -> None:
+    from pipeline.store.layout import display_parent_id
+
+    assert display_parent_id("acl2020.acl-main.447.pdf#p8") == "acl2020.acl-main.447.pdf#parent-8"
+    assert display_parent_id("notes#pad.txt#p0") == "notes#pad.txt#parent-0"
+    assert display_parent_id("") == "" and display_parent_id("odd#pX") == "odd#pX"
