@@ -114,3 +114,16 @@ def qdrant_url() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         container.stop()
+
+
+def wait_for_job(client: Any, job_id: str, timeout: float = 300) -> dict[str, Any]:
+    """Poll ``GET /jobs/{id}`` (httpx or TestClient) until the job ends; fail if the queue looks wedged."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still running after {timeout} s: the queue is wedged")

@@ -35,7 +35,7 @@ from pipeline.service.middleware import RedactFilter, RequestIdFilter
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
 from tests.conftest import ROOT, SAMPLE_PDF
-from tests.e2e.conftest import NO_LLM, run_cli
+from tests.e2e.conftest import NO_LLM, run_cli, wait_for_job
 
 pytestmark = [pytest.mark.e2e]
 
@@ -105,16 +105,6 @@ def sse_events(lines: Iterable[str]) -> list[tuple[str, Any]]:
             events.append((name, json.loads("\n".join(data))))
             name, data = None, []
     return events
-
-
-def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.25)
-    raise AssertionError(f"job {job_id} not finished after {timeout} s")
 
 
 def metric(text: str, name: str, **labels: str) -> float:

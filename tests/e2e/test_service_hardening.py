@@ -20,6 +20,7 @@ from pipeline.ingest.run import Ingestor
 from pipeline.providers.embeddings import build_embedder
 from pipeline.service.app import create_app
 from pipeline.service.deps import ServiceState
+from tests.e2e.conftest import wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -63,13 +64,7 @@ def client(built: tuple[Path, Any], layout: Path, tmp_path: Path, request: pytes
 
 
 def finished(client: TestClient, job_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still running after {timeout} s: the queue is wedged")
+    return wait_for_job(client, job_id, timeout)
 
 
 def ingest(client: TestClient, *paths: Path | str, **extra: Any) -> dict[str, Any]:
