@@ -61,7 +61,9 @@ class Sentence:
 
 
 def clean(text: str) -> str:
-    """PDF text → readable sentence: join hyphenated line breaks, collapse whitespace."""
+    """PDF text → readable sentence: drop page-number lines (a header inside a sentence that crosses a
+    page break), join hyphenated line breaks, collapse whitespace."""
+    text = re.sub(r"(?m)^[ \t]*\d{1,5}[ \t]*$", " ", text)
     text = re.sub(r"(\w)-\s*\n\s*(\w)", r"\1\2", text)
     return re.sub(r"\s+", " ", text).strip()
 

@@ -72,3 +72,8 @@ class TestExtractiveAnswerer:
 
         _, cites = ExtractiveAnswerer(scorer=broken, sentences=1).answer("How many papers does the corpus contain?", [source(self.TEXT)])
         assert "81 million" in cites[0].text
+
+
+def test_a_page_number_line_inside_a_sentence_is_dropped() -> None:
+    text = "Select the best parses for each paper cluster, and\n4971\nthen filter the papers by quality."
+    assert [t for _, t in split_sentences(text)] == ["Select the best parses for each paper cluster, and then filter the papers by quality."]
