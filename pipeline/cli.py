@@ -263,6 +263,10 @@ def enrich(
 
     Resumable and idempotent: finished parents are skipped, LLM output is cached, Ctrl-C or a kill
     loses at most the parent in flight. Run it at low priority with `nice -n 10`.
+
+    \b
+    Example:
+      nice -n 10 python -m pipeline enrich --store storage
     """
     setup_logging(verbose, log_file)
     settings = settings_for(store)

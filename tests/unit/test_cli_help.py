@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 
-COMMANDS = ["ingest", "query", "status", "check", "serve"]
+COMMANDS = ["ingest", "enrich", "query", "status", "check", "serve"]
 
 
 def help_of(*args: str) -> str:
