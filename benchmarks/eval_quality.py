@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Quality runs measure the metadata modes too: enrich whatever the LLM (ingest.enrich=auto skips SmolLM2).
+os.environ.setdefault("PIPELINE_INGEST__ENRICH", "now")
 
 from pipeline.config import Settings  # noqa: E402
 from pipeline.eval.datasets import load_dataset  # noqa: E402
