@@ -131,7 +131,7 @@ def answerable(sentence: str) -> bool:
     words = sentence.split()
     if len(words) < 6 or len(words) > 90:
         return False
-    if len(words) < 12 and not sentence.rstrip("\"')]").endswith((".", "!", "?")):  # a title or heading
+    if len(words) < 12 and not sentence.rstrip("\"')]").endswith((".", "!", "?", ":")):  # a title or heading
         return False
     letters = sum(c.isalpha() for c in sentence)
     if letters < 0.6 * len(sentence):
@@ -235,16 +235,26 @@ class ExtractiveAnswerer:
         citations: list[Citation] = []
         parts: list[str] = []
         located: dict[int, tuple[int | None, list[int] | None]] = {}
+        used: set[int] = set()
         for i in chosen:
             c = pool[i]
+            if c.order in used:
+                continue
+            used.add(c.order)
+            text, length = c.text, len(c.text)
+            nxt = cands[c.order + 1] if c.order + 1 < len(cands) else None
+            if text.endswith(":") and nxt is not None and nxt.source == c.source:
+                # "key differences ... are:" says nothing alone; the first item of its list is the answer.
+                text, length = f"{text} {nxt.text}", nxt.start + len(nxt.text) - c.start
+                used.add(nxt.order)
             src = sources[c.source]
             if c.source not in located:
                 located[c.source] = locate(src)
             parent_start, offsets = located[c.source]
-            pages = page_of(src, parent_start, offsets, c.start, len(c.text))
-            citations.append(Citation(text=c.text, doc_id=src.doc_id, pages=pages, parent_id=src.parent_id, source=c.source + 1, score=round(scores[i], 4)))
+            pages = page_of(src, parent_start, offsets, c.start, length)
+            citations.append(Citation(text=text, doc_id=src.doc_id, pages=pages, parent_id=src.parent_id, source=c.source + 1, score=round(scores[i], 4)))
             where = f"p. {pages[0]}" if len(pages) == 1 else (f"pp. {pages[0]}-{pages[-1]}" if pages else "")
-            parts.append(f"{c.text} [{c.source + 1}{', ' + where if where else ''}]")
+            parts.append(f"{text} [{c.source + 1}{', ' + where if where else ''}]")
         return " ".join(parts), citations
 
 

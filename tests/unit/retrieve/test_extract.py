@@ -77,3 +77,10 @@ class TestExtractiveAnswerer:
 def test_a_page_number_line_inside_a_sentence_is_dropped() -> None:
     text = "Select the best parses for each paper cluster, and\n4971\nthen filter the papers by quality."
     assert [t for _, t in split_sentences(text)] == ["Select the best parses for each paper cluster, and then filter the papers by quality."]
+
+
+def test_a_sentence_announcing_a_list_brings_its_first_item() -> None:
+    text = ("The key differences between the two corpora that the authors used for pretraining in 2019 are: • Domain: the first corpus "
+            "holds 82% biomedical papers and 18% computer science papers. The weather was mild all year long.")
+    _, cites = ExtractiveAnswerer(scorer=None, sentences=1).answer("What are the key differences between the corpora?", [source(text)])
+    assert cites[0].text.startswith("The key differences") and "82% biomedical" in cites[0].text
