@@ -119,8 +119,10 @@ class EvalReport(BaseModel):
 
 def describe(settings: Settings) -> dict[str, Any]:
     """The settings that shape the numbers, recorded with every report."""
+    from pipeline.ingest.run import enrich_during_ingest
+
     provider = settings.llm.provider.value
-    enrich = settings.ingest.enrich and provider != "none"
+    enrich = enrich_during_ingest(settings) and provider != "none"
     if not enrich:
         llm = "none"
     elif provider == "llamacpp":
@@ -194,10 +196,11 @@ class EvalRunner:
     def _models(self) -> tuple[BaseEmbedding, LLM | None]:
         from pipeline.providers.embeddings import build_embedder
         from pipeline.providers.llm import build_llm
+        from pipeline.ingest.run import enrich_during_ingest
 
         if self.embedder is None:
             self.embedder = build_embedder(self.settings)
-        if self.llm is None and self.settings.ingest.enrich:
+        if self.llm is None and enrich_during_ingest(self.settings):
             self.llm = build_llm(self.settings)
         return self.embedder, self.llm
 
