@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import threading
 import time
 import uuid
@@ -43,6 +44,22 @@ class JobCancelled(Exception):
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+JOB_NICE = 10
+
+
+def lower_priority(nice: int = JOB_NICE) -> int | None:
+    """Run the calling thread (only it) at ``nice`` on Linux, so ingest and enrichment jobs (embedding,
+    LLM summaries) yield the CPU to queries; returns the new niceness, or None where it cannot be set.
+
+    Linux schedules threads as tasks, and ``setpriority`` with a thread id affects that thread alone.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
+        return None
 
 
 class JobRunner:
@@ -140,6 +157,7 @@ class JobRunner:
 
     def _work(self) -> None:
         me = threading.current_thread()
+        lower_priority()
         while True:
             with self._lock:
                 if self._worker is not me:  # this worker's job was abandoned; a new worker owns the queue

@@ -98,11 +98,11 @@ async def retrieve(body: RetrieveRequest, state: StateDep) -> Answer:
     },
 )
 async def query(body: QueryRequest, state: StateDep) -> Any:
-    if answer_mode_for(state.settings) == "llm":  # answer.mode: an extract needs no generator
+    if answer_mode_for(state.settings, body.answer) == "llm":  # an extract needs no generator
         state.require_llm()
     engine = await get_engine(state)
     slot = await state.generations.acquire()
-    args = (body.query, body.mode, body.top_k, body.filter_dict(), None, body.rerank)
+    args = (body.query, body.mode, body.top_k, body.filter_dict(), body.answer, body.rerank)
     if body.stream:
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return AnswerStream(_answer_events(state, engine, args, slot), slot, media_type="text/event-stream", headers=headers)

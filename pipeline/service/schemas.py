@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
@@ -99,6 +99,9 @@ class QueryRequest(RetrieveRequest):
     )
 
     stream: StrictBool = Field(False, description="Stream the answer as text/event-stream: `token` events, then one `sources` event")
+    answer: Literal["auto", "extractive", "llm", "none"] | None = Field(
+        None, description="How to answer: extractive (cited sentences of the sources), llm, none, or auto; default answer.mode"
+    )
 
 
 class ErrorBody(BaseModel):

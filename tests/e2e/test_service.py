@@ -251,6 +251,9 @@ class TestValidation:
         body = resp.json()
         assert body["answer_mode"] == "extractive" and body["answer"] and body["citations"]
         assert body["citations"][0]["pages"] and body["citations"][0]["doc_id"].endswith("acl2020.acl-main.447.pdf")
+        none = client.post("/query", json={"query": S2ORC_QUESTION, "answer": "none"}).json()
+        assert none["answer_mode"] == "none" and none["answer"] is None and none["sources"]
+        assert client.post("/query", json={"query": S2ORC_QUESTION, "answer": "poem"}).status_code == 422
 
     def test_unknown_job_and_route(self, client: httpx.Client) -> None:
         assert client.get("/jobs/nope").status_code == 404

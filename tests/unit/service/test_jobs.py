@@ -41,6 +41,24 @@ class TestJobRunner:
         assert done.progress.files_total == 2 and done.progress.files_done == 2 and done.progress.current is None
         assert done.started and done.finished and finished == ["succeeded"]
 
+    def test_jobs_run_at_low_priority_and_the_caller_does_not(self) -> None:
+        import os
+
+        seen: list[int] = []
+
+        def ingest(paths: Sequence[Path], prune: bool, progress: ProgressFn) -> IngestReport:
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return IngestReport(store="s", stats=IngestStats())
+
+        before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        runner = JobRunner(ingest)
+        try:
+            wait_final(runner, runner.submit([Path("/a.pdf")], prune=False).id)
+        finally:
+            runner.shutdown()
+        assert seen and seen[0] >= min(before + 10, 19)  # ingest and enrichment yield the CPU to queries
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
     def test_pipeline_error_fails_the_job_with_its_message(self) -> None:
         def ingest(paths: Sequence[Path], prune: bool, progress: ProgressFn) -> IngestReport:
             raise StoreLocked("another ingest is writing")
