@@ -7,7 +7,7 @@ surrogate that makes ``os.stat`` raise ``ValueError``. ``scan`` decides per file
 vets a path string before it reaches the file system at all.
 
 A folder may hold a ``.pipelineignore`` (gitignore syntax, read with ``pathspec``) at its top: files it
-matches are left out quietly, e.g. ``ATTRIBUTION.md`` beside the sample paper. A folder without any
+matches are left out quietly, e.g. a ``LICENSE.md`` next to the papers. A folder without any
 supported file is reported ("no supported files found under X (skipped: 2 .docx, 1 .png)"), so an
 ingest of the wrong folder does not look like a success.
 
