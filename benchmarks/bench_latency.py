@@ -97,7 +97,7 @@ def main() -> None:
         shutil.rmtree(target, ignore_errors=True)
     write_result(args.out, {
         "command": f"benchmarks/bench_latency.py --source {args.source} --sizes {args.sizes} --queries {args.queries} --modes {args.modes} --variants {args.variants}",
-        "how": "every collection of the 41-paper store scaled alike: its first points, or replicas with new ids above its size; local-mode Qdrant",
+        "how": f"every collection of {args.source.name} scaled alike: its first points, or replicas with new ids above its size; local-mode Qdrant",
         "source_points": sum(len(p) for p in points.values()),
         "source_collections": {name: len(p) for name, p in points.items()},
         "sizes": results,
