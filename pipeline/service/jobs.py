@@ -56,8 +56,11 @@ def lower_priority(nice: int = JOB_NICE) -> int | None:
     Linux schedules threads as tasks, and ``setpriority`` with a thread id affects that thread alone.
     """
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        if current < nice:  # never raise priority (a service started under `nice 15` stays there)
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        return os.getpriority(os.PRIO_PROCESS, tid)
     except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
         return None
 

@@ -56,7 +56,7 @@ class TestJobRunner:
             wait_final(runner, runner.submit([Path("/a.pdf")], prune=False).id)
         finally:
             runner.shutdown()
-        assert seen and seen[0] >= min(before + 10, 19)  # ingest and enrichment yield the CPU to queries
+        assert seen and seen[0] >= max(before, 10)  # ingest and enrichment yield the CPU to queries
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
 
     def test_pipeline_error_fails_the_job_with_its_message(self) -> None:
