@@ -181,23 +181,29 @@ STAGE_ORDER = ("dense", "hybrid", "dense+rerank", "hybrid+rerank")
 TARGET = (0.97, 0.88)
 STAGE_CHOICES = """**Defaults chosen from these numbers** (one configuration for every dataset, nothing tuned per set):
 
-- *Hybrid on* (`retrieval.hybrid=true`, `hybrid_fusion=relative`, `dense_weight=0.7`): with MiniLM it
-  raises MRR@10 on every dev set (mean +0.03) and on mini_squadv2 (+0.04); hit@10 moves both ways
-  (history_of_alexnet gains three questions of 160, blockchain_solana loses two of 58). In the sweep
-  below, `relative` at dense weight 0.7 has the best mean hit@10 over the dev sets and an MRR@10 within
-  0.003 of the best weight (0.6); `rrf` and `dbsf` are lower on MRR.
+- *Hybrid on* (`retrieval.hybrid=true`, `hybrid_fusion=relative`, `dense_weight=0.7`, BM25 over the
+  parents' self-references, `bm25_scope=parents`): with MiniLM it raises MRR@10 on every dev set (mean
+  0.782 → 0.811) and on mini_squadv2 (0.458 → 0.503); hit@10 moves both ways (history_of_alexnet gains
+  four questions of 160, blockchain_solana loses two of 58). In the sweep below (BM25 over every
+  collection), `relative` at dense weight 0.7 has the best mean hit@10 over the dev sets and an MRR@10
+  within 0.003 of the best weight (0.6); `rrf` and `dbsf` are lower on MRR. BM25 over the parents only
+  ranks as well as over every collection (mean 0.960 / 0.811 against 0.959 / 0.813, last table) and
+  scores ~18× fewer points, which is what embedded Qdrant's brute-force sparse search pays for.
 - *Rerank off by default* (`retrieval.rerank=false`): blended with the first stage, the cross-encoder
-  moves MRR@10 by −0.004 to +0.010 per dev set, +0.001 on average, for ~0.6 s a query on one core. It
-  helps most on mini_squadv2 (short factoid questions, its training domain). It stays one flag away
-  (`query --rerank`, `"rerank": true`), and the extractive answer uses it to pick sentences.
+  moves MRR@10 by −0.013 to +0.011 per dev set, −0.003 on average with hybrid (+0.011 on dense alone),
+  for ~0.4 s a query on one core. It stays one flag away (`query --rerank`, `"rerank": true`), and the
+  extractive answer uses it to pick sentences.
 - *MiniLM stays the default embedder*: bge-small (int8, 12 layers) was not clearly better here. Mean
   over the dev sets, hit@10 / MRR@10: dense 0.954 / 0.763 against MiniLM's 0.964 / 0.782; hybrid
-  0.954 / 0.816 against 0.959 / 0.813; on mini_squadv2 it is lower in every variant. A store built with
-  it keeps it (`PIPELINE_EMBED__MODEL=bge-small` for a new store).
+  0.954 / 0.816 (BM25 over every collection) against 0.959 / 0.813 the same way; on mini_squadv2 it is
+  lower in every variant. A store built with it keeps it (`PIPELINE_EMBED__MODEL=bge-small` for a new store).
 - *Target not met*: the issue asks hit@10 ≥ 0.97 and MRR@10 ≥ 0.88 on each dev set; the best
   configuration reaches neither on all three. Many misses are references that span two parents
   (the matcher counts the parent holding ≥ 50 % of it), or questions about "the essay"/"the author"
   that name nothing a retriever can match.
+
+The bge-small rows were measured with BM25 over every collection (`bm25_scope=all`, the setting of the
+first run); the MiniLM rows with the default `parents` (`config.bm25_scope` in each results file).
 """
 
 
@@ -265,7 +271,34 @@ def render_stages() -> list[str]:
         f"Date: {', '.join(dates)}.\n"
     )
     out += render_fusion_sweep()
+    out += render_bm25_scope()
     return out
+
+
+def render_bm25_scope() -> list[str]:
+    """benchmarks/tune_bm25_scope.py: BM25 over every collection, the children only, or the parents only."""
+    path = ROOT / "benchmarks" / "results" / "tuning" / "bm25_scope.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    keys = sorted(data)
+    names = list(next(iter(data.values())))
+    out = [
+        "### Where BM25 runs (hit@10 / MRR@10, mode chunk, MiniLM)\n",
+        "`all-w`: BM25 over every collection of the mode (the sweep above); `children-w`: the child chunks only; "
+        "`parents-w`: the parents' self-references only (`retrieval.bm25_scope=parents`, the default). The "
+        "children collection holds ~17 points per parent and embedded Qdrant scores sparse vectors point by point, "
+        "so `parents` costs about 1/18 of `all` there (docs/benchmarks.md §4b). Command: "
+        "`PIPELINE_LLM__PROVIDER=none python benchmarks/tune_bm25_scope.py DATASET STORE ... --out "
+        "benchmarks/results/tuning/bm25_scope.json`.\n",
+        "| scope | " + " | ".join(k.split("__")[0] for k in keys) + " | mean |",
+        "|---|" + "---|" * (len(keys) + 1),
+    ]
+    for name in names:
+        vals = [data[k][name] for k in keys]
+        mean = (sum(v["hit@10"] for v in vals) / len(vals), sum(v["mrr@10"] for v in vals) / len(vals))
+        out.append(f"| {name} | " + " | ".join(f"{v['hit@10']:.3f} / {v['mrr@10']:.3f}" for v in vals) + f" | {mean[0]:.3f} / {mean[1]:.4f} |")
+    return out + [""]
 
 
 def render_fusion_sweep() -> list[str]:

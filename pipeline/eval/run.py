@@ -134,6 +134,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         "embed": settings.embed.model or settings.embed.provider.value,
         "hybrid": r.hybrid,
         "hybrid_fusion": r.hybrid_fusion.value,
+        "bm25_scope": r.bm25_scope,
         "dense_weight": r.dense_weight,
         "rerank": r.rerank,
         "rerank_candidates": r.rerank_candidates,

@@ -153,6 +153,7 @@ class Engine:
             rerank_candidates=max(cfg.rerank_candidates, top_k),
             rerank_passages=cfg.rerank_passages,
             rerank_first_stage_weight=cfg.rerank_first_stage_weight,
+            bm25_scope=cfg.bm25_scope,
         )
 
     def _stats(self, retriever: ParentRetriever, started: float) -> QueryStats:

@@ -63,7 +63,11 @@ def test_hybrid_finds_an_exact_rare_term_that_dense_ranks_lower(notes_store: Pat
         question = "Which rack holds pump controller ZK-4471Q?"
         dense = engine.retrieve(question, "chunk", 10, hybrid=False, rerank=False)
         hybrid = engine.retrieve(question, "chunk", 10, hybrid=True, rerank=False)
+        engine.settings.retrieval.bm25_scope = "all"  # BM25 over the child chunks too
+        wide = engine.retrieve(question, "chunk", 10, hybrid=True, rerank=False)
     assert hybrid.stats.stages == ["dense", "bm25-relative"]
+    assert wide.stats.references_fetched > hybrid.stats.references_fetched > dense.stats.references_fetched
+    assert rank_of(wide, "pump.txt") == 1
     assert rank_of(hybrid, "pump.txt") == 1
     assert rank_of(dense, "pump.txt") != 1, "dense alone already ranks it first: the test no longer shows the lexical lift"
     assert any(m.via == "bm25" for m in hybrid.sources[0].matched)
