@@ -335,7 +335,7 @@ def render_fusion_sweep() -> list[str]:
 def render_tuning() -> list[str]:
     """Offline replays from benchmarks/tune_scoring.py and benchmarks/tune_variants.py (benchmarks/results/tuning/)."""
     tuning = ROOT / "benchmarks" / "results" / "tuning"
-    scoring = sorted(p for p in tuning.glob("*.json") if not p.stem.endswith("__variants") and p.stem != "hybrid")
+    scoring = sorted(p for p in tuning.glob("*.json") if not p.stem.endswith("__variants") and p.stem not in ("hybrid", "bm25_scope"))
     variants = sorted(tuning.glob("*__variants.json"))
     if not scoring and not variants:
         return []
