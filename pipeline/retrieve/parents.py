@@ -140,7 +140,7 @@ class ParentRetriever(BaseRetriever):
         dense_rankings: list[list[tuple[str, float]]] = []
         sparse_rankings: list[list[tuple[str, float]]] = []
         matched: dict[str, list[MatchedRef]] = {}
-        texts: dict[str, list[tuple[float, str]]] = {}  # parent → (rank key, reference text) for the reranker
+        texts: dict[str, list[tuple[int, str]]] = {}  # parent → (rank, reference text), kept only for the reranker
         lexical = self.hybrid and bool(query_vector(query_bundle.query_str)[0])
         for search in searches_for(self.mode):
             if search.collection not in self.store.indexes:
@@ -151,7 +151,8 @@ class ParentRetriever(BaseRetriever):
                 hits = self._search(search, query_bundle, sparse)
                 for rank, (parent_id, ref, text) in enumerate(hits):
                     matched.setdefault(parent_id, []).append(ref)
-                    texts.setdefault(parent_id, []).append((rank, text))
+                    if self.reranker is not None:
+                        texts.setdefault(parent_id, []).append((rank, text))
                 ranking = rank_parents([(p, r) for p, r, _ in hits], None if sparse else self.weights)
                 (sparse_rankings if sparse else dense_rankings).append(ranking)
         ranked = fuse(dense_rankings, self.fusion)
@@ -161,13 +162,11 @@ class ParentRetriever(BaseRetriever):
             self.stages.append(f"bm25-{self.hybrid_fusion.value}")
         if self.reranker is not None and ranked:
             started = time.perf_counter()
-            passages = {}
-            for pid, _ in ranked[: self.rerank_candidates]:
-                seen: list[str] = []
-                for _, text in sorted(texts.get(pid, []), key=lambda rt: rt[0]):
-                    if text not in seen:
-                        seen.append(text)
-                passages[pid] = seen
+            # Each candidate's distinct reference texts, best-ranked first (a stable sort keeps ties in search order).
+            passages = {
+                pid: list(dict.fromkeys(text for _, text in sorted(texts.get(pid, []), key=lambda rt: rt[0])))
+                for pid, _ in ranked[: self.rerank_candidates]
+            }
             ranked = rerank(
                 self.reranker, query_bundle.query_str, ranked, passages, self.rerank_candidates, self.rerank_passages, self.rerank_first_stage_weight
             )

@@ -37,14 +37,13 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
         for name in qstore.names(settings).values():
             if not qstore.with_retries(client.collection_exists)(name):
                 continue
+            info = qstore.with_retries(client.get_collection)(name)  # one read: sparse config and metadata
             collections[name] = qstore.count_points(client, name)
-            if not qstore.has_sparse(client, name):
+            if qstore.SPARSE not in (info.config.params.sparse_vectors or {}):
                 without_bm25[name] = collections[name]
-            else:
-                missing = qstore.count_points(client, name, qstore.missing_sparse_filter())
-                if missing:
-                    without_bm25[name] = missing
-            meta = client.get_collection(name).config.metadata or {}
+            elif missing := qstore.count_points(client, name, qstore.missing_sparse_filter()):
+                without_bm25[name] = missing
+            meta = info.config.metadata or {}
             model = model or meta.get(qstore.META_MODEL)
             dim = dim or meta.get(qstore.META_DIM)
         ledger = parents.ledger() if parents else {}
