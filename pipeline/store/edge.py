@@ -1,0 +1,837 @@
+"""Embedded Qdrant engine (qdrant-edge) behind qdrant-client's API: the store's default backend.
+
+``EdgeClient`` is a real ``qdrant_client.QdrantClient`` whose inner ``_client`` is ``EdgeStore``, an
+implementation of qdrant-client's ``QdrantBase`` over ``qdrant_edge.EdgeShard`` (as
+``qdrant_client.local.QdrantLocal`` implements it over numpy). So LlamaIndex's ``QdrantVectorStore``,
+``pipeline/store/qdrant.py``, ``migrate``, ``check``, ``status``, ingest and retrieval all run
+unchanged on it; only ``open_client`` chooses. This is the only module that imports ``qdrant_edge``
+(a beta library whose API changed between 0.5, 0.7 and 0.9: pinned exactly in pyproject.toml).
+
+Layout under ``<store>/edge/``::
+
+    .lock                   held (flock) by the process that has the store open
+    <collection>/           one EdgeShard per collection (segments/, wal/, edge_config.json)
+    <collection>/collection.json   our sidecar: vector config and collection metadata
+                                   (qdrant-edge keeps no collection metadata of its own)
+
+A collection is built in ``.<collection>.creating-<pid>`` (shard, payload indexes, sidecar) and
+renamed into place, so a crash while creating leaves only a temp folder, removed on the next open;
+a collection folder without its sidecar is reported as damaged, never guessed at.
+
+Only what this package and LlamaIndex's ``QdrantVectorStore`` call is implemented; every other
+``QdrantBase`` method raises ``NotImplementedError`` naming itself.
+
+Example::
+
+    client = EdgeClient(Path("store/edge"))
+    client.create_collection("docs_children", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+    client.upsert("docs_children", points=[models.PointStruct(id=str(uuid4()), vector=[...], payload={})])
+    hits = client.query_points("docs_children", query=[...], limit=5).points
+    client.close()  # flushes
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+from qdrant_client import QdrantClient, models
+from qdrant_client.client_base import QdrantBase
+from qdrant_client.http import models as rest
+
+from pipeline.errors import StoreDamaged, StoreLocked, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+SIDECAR = "collection.json"
+LOCK_FILE = ".lock"
+DENSE = ""  # qdrant-client's unnamed dense vector is the vector named "" in Qdrant, and in edge too
+LOCKED_HINT = (
+    "Stop it, send the job to the service (POST /ingest), or use a Qdrant server (QDRANT_URL)."
+)
+
+_DISTANCE = {
+    models.Distance.COSINE: qe.Distance.Cosine,
+    models.Distance.EUCLID: qe.Distance.Euclid,
+    models.Distance.DOT: qe.Distance.Dot,
+    models.Distance.MANHATTAN: qe.Distance.Manhattan,
+}
+_SCHEMA = {
+    models.PayloadSchemaType.KEYWORD: qe.PayloadSchemaType.Keyword,
+    models.PayloadSchemaType.INTEGER: qe.PayloadSchemaType.Integer,
+    models.PayloadSchemaType.FLOAT: qe.PayloadSchemaType.Float,
+    models.PayloadSchemaType.BOOL: qe.PayloadSchemaType.Bool,
+    models.PayloadSchemaType.TEXT: qe.PayloadSchemaType.Text,
+    models.PayloadSchemaType.UUID: qe.PayloadSchemaType.Uuid,
+    models.PayloadSchemaType.DATETIME: qe.PayloadSchemaType.Datetime,
+}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic: a reader (or a crash) sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _engine_error(exc: Exception, path: Path) -> Exception:
+    """Our error for an exception raised by qdrant-edge (it raises plain ``Exception``)."""
+    text = str(exc)
+    if "WouldBlock" in text:
+        return StoreLocked(f"embedded Qdrant (edge) at {path} is open in another process (a running `pipeline serve`?). {LOCKED_HINT}")
+    if "No space" in text or "os error 28" in text:
+        from pipeline.errors import DiskFull
+
+        return DiskFull(path, f"qdrant-edge: {text}")
+    return StoreUnavailable(f"embedded Qdrant (edge) at {path}: {text}")
+
+
+# --- qdrant-client models → qdrant_edge -------------------------------------------------------------
+
+
+def _point_id(pid: Any) -> Any:
+    return str(pid) if isinstance(pid, uuid.UUID) else pid
+
+
+def _out_id(pid: Any) -> Any:
+    return str(pid) if isinstance(pid, uuid.UUID) else pid
+
+
+def _sparse(vec: models.SparseVector) -> qe.SparseVector:
+    return qe.SparseVector(list(vec.indices), [float(v) for v in vec.values])
+
+
+def _named_vector(vec: Any) -> Any:
+    if isinstance(vec, models.SparseVector):
+        return _sparse(vec)
+    if hasattr(vec, "tolist"):
+        return vec.tolist()
+    if isinstance(vec, (list, tuple)):
+        return [float(x) for x in vec] if vec and not isinstance(vec[0], (list, tuple)) else [list(map(float, v)) for v in vec]
+    raise NotImplementedError(f"qdrant-edge backend: vector of type {type(vec).__name__} (inference objects are not supported)")
+
+
+def _vectors(vector: Any) -> dict[str, Any]:
+    """A point's vectors as edge wants them: always a dict, the unnamed dense one under ``DENSE``."""
+    if vector is None:
+        return {}
+    if isinstance(vector, Mapping):
+        return {name: _named_vector(v) for name, v in vector.items()}
+    return {DENSE: _named_vector(vector)}
+
+
+def _match(match: Any) -> Any:
+    if isinstance(match, models.MatchValue):
+        return qe.MatchValue(match.value)
+    if isinstance(match, models.MatchAny):
+        return qe.MatchAny(list(match.any))
+    if isinstance(match, models.MatchExcept):
+        return qe.MatchExcept(list(match.except_))
+    if isinstance(match, models.MatchText):
+        return qe.MatchText(match.text)
+    if isinstance(match, models.MatchPhrase):
+        return qe.MatchPhrase(match.phrase)
+    raise NotImplementedError(f"qdrant-edge backend: match {type(match).__name__}")
+
+
+def _condition(cond: Any) -> Any:
+    if isinstance(cond, models.Filter):
+        return _filter(cond)
+    if isinstance(cond, models.FieldCondition):
+        rng = None
+        if cond.range is not None:
+            if not isinstance(cond.range, models.Range):
+                raise NotImplementedError(f"qdrant-edge backend: range {type(cond.range).__name__}")
+            rng = qe.RangeFloat(gte=cond.range.gte, gt=cond.range.gt, lte=cond.range.lte, lt=cond.range.lt)
+        if cond.geo_bounding_box or cond.geo_radius or cond.geo_polygon or cond.values_count:
+            raise NotImplementedError("qdrant-edge backend: geo and values_count conditions")
+        return qe.FieldCondition(
+            cond.key,
+            match=_match(cond.match) if cond.match is not None else None,
+            range=rng,
+            is_empty=cond.is_empty,
+            is_null=cond.is_null,
+        )
+    if isinstance(cond, models.HasIdCondition):
+        return qe.HasIdCondition({_point_id(i) for i in cond.has_id})
+    if isinstance(cond, models.HasVectorCondition):
+        return qe.HasVectorCondition(cond.has_vector)
+    if isinstance(cond, models.IsEmptyCondition):
+        return qe.IsEmptyCondition(cond.is_empty.key)
+    if isinstance(cond, models.IsNullCondition):
+        return qe.IsNullCondition(cond.is_null.key)
+    if isinstance(cond, models.NestedCondition):
+        return qe.NestedCondition(cond.nested.key, _filter(cond.nested.filter))
+    raise NotImplementedError(f"qdrant-edge backend: condition {type(cond).__name__}")
+
+
+def _conditions(part: Any) -> list[Any] | None:
+    if part is None:
+        return None
+    items = part if isinstance(part, list) else [part]
+    return [_condition(c) for c in items] or None
+
+
+def _filter(flt: models.Filter | None) -> qe.Filter | None:
+    if flt is None:
+        return None
+    min_should = None
+    if flt.min_should is not None:
+        min_should = qe.MinShould([_condition(c) for c in flt.min_should.conditions], flt.min_should.min_count)
+    return qe.Filter(
+        must=_conditions(flt.must), should=_conditions(flt.should), must_not=_conditions(flt.must_not), min_should=min_should
+    )
+
+
+def _with_payload(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, models.PayloadSelectorInclude):
+        return qe.PayloadSelector.Include(list(value.include))
+    if isinstance(value, models.PayloadSelectorExclude):
+        return qe.PayloadSelector.Exclude(list(value.exclude))
+    return list(value)
+
+
+def _with_vectors(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    return [DENSE if name is None else name for name in value]
+
+
+def _search_params(params: models.SearchParams | None) -> qe.SearchParams | None:
+    if params is None:
+        return None
+    return qe.SearchParams(hnsw_ef=params.hnsw_ef, exact=bool(params.exact), indexed_only=bool(params.indexed_only))
+
+
+def _query(query: Any, using: str | None) -> Any:
+    """A resolved qdrant-client query (or a raw vector, as prefetches may carry) → edge's."""
+    if query is None:
+        return None
+    if isinstance(query, models.NearestQuery):
+        if query.mmr is not None:
+            raise NotImplementedError("qdrant-edge backend: query_points with MMR")
+        query = query.nearest
+    if isinstance(query, models.FusionQuery):
+        return qe.Fusion.Rrf(k=60) if query.fusion == models.Fusion.RRF else qe.Fusion.Dbsf()
+    if isinstance(query, models.RrfQuery):
+        return qe.Fusion.Rrf(k=query.rrf.k if query.rrf.k is not None else 60, weights=query.rrf.weights)
+    if isinstance(query, (list, models.SparseVector)) or hasattr(query, "tolist"):
+        return qe.Query.Nearest(_named_vector(query), using=using if using is not None else DENSE)
+    raise NotImplementedError(f"qdrant-edge backend: query of type {type(query).__name__}")
+
+
+def _prefetch(pre: models.Prefetch) -> qe.Prefetch:
+    nested = pre.prefetch if isinstance(pre.prefetch, list) else ([pre.prefetch] if pre.prefetch else [])
+    return qe.Prefetch(
+        limit=pre.limit if pre.limit is not None else 10,
+        query=_query(pre.query, pre.using),
+        prefetches=[_prefetch(p) for p in nested] or None,
+        params=_search_params(pre.params),
+        filter=_filter(pre.filter),
+        score_threshold=pre.score_threshold,
+    )
+
+
+# --- qdrant_edge results → qdrant-client models -----------------------------------------------------
+
+
+def _out_vector(vector: Any) -> Any:
+    """Like qdrant-client's local mode: a lone unnamed vector comes back as a plain list."""
+    if not vector:
+        return None
+    if not isinstance(vector, dict):
+        return vector
+    out = {
+        name: models.SparseVector(indices=list(v.indices), values=list(v.values)) if isinstance(v, qe.SparseVector) else v
+        for name, v in vector.items()
+    }
+    if len(out) == 1 and DENSE in out:
+        return out[DENSE]
+    return out
+
+
+def _scored(p: Any) -> models.ScoredPoint:
+    return models.ScoredPoint(
+        id=_out_id(p.id), version=p.version, score=p.score, payload=p.payload, vector=_out_vector(p.vector)
+    )
+
+
+def _record(r: Any) -> models.Record:
+    return models.Record(id=_out_id(r.id), payload=r.payload, vector=_out_vector(r.vector))
+
+
+# --- one collection ---------------------------------------------------------------------------------
+
+
+class _Collection:
+    """One EdgeShard and its sidecar (vector config + metadata)."""
+
+    def __init__(self, path: Path, shard: Any, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.shard = shard
+        self.meta = meta
+        self.meta_lock = threading.Lock()
+
+    def save_meta(self) -> None:
+        _write_json(self.path / SIDECAR, self.meta)
+
+    def vectors_params(self) -> models.VectorParams | dict[str, models.VectorParams]:
+        dense = {
+            name: models.VectorParams(size=v["size"], distance=models.Distance(v["distance"])) for name, v in self.meta["vectors"].items()
+        }
+        if self.meta.get("unnamed") and set(dense) == {DENSE}:
+            return dense[DENSE]
+        return dense
+
+    def sparse_params(self) -> dict[str, models.SparseVectorParams] | None:
+        sparse = self.meta.get("sparse_vectors") or {}
+        if not sparse:
+            return None
+        return {
+            name: models.SparseVectorParams(modifier=models.Modifier(v["modifier"]) if v.get("modifier") else None)
+            for name, v in sparse.items()
+        }
+
+
+class EdgeStore(QdrantBase):
+    """qdrant-client's ``QdrantBase`` over one qdrant-edge shard per collection in ``path``.
+
+    Holds an exclusive lock on ``path`` while open (a second process gets ``StoreLocked``). Threads
+    of this process may read and write at once: the engine takes its own locks.
+
+    Args:
+        path: the folder of shards (``<store>/edge``); created if missing.
+        keyword_indexes: payload keys given a KEYWORD index in every collection created here
+            (filters and delete-by-filter on them then use the index, not a scan).
+    """
+
+    def __init__(self, path: Path, keyword_indexes: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.keyword_indexes = tuple(keyword_indexes)
+        self.closed = False
+        self._guard = threading.RLock()  # the collection map: create/delete/close
+        self._collections: dict[str, _Collection] = {}
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fh = open(self.path / LOCK_FILE, "a+")  # noqa: SIM115 (held until close)
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock_fh.close()
+            raise StoreLocked(
+                f"embedded Qdrant (edge) at {self.path} is open in another process (a running `pipeline serve`?). {LOCKED_HINT}"
+            ) from exc
+        try:
+            self._open_all()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle --
+
+    def _open_all(self) -> None:
+        for entry in sorted(self.path.iterdir()):
+            if not entry.is_dir():
+                continue
+            if entry.name.startswith("."):
+                if ".creating-" in entry.name or ".deleting-" in entry.name:
+                    # a collection never finished (or never finished going): it was never visible
+                    logger.warning("removing %s: left by a run that stopped while creating/deleting a collection", entry)
+                    shutil.rmtree(entry, ignore_errors=True)
+                continue
+            self._collections[entry.name] = self._load(entry)
+
+    def _load(self, folder: Path) -> _Collection:
+        sidecar = folder / SIDECAR
+        if not sidecar.is_file():
+            raise StoreDamaged(
+                folder,
+                f"no {SIDECAR} (not a collection written by this package, or damaged)",
+                "move the folder away and run `python -m pipeline check --repair`, or restore it from a backup",
+            )
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StoreDamaged(sidecar, f"unreadable: {exc}") from exc
+        try:
+            shard = qe.EdgeShard.load(str(folder))
+        except Exception as exc:  # qdrant-edge raises plain Exception
+            raise _engine_error(exc, folder) from exc
+        return _Collection(folder, shard, meta)
+
+    def close(self, **kwargs: Any) -> None:
+        """Flush and close every shard, then release the lock. Safe to call twice."""
+        with self._guard:
+            if self.closed:
+                return
+            self.closed = True
+            for coll in self._collections.values():
+                try:
+                    coll.shard.flush()
+                    coll.shard.close()
+                except Exception as exc:  # closing must not hide the error that got us here
+                    logger.warning("closing %s: %s", coll.path, exc)
+            self._collections.clear()
+            fh = getattr(self, "_lock_fh", None)
+            if fh is not None and not fh.closed:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+                fh.close()
+
+    def flush(self) -> None:
+        """Make every write so far durable (segments on disk, not only the WAL)."""
+        for coll in list(self._collections.values()):
+            try:
+                coll.shard.flush()
+            except Exception as exc:
+                raise _engine_error(exc, coll.path) from exc
+
+    def optimize(self) -> bool:
+        """Merge segments and build HNSW indexes; True if anything changed."""
+        changed = False
+        for coll in list(self._collections.values()):
+            try:
+                changed = bool(coll.shard.optimize()) or changed
+            except Exception as exc:
+                raise _engine_error(exc, coll.path) from exc
+        return changed
+
+    def _get(self, name: str) -> _Collection:
+        if self.closed:
+            raise RuntimeError("EdgeStore is closed; open a new client")
+        coll = self._collections.get(name)
+        if coll is None:
+            raise ValueError(f"Collection {name} not found")
+        return coll
+
+    def _update(self, coll: _Collection, op: Any) -> None:
+        try:
+            coll.shard.update(op)
+        except Exception as exc:
+            raise _engine_error(exc, coll.path) from exc
+
+    # -- collections --
+
+    def get_collections(self, **kwargs: Any) -> models.CollectionsResponse:
+        return models.CollectionsResponse(collections=[models.CollectionDescription(name=n) for n in sorted(self._collections)])
+
+    def collection_exists(self, collection_name: str, **kwargs: Any) -> bool:
+        return collection_name in self._collections
+
+    def get_collection(self, collection_name: str, **kwargs: Any) -> models.CollectionInfo:
+        coll = self._get(collection_name)
+        info = coll.shard.info()
+        schema = {
+            key: models.PayloadIndexInfo(data_type=models.PayloadSchemaType(str(idx.data_type).rsplit(".", 1)[-1].lower()), points=idx.points)
+            for key, idx in info.payload_schema.items()
+        }
+        return models.CollectionInfo(
+            status=models.CollectionStatus.GREEN,
+            optimizer_status=models.OptimizersStatusOneOf.OK,
+            indexed_vectors_count=info.indexed_vectors_count,
+            points_count=info.points_count,
+            segments_count=info.segments_count,
+            payload_schema=schema,
+            config=models.CollectionConfig(
+                params=models.CollectionParams(vectors=coll.vectors_params(), sparse_vectors=coll.sparse_params()),
+                hnsw_config=models.HnswConfig(m=16, ef_construct=100, full_scan_threshold=10000),
+                optimizer_config=models.OptimizersConfig(
+                    deleted_threshold=0.2, vacuum_min_vector_number=1000, default_segment_number=0, flush_interval_sec=5
+                ),
+                wal_config=models.WalConfig(wal_capacity_mb=32, wal_segments_ahead=0),
+                metadata=dict(coll.meta.get("metadata") or {}) or None,
+            ),
+        )
+
+    def create_collection(
+        self,
+        collection_name: str,
+        vectors_config: models.VectorParams | Mapping[str, models.VectorParams] | None = None,
+        sparse_vectors_config: Mapping[str, models.SparseVectorParams] | None = None,
+        metadata: models.Payload | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        """Build the shard in a temp folder (payload indexes and sidecar included), then rename it in."""
+        with self._guard:
+            if self.closed:
+                raise RuntimeError("EdgeStore is closed; open a new client")
+            if collection_name in self._collections:
+                raise ValueError(f"Collection {collection_name} already exists")
+            if not collection_name or "/" in collection_name or collection_name.startswith("."):
+                raise ValueError(f"invalid collection name {collection_name!r}")
+            unnamed = isinstance(vectors_config, models.VectorParams)
+            dense = {DENSE: vectors_config} if unnamed else dict(vectors_config or {})
+            sparse = dict(sparse_vectors_config or {})
+            for name, params in dense.items():
+                if params.multivector_config is not None:
+                    raise NotImplementedError("qdrant-edge backend: multivectors")
+            meta = {
+                "format": 1,
+                "unnamed": unnamed,
+                "vectors": {name: {"size": p.size, "distance": p.distance.value} for name, p in dense.items()},
+                "sparse_vectors": {
+                    name: {"modifier": p.modifier.value if p and p.modifier else None} for name, p in sparse.items()
+                },
+                "metadata": json.loads(json.dumps(metadata or {}, default=str)),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            config = qe.EdgeConfig(
+                vectors={name: qe.EdgeVectorParams(size=p.size, distance=_DISTANCE[p.distance]) for name, p in dense.items()},
+                sparse_vectors={
+                    name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if p and p.modifier == models.Modifier.IDF else None)
+                    for name, p in sparse.items()
+                },
+            )
+            final = self.path / collection_name
+            if final.exists():
+                raise StoreDamaged(final, "folder exists but is not an open collection", "move it away and run the command again")
+            tmp = self.path / f".{collection_name}.creating-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                shard = qe.EdgeShard.create(str(tmp), config)
+                for key in self.keyword_indexes:
+                    shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+                shard.flush()
+                shard.close()
+                _write_json(tmp / SIDECAR, meta)
+                os.replace(tmp, final)
+                shard = qe.EdgeShard.load(str(final))
+            except Exception as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if isinstance(exc, (StoreLocked, StoreUnavailable)):
+                    raise
+                raise _engine_error(exc, final) from exc
+            self._collections[collection_name] = _Collection(final, shard, meta)
+            logger.debug("created edge collection %s at %s", collection_name, final)
+            return True
+
+    def delete_collection(self, collection_name: str, **kwargs: Any) -> bool:
+        with self._guard:
+            coll = self._collections.pop(collection_name, None)
+            if coll is None:
+                return False
+            coll.shard.close()
+            trash = self.path / f".{collection_name}.deleting-{os.getpid()}"
+            os.replace(coll.path, trash)  # gone at once for a reader; removed below (or on next open)
+            shutil.rmtree(trash, ignore_errors=True)
+            return True
+
+    def update_collection(self, collection_name: str, metadata: models.Payload | None = None, **kwargs: Any) -> bool:
+        unsupported = [k for k, v in kwargs.items() if v is not None]
+        if unsupported:
+            raise NotImplementedError(f"qdrant-edge backend: update_collection({', '.join(unsupported)})")
+        coll = self._get(collection_name)
+        if metadata is not None:
+            with coll.meta_lock:
+                merged = dict(coll.meta.get("metadata") or {})
+                merged.update(json.loads(json.dumps(metadata, default=str)))
+                coll.meta["metadata"] = {k: v for k, v in merged.items() if v is not None}
+                coll.save_meta()
+        return True
+
+    def create_payload_index(
+        self,
+        collection_name: str,
+        field_name: str,
+        field_schema: Any = None,
+        field_type: Any = None,
+        **kwargs: Any,
+    ) -> models.UpdateResult:
+        coll = self._get(collection_name)
+        schema = field_schema if field_schema is not None else field_type
+        if isinstance(schema, str):
+            schema = models.PayloadSchemaType(schema)
+        if schema not in _SCHEMA:
+            raise NotImplementedError(f"qdrant-edge backend: create_payload_index with schema {schema!r}")
+        self._update(coll, qe.UpdateOperation.create_field_index(field_name, _SCHEMA[schema]))
+        return _done()
+
+    def create_vector_name(
+        self, collection_name: str, vector_name: str, vector_name_config: Any, **kwargs: Any
+    ) -> models.UpdateResult:
+        coll = self._get(collection_name)
+        if not isinstance(vector_name_config, models.SparseVectorNameConfig):
+            raise NotImplementedError("qdrant-edge backend: create_vector_name for dense vectors")
+        modifier = vector_name_config.sparse.modifier if vector_name_config.sparse else None
+        with coll.meta_lock:
+            self._update(
+                coll,
+                qe.UpdateOperation.create_sparse_vector(vector_name, modifier=qe.Modifier.Idf if modifier == models.Modifier.IDF else None),
+            )
+            coll.meta.setdefault("sparse_vectors", {})[vector_name] = {"modifier": modifier.value if modifier else None}
+            coll.save_meta()
+        return _done()
+
+    # -- points: writes --
+
+    def upsert(self, collection_name: str, points: Any, update_filter: models.Filter | None = None, **kwargs: Any) -> models.UpdateResult:
+        coll = self._get(collection_name)
+        if isinstance(points, models.Batch):
+            vectors = points.vectors
+            n = len(points.ids)
+            if isinstance(vectors, Mapping):
+                per_point = [{name: vs[i] for name, vs in vectors.items()} for i in range(n)]
+            else:
+                per_point = list(vectors)
+            payloads = points.payloads or [None] * n
+            structs = [models.PointStruct(id=i, vector=v, payload=p) for i, v, p in zip(points.ids, per_point, payloads)]
+        else:
+            structs = list(points)
+        self._upsert(coll, structs, update_filter)
+        return _done()
+
+    def _upsert(self, coll: _Collection, points: Iterable[Any], update_filter: models.Filter | None = None) -> None:
+        edge_points = [qe.Point(_point_id(p.id), _vectors(p.vector), p.payload or {}) for p in points]
+        if edge_points:
+            self._update(coll, qe.UpdateOperation.upsert_points(edge_points, condition=_filter(update_filter)))
+
+    def upload_points(
+        self, collection_name: str, points: Iterable[Any], batch_size: int = 64, update_filter: models.Filter | None = None, **kwargs: Any
+    ) -> None:
+        coll = self._get(collection_name)
+        batch: list[Any] = []
+        for p in points:
+            batch.append(p)
+            if len(batch) >= max(batch_size, 1):
+                self._upsert(coll, batch, update_filter)
+                batch = []
+        self._upsert(coll, batch, update_filter)
+
+    def update_vectors(
+        self, collection_name: str, points: Sequence[models.PointVectors], update_filter: models.Filter | None = None, **kwargs: Any
+    ) -> models.UpdateResult:
+        coll = self._get(collection_name)
+        ops = [qe.PointVectors(_point_id(p.id), _vectors(p.vector)) for p in points]
+        if ops:
+            self._update(coll, qe.UpdateOperation.update_vectors(ops, condition=_filter(update_filter)))
+        return _done()
+
+    def delete(self, collection_name: str, points_selector: Any, **kwargs: Any) -> models.UpdateResult:
+        coll = self._get(collection_name)
+        if isinstance(points_selector, models.PointIdsList):
+            op = qe.UpdateOperation.delete_points([_point_id(i) for i in points_selector.points])
+        elif isinstance(points_selector, models.FilterSelector):
+            op = qe.UpdateOperation.delete_points_by_filter(_filter(points_selector.filter))
+        elif isinstance(points_selector, models.Filter):
+            op = qe.UpdateOperation.delete_points_by_filter(_filter(points_selector))
+        elif isinstance(points_selector, list):
+            op = qe.UpdateOperation.delete_points([_point_id(i) for i in points_selector])
+        else:
+            raise NotImplementedError(f"qdrant-edge backend: delete with {type(points_selector).__name__}")
+        self._update(coll, op)
+        return _done()
+
+    def set_payload(
+        self, collection_name: str, payload: models.Payload, points: Any, key: str | None = None, **kwargs: Any
+    ) -> models.UpdateResult:
+        return self._payload_op(collection_name, payload, points, key, overwrite=False)
+
+    def overwrite_payload(self, collection_name: str, payload: models.Payload, points: Any, **kwargs: Any) -> models.UpdateResult:
+        return self._payload_op(collection_name, payload, points, None, overwrite=True)
+
+    def _payload_op(self, collection_name: str, payload: models.Payload, points: Any, key: str | None, overwrite: bool) -> models.UpdateResult:
+        coll = self._get(collection_name)
+        U = qe.UpdateOperation
+        if isinstance(points, models.PointIdsList) or isinstance(points, list):
+            ids = [_point_id(i) for i in (points.points if isinstance(points, models.PointIdsList) else points)]
+            op = U.overwrite_payload(ids, payload, key) if overwrite else U.set_payload(ids, payload, key)
+        else:
+            flt = _filter(points.filter if isinstance(points, models.FilterSelector) else points)
+            op = U.overwrite_payload_by_filter(flt, payload, key) if overwrite else U.set_payload_by_filter(flt, payload, key)
+        self._update(coll, op)
+        return _done()
+
+    # -- points: reads --
+
+    def _request(
+        self,
+        query: Any,
+        using: str | None,
+        prefetch: Any,
+        query_filter: models.Filter | None,
+        search_params: models.SearchParams | None,
+        limit: int,
+        offset: int | None,
+        with_payload: Any,
+        with_vectors: Any,
+        score_threshold: float | None,
+        lookup_from: Any = None,
+    ) -> qe.QueryRequest:
+        if lookup_from is not None:
+            raise NotImplementedError("qdrant-edge backend: query_points with lookup_from")
+        if limit < 1:
+            raise ValueError(f"limit value {limit} is invalid. Must be 1 or larger.")
+        prefetches = prefetch if isinstance(prefetch, list) else ([prefetch] if prefetch is not None else [])
+        return qe.QueryRequest(
+            limit=limit,
+            offset=offset or 0,
+            query=_query(query, using),
+            prefetches=[_prefetch(p) for p in prefetches] or None,
+            with_vector=_with_vectors(with_vectors),
+            with_payload=_with_payload(with_payload),
+            filter=_filter(query_filter),
+            score_threshold=score_threshold,
+            params=_search_params(search_params),
+        )
+
+    def query_points(
+        self,
+        collection_name: str,
+        query: Any = None,
+        using: str | None = None,
+        prefetch: Any = None,
+        query_filter: models.Filter | None = None,
+        search_params: models.SearchParams | None = None,
+        limit: int = 10,
+        offset: int | None = None,
+        with_payload: Any = True,
+        with_vectors: Any = False,
+        score_threshold: float | None = None,
+        lookup_from: Any = None,
+        **kwargs: Any,
+    ) -> rest.QueryResponse:
+        coll = self._get(collection_name)
+        req = self._request(
+            query, using, prefetch, query_filter, search_params, limit, offset, with_payload, with_vectors, score_threshold, lookup_from
+        )
+        try:
+            hits = coll.shard.query(req)
+        except Exception as exc:
+            raise _engine_error(exc, coll.path) from exc
+        return rest.QueryResponse(points=[_scored(p) for p in hits])
+
+    def query_batch_points(self, collection_name: str, requests: Sequence[models.QueryRequest], **kwargs: Any) -> list[rest.QueryResponse]:
+        coll = self._get(collection_name)
+        batch = [
+            self._request(
+                r.query,
+                r.using,
+                r.prefetch,
+                r.filter,
+                r.params,
+                r.limit if r.limit is not None else 10,
+                r.offset,
+                r.with_payload if r.with_payload is not None else False,
+                r.with_vector,
+                r.score_threshold,
+                r.lookup_from,
+            )
+            for r in requests
+        ]
+        try:
+            results = coll.shard.query_batch(qe.QueryBatchRequest(batch))
+        except Exception as exc:
+            raise _engine_error(exc, coll.path) from exc
+        return [rest.QueryResponse(points=[_scored(p) for p in hits]) for hits in results]
+
+    def scroll(
+        self,
+        collection_name: str,
+        scroll_filter: models.Filter | None = None,
+        limit: int = 10,
+        order_by: Any = None,
+        offset: Any = None,
+        with_payload: Any = True,
+        with_vectors: Any = False,
+        **kwargs: Any,
+    ) -> tuple[list[models.Record], Any]:
+        if order_by is not None:
+            raise NotImplementedError("qdrant-edge backend: scroll with order_by")
+        if limit < 1:
+            raise ValueError(f"limit value {limit} is invalid. Must be 1 or larger.")
+        coll = self._get(collection_name)
+        req = qe.ScrollRequest(
+            offset=_point_id(offset) if offset is not None else None,
+            limit=limit,
+            filter=_filter(scroll_filter),
+            with_payload=_with_payload(with_payload),
+            with_vector=_with_vectors(with_vectors),
+        )
+        try:
+            records, next_offset = coll.shard.scroll(req)
+        except Exception as exc:
+            raise _engine_error(exc, coll.path) from exc
+        return [_record(r) for r in records], _out_id(next_offset) if next_offset is not None else None
+
+    def count(self, collection_name: str, count_filter: models.Filter | None = None, exact: bool = True, **kwargs: Any) -> models.CountResult:
+        coll = self._get(collection_name)
+        try:
+            n = coll.shard.count(qe.CountRequest(filter=_filter(count_filter), exact=True))
+        except Exception as exc:
+            raise _engine_error(exc, coll.path) from exc
+        return models.CountResult(count=n)
+
+    def retrieve(
+        self, collection_name: str, ids: Sequence[Any], with_payload: Any = True, with_vectors: Any = False, **kwargs: Any
+    ) -> list[models.Record]:
+        coll = self._get(collection_name)
+        try:
+            records = coll.shard.retrieve([_point_id(i) for i in ids], _with_payload(with_payload), _with_vectors(with_vectors))
+        except Exception as exc:
+            raise _engine_error(exc, coll.path) from exc
+        return [_record(r) for r in records]
+
+
+def _done() -> models.UpdateResult:
+    return models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
+
+
+def _not_implemented(name: str) -> Any:
+    def method(self: EdgeStore, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"qdrant-edge backend does not implement QdrantBase.{name}")
+
+    method.__name__ = name
+    return method
+
+
+# Everything of QdrantBase this package does not use fails loudly, naming the method.
+for _name, _attr in vars(QdrantBase).items():
+    if callable(_attr) and not _name.startswith("_") and _name not in vars(EdgeStore):
+        setattr(EdgeStore, _name, _not_implemented(_name))
+
+
+class EdgeClient(QdrantClient):
+    """A ``QdrantClient`` over ``EdgeStore``: every caller keeps using qdrant-client's API.
+
+    ``QdrantClient.__init__`` sets more than ``_client`` (init options, the inference inspector and
+    the fastembed mixin every method goes through), so this subclass runs it as for ``:memory:``,
+    which builds nothing on disk, then swaps the inner client for ``EdgeStore``. A subclass (not a
+    patched instance) lets ``flush``/``optimize`` be methods and lets callers recognise the backend.
+
+    Raises:
+        StoreLocked: another process has the store open.
+        StoreDamaged: a collection folder has no (readable) sidecar.
+        StoreUnavailable: the engine cannot open a shard.
+    """
+
+    def __init__(self, path: Path, keyword_indexes: Sequence[str] = ()) -> None:
+        super().__init__(location=":memory:")
+        self._client.close()
+        self._client = EdgeStore(path, keyword_indexes)
+        self._init_options = {"path": str(path)}
+
+    @property
+    def store(self) -> EdgeStore:
+        return self._client  # type: ignore[return-value]
+
+    def flush(self) -> None:
+        """Durable on disk now (the WAL already survives kill -9; this also writes the segments)."""
+        self.store.flush()
+
+    def optimize(self) -> bool:
+        """Build HNSW indexes and merge segments (after a bulk ingest); True if anything changed."""
+        return self.store.optimize()
