@@ -196,6 +196,10 @@ class ServiceSettings(BaseModel):
     generation_wait: float = Field(0.0, ge=0.0, description="Seconds a /query waits for a free generation slot before 429")
     retry_after: int = Field(5, ge=1, description="Retry-After seconds sent when generation is saturated")
     retrieval_threads: int = Field(4, ge=1, description="Worker threads that run retrieval (searches run off the event loop)")
+    embed_batch_window_ms: float = Field(
+        2.0, ge=0.0, le=50.0, description="Milliseconds the service collects concurrent queries into one embedding call (0 = no batching; bge-small is never batched)"
+    )
+    embed_batch_max: int = Field(16, ge=1, description="Most queries in one batched embedding call")
     max_body_bytes: int = Field(65536, ge=1024, description="Largest request body accepted (413 above)")
     shutdown_timeout: float = Field(30.0, ge=0.0, description="Seconds in-flight requests get to finish on shutdown")
     warm_llm: bool = Field(True, description="Load the LLM at startup (in the background) rather than on the first /query")

@@ -11,8 +11,9 @@
     │   │   └── DiskFull       a write failed for lack of space or a file-size limit (carries ``path``)
     │   ├── StoreLocked        another process holds the store (embedded mode, or the ingest lock)
     │   └── ModelMismatch      a collection was built with another embedding model or dimension
-    └── QueryError
-        └── InvalidQuery       empty query, unknown mode, top_k out of range
+    ├── QueryError
+    │   └── InvalidQuery       empty query, unknown mode, top_k out of range
+    └── ShuttingDown           the service is stopping: a query waiting for its embedding was not run
 
 ``fatal_error(exc)`` turns anything else a command can hit (``OSError``, ``sqlite3`` errors) into one
 of these, so the CLI has one error path: a message naming the file and the next step, exit 2.
@@ -105,6 +106,10 @@ class QueryError(PipelineError):
 
 class InvalidQuery(QueryError):
     """Raised for bad query input: empty text, unknown mode, top_k out of range."""
+
+
+class ShuttingDown(PipelineError):
+    """Raised to a query still waiting for its batched embedding when the service closes (HTTP 503)."""
 
 
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}

@@ -20,7 +20,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, IngestError, InvalidQuery, PipelineError, QueryError, StoreError
+from pipeline.errors import ConfigError, IngestError, InvalidQuery, PipelineError, QueryError, ShuttingDown, StoreError
 from pipeline.service import routes
 from pipeline.service.deps import ServiceState, require_token
 from pipeline.service.middleware import RequestContext
@@ -35,6 +35,7 @@ STATUS_BY_ERROR: tuple[tuple[type[PipelineError], int], ...] = (
     (IngestError, 422),
     (StoreError, 503),
     (ConfigError, 503),
+    (ShuttingDown, 503),
     (PipelineError, 500),
 )
 

@@ -27,6 +27,7 @@ from pipeline.errors import ConfigError, PipelineError, StoreError, StoreLocked
 from pipeline.ingest.run import Ingestor, ProgressFn
 from pipeline.ingest.scan import ScanLimits
 from pipeline.models import IngestReport
+from pipeline.providers.batching import BatchedQueryEmbedding, batched_query_embedder
 from pipeline.providers.embeddings import build_embedder, embed_dim
 from pipeline.providers.llm import build_llm
 from pipeline.retrieve.engine import Engine
@@ -197,6 +198,7 @@ class ServiceState:
         self._engine: Engine | None = None
         self._lock = threading.RLock()
         self._ingest_embedder: BaseEmbedding | None = None
+        self._query_embedder: BaseEmbedding | None = None
         self._embedder_loaded = False
         self.retrieval_limiter = anyio.CapacityLimiter(cfg.retrieval_threads)
         self.generations = GenerationSlots(cfg.max_concurrent_generations, cfg.generation_wait, cfg.retry_after, self.metrics)
@@ -234,9 +236,13 @@ class ServiceState:
 
     def close(self) -> None:
         """Stop ingest jobs (a running one at its next file or parent; abandoned after
-        ``service.ingest_stop_timeout`` seconds), then close the engine and client."""
+        ``service.ingest_stop_timeout`` seconds), stop query batching (queries still waiting for their
+        embedding get ``ShuttingDown``), then close the engine and client."""
         self.jobs.shutdown()
         with self._lock:
+            if isinstance(self._query_embedder, BatchedQueryEmbedding):
+                self._query_embedder.close()
+            self._query_embedder = None
             if self._engine is not None:
                 self._engine.close()  # closes the shared client too
             elif self._client is not None:
@@ -269,9 +275,19 @@ class ServiceState:
             return engine
         with self._lock:
             if self._engine is None:
-                self._engine = Engine(self.settings, embedder=self.embedder, llm=self._llm, load_llm=False, client=self.client())
+                self._engine = Engine(self.settings, embedder=self.query_embedder(), llm=self._llm, load_llm=False, client=self.client())
                 logger.info("store opened: %s", ", ".join(self._engine.store.names.values()))
             return self._engine
+
+    def query_embedder(self) -> BaseEmbedding:
+        """The engine's embedder: ``self.embedder`` with concurrent queries batched into one ONNX call
+        (``service.embed_batch_window_ms``; see ``providers/batching.py``). Only the service batches: it
+        is where queries arrive at once; the CLI and eval embed one at a time."""
+        with self._lock:
+            if self._query_embedder is None:
+                cfg = self.settings.service
+                self._query_embedder = batched_query_embedder(self.embedder, cfg.embed_batch_window_ms, cfg.embed_batch_max)
+            return self._query_embedder
 
     # --- LLM
     def _build_llm(self) -> None:
