@@ -309,6 +309,7 @@ def status(store: StoreOpt = Path("storage"), json_out: JsonOpt = False, verbose
         emit_json(info)
         return
     table = Table(title=f"store {info['store']}", show_header=False)
+    table.add_row("backend", info["backend"] + (f" ({info['backend_note']})" if info.get("backend_note") else ""))
     table.add_row("qdrant", info["qdrant"])
     for name, n in info["collections"].items():
         table.add_row(f"  {name}", f"{n} points")

@@ -94,8 +94,27 @@ class HybridFusion(str, Enum):
     RRF = "rrf"
 
 
+class QdrantBackend(str, Enum):
+    """Which Qdrant holds the collections.
+
+    EDGE: Qdrant's own engine in-process (qdrant-edge), one shard per collection in <store>/edge; the
+    embedded default. LOCAL: qdrant-client's local mode (a Python emulation) in <store>/qdrant; a
+    store written by it opens in it until `pipeline migrate --to edge`. SERVER: a Qdrant server at
+    ``qdrant.url`` (``QDRANT_URL`` set selects it whatever this says).
+    """
+
+    EDGE = "edge"
+    LOCAL = "local"
+    SERVER = "server"
+
+
 class QdrantSettings(BaseModel):
-    url: str | None = Field(None, description="Qdrant server URL; unset = embedded mode in <store>/qdrant (env QDRANT_URL)")
+    backend: QdrantBackend = Field(
+        QdrantBackend.EDGE,
+        description="edge (embedded engine in <store>/edge) | local (qdrant-client local mode in <store>/qdrant; "
+        "a store written by it opens in it) | server (needs url); QDRANT_URL set = server",
+    )
+    url: str | None = Field(None, description="Qdrant server URL; unset = embedded mode in <store>/edge (env QDRANT_URL)")
     api_key: SecretStr | None = Field(None, description="Qdrant API key (env QDRANT_API_KEY)")
     prefix: str = Field("docs", description="Collection name prefix: <prefix>_children, _parents, _summaries, _questions")
     timeout: float = Field(10.0, description="Seconds per Qdrant request (server mode)")
@@ -259,7 +278,13 @@ class Settings(BaseSettings):
 
     @property
     def qdrant_path(self) -> Path:
+        """qdrant-client local mode's folder (``qdrant.backend=local``, and stores written before edge)."""
         return self.store / "qdrant"
+
+    @property
+    def edge_path(self) -> Path:
+        """The embedded engine's folder: one qdrant-edge shard per collection."""
+        return self.store / "edge"
 
     def with_overrides(self, **values: Any) -> "Settings":
         """A copy with top-level fields replaced (used by the CLI's --store)."""

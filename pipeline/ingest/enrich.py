@@ -38,6 +38,7 @@ from pipeline.providers.llm import llm_calls
 from pipeline.store import layout
 from pipeline.store.layout import KIND_TO_COLLECTION, Collection
 from pipeline.store.qdrant import delete_points, with_retries
+from pipeline.store.qdrant import flush as qstore_flush
 
 logger = logging.getLogger(__name__)
 
@@ -306,5 +307,6 @@ class EnrichmentPhase:
                 kinds.pop(kind.value, None)
         final = {k: v for k, v in entry.items() if k != "pending"}
         final.update(refs=refs_all, kinds=kinds, enriched=enriched)
+        qstore_flush(self.writer.client)  # the ledger never runs ahead of what Qdrant holds on disk
         self.parents.put_ledger(doc_id, final)
         return len(new_ids[Collection.SUMMARIES.value]), len(new_ids[Collection.QUESTIONS.value])

@@ -210,6 +210,8 @@ class Ingestor:
                 writer = DocumentWriter(client, collections, parents)
                 doc_ids = sorted(parents.ledger())
                 self._enrich_phase(llm, dim, cache, writer, doc_ids, stats)
+                if stats.parents_enriched:
+                    qstore.optimize(client)  # edge: build HNSW once after the bulk writes
                 ledger = parents.ledger()
                 stats.documents = len(ledger)
                 stats.parents = sum(len(e.get("parents", [])) for e in ledger.values())
@@ -284,6 +286,8 @@ class Ingestor:
                     "later" if self.settings.ingest.enrich is EnrichPolicy.LATER or self.enrich else "skipped")
                 entries = [parents.ledger_entry(d) or {} for d in searchable]
                 stats.parents_unenriched = sum(len(e.get("parents", [])) for e in entries) - enriched_count({str(i): e for i, e in enumerate(entries)})
+            if stats.parents_enriched or any(f.status in ("added", "updated", "removed") for f in files):
+                qstore.optimize(client)  # edge: build HNSW once after the bulk writes, not per document
         finally:
             parents.close()
             if self.client is None:

@@ -29,7 +29,7 @@ from pipeline.models import RefKind
 from pipeline.store import layout
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import KIND_TO_COLLECTION, Collection
-from pipeline.store.qdrant import delete_points, vector_store, with_retries
+from pipeline.store.qdrant import delete_points, flush, vector_store, with_retries
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class DocumentWriter:
         stale_parents = sorted(old_parents - set(new_entry["parents"]))
         if stale_parents:
             self.parents.delete(stale_parents)
+        flush(self.client)  # the ledger never runs ahead of what Qdrant holds on disk
         self.parents.put_ledger(doc_id, new_entry)
         return new_entry
 
@@ -135,5 +136,6 @@ class DocumentWriter:
         for coll in Collection:
             if refs.get(coll.value):
                 delete_points(self.client, self.collections[coll], sorted(refs[coll.value]))
+        flush(self.client)
         self.parents.delete(sorted(parents))
         self.parents.delete_ledger(doc_id)

@@ -137,7 +137,9 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(service.open)
-        qdrant = settings.qdrant.url or f"embedded:{settings.qdrant_path.resolve()}"
+        from pipeline.store.qdrant import location
+
+        qdrant = location(settings)
         logger.info("serving store %s", settings.store.resolve(), extra={"qdrant": qdrant, "auth": settings.service.api_token is not None})
         try:
             yield

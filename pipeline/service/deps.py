@@ -252,11 +252,14 @@ class ServiceState:
 
     # --- store and engine
     def client(self) -> QdrantClient:
-        """The process's Qdrant client, opened on first use (embedded: serialized, see ``SerializedClient``)."""
+        """The process's Qdrant client, opened on first use (local mode: serialized, see ``SerializedClient``)."""
         with self._lock:
             if self._client is None:
                 client = qstore.open_client(self.settings)
-                self._client = client if self.settings.qdrant.url else SerializedClient(client)  # type: ignore[assignment]
+                # Local mode is not thread-safe; the edge engine and a server take their own locks
+                # (tests/e2e/test_edge_service.py: ingest while 8 threads query).
+                local = qstore.backend(self.settings).value == "local"
+                self._client = SerializedClient(client) if local else client  # type: ignore[assignment]
             return self._client  # type: ignore[return-value]
 
     @property

@@ -1,20 +1,22 @@
-"""Open the Qdrant client (embedded or server), create the four collections, and check their model.
+"""Open the Qdrant client (edge, local mode or server), create the four collections, and check their model.
 
 Each collection records the embedding model and dimension in Qdrant's collection metadata, so any
-process can refuse to mix vectors of different models before it writes or searches.
+process can refuse to mix vectors of different models before it writes or searches. Every backend is
+reached through ``QdrantClient``; ``open_client`` is the one place that chooses (``backend``).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 from qdrant_client import QdrantClient, models
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from pipeline.config import Settings
-from pipeline.errors import ModelMismatch, StoreLocked, StoreUnavailable
+from pipeline.config import QdrantBackend, Settings
+from pipeline.errors import ConfigError, ModelMismatch, StoreLocked, StoreUnavailable
 from pipeline.providers.sparse import VECTOR_NAME as SPARSE
 from pipeline.store import layout
 from pipeline.store.layout import Collection
@@ -51,19 +53,72 @@ def with_retries(fn: Any, attempts: int = 4) -> Any:
     return call
 
 
+def has_local_collections(settings: Settings) -> bool:
+    """True if ``<store>/qdrant`` holds collections written by qdrant-client's local mode."""
+    folder = settings.qdrant_path / "collection"
+    return folder.is_dir() and any(p.is_dir() for p in folder.iterdir())
+
+
+def backend(settings: Settings) -> QdrantBackend:
+    """The backend this store opens with.
+
+    ``QDRANT_URL`` (``qdrant.url``) selects the server. Otherwise ``qdrant.backend``, except that a
+    store written by local mode (collections in ``<store>/qdrant``, no ``<store>/edge``) opens in
+    local mode until ``pipeline migrate --to edge``, so its data never seems to vanish.
+
+    Raises:
+        ConfigError: ``qdrant.backend=server`` without a URL.
+    """
+    cfg = settings.qdrant
+    if cfg.url:
+        return QdrantBackend.SERVER
+    if cfg.backend is QdrantBackend.SERVER:
+        raise ConfigError("qdrant.backend=server needs a URL: set QDRANT_URL (or PIPELINE_QDRANT__URL)")
+    if cfg.backend is QdrantBackend.LOCAL:
+        return QdrantBackend.LOCAL
+    if not settings.edge_path.exists() and has_local_collections(settings):
+        return QdrantBackend.LOCAL
+    return QdrantBackend.EDGE
+
+
+def legacy_local(settings: Settings) -> bool:
+    """True if edge is configured but the store is a local-mode one (``migrate --to edge`` moves it)."""
+    return settings.qdrant.backend is QdrantBackend.EDGE and not settings.qdrant.url and backend(settings) is QdrantBackend.LOCAL
+
+
+MIGRATE_HINT = "`pipeline migrate --to edge` moves it to the embedded engine (faster open and search)"
+
+
+def location(settings: Settings) -> str:
+    """Where the collections are, for ``status`` and ``/status``: the URL or ``<backend>:<folder>``."""
+    b = backend(settings)
+    if b is QdrantBackend.SERVER:
+        return str(settings.qdrant.url)
+    folder = settings.edge_path if b is QdrantBackend.EDGE else settings.qdrant_path
+    return f"{'edge' if b is QdrantBackend.EDGE else 'embedded'}:{folder.resolve()}"
+
+
 def open_client(settings: Settings) -> QdrantClient:
-    """A client for ``QDRANT_URL`` if set, else embedded local mode at ``<store>/qdrant``.
+    """A client for ``QDRANT_URL`` if set, else the embedded engine at ``<store>/edge`` (or local mode
+    at ``<store>/qdrant``, for a store written by it or with ``qdrant.backend=local``).
 
     Raises:
         StoreLocked: another process has the embedded store open.
         StoreUnavailable: the server does not answer.
     """
     cfg = settings.qdrant
-    if cfg.url:
+    chosen = backend(settings)
+    if chosen is QdrantBackend.SERVER:
         api_key = cfg.api_key.get_secret_value() if cfg.api_key else None
         client = QdrantClient(url=cfg.url, api_key=api_key, timeout=int(cfg.timeout), check_compatibility=False)
         with_retries(client.get_collections)()
         return client
+    if chosen is QdrantBackend.EDGE:
+        from pipeline.store.edge import EdgeClient  # the only importer of qdrant_edge
+
+        return EdgeClient(settings.edge_path, keyword_indexes=PAYLOAD_INDEXES)
+    if legacy_local(settings):
+        logger.info("store %s was written by qdrant-client local mode: opening it in local mode; %s", settings.store, MIGRATE_HINT)
     path = settings.qdrant_path
     path.mkdir(parents=True, exist_ok=True)
     try:
@@ -75,6 +130,29 @@ def open_client(settings: Settings) -> QdrantClient:
                 "Stop it, send the job to the service (POST /ingest), or use a Qdrant server (QDRANT_URL)."
             ) from exc
         raise StoreUnavailable(f"cannot open embedded Qdrant at {path}: {exc}") from exc
+
+
+def _edge_client(client: Any) -> Any:
+    """``client`` if it is an edge client (never imports qdrant_edge to find out), else None."""
+    edge = sys.modules.get("pipeline.store.edge")
+    return client if edge is not None and isinstance(client, edge.EdgeClient) else None
+
+
+def flush(client: Any) -> None:
+    """Make the writes so far durable before a commit point (the ledger row) is written.
+
+    A no-op for local mode (it commits per write) and a server (it owns its durability).
+    """
+    edge = _edge_client(client)
+    if edge is not None:
+        edge.flush()
+
+
+def optimize(client: Any) -> None:
+    """After a bulk ingest: let the edge engine merge segments and build its HNSW indexes."""
+    edge = _edge_client(client)
+    if edge is not None:
+        edge.optimize()
 
 
 def names(settings: Settings) -> dict[Collection, str]:

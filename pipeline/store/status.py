@@ -49,7 +49,8 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
         ledger = parents.ledger() if parents else {}
         return {
             "store": str(settings.store.resolve()),
-            "qdrant": settings.qdrant.url or f"embedded:{settings.qdrant_path.resolve()}",
+            "backend": qstore.backend(settings).value,  # edge | local | server
+            "qdrant": qstore.location(settings),
             "collections": collections,
             "parents": parents.count() if parents else 0,
             # parents with LLM summary/question references (the second ingest phase, `pipeline enrich`)
@@ -62,7 +63,7 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
             # references without a BM25 vector (a store from before hybrid search): dense-only there
             "hybrid": "ready" if not without_bm25 else "dense only until `pipeline check --repair` (or the next ingest) adds BM25 vectors",
             "points_without_bm25": without_bm25,
-        }
+        } | ({"backend_note": f"written by qdrant-client local mode: {qstore.MIGRATE_HINT}"} if qstore.legacy_local(settings) else {})
     finally:
         if own_parents and parents:
             parents.close()
