@@ -360,6 +360,46 @@ def check(
     raise typer.Exit(0 if report.ok or (repair and report.repaired) else 1)
 
 
+@app.command()
+def migrate(
+    to: Annotated[str, typer.Option("--to", help="Target backend; only `edge` (from a qdrant-client local-mode store).")] = "edge",
+    store: StoreOpt = Path("storage"),
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Copy a local-mode store into the embedded engine (edge), without re-embedding, and verify counts.
+
+    The old folder is kept as <store>/qdrant.migrated-<timestamp> (delete it once happy). Stop a
+    running `pipeline serve` on this store first.
+
+    \b
+    Example:
+      python -m pipeline migrate --to edge --store storage
+    """
+    setup_logging(verbose)
+    settings = settings_for(store)
+    if to != "edge":
+        fail(f"--to {to}: only `edge` is supported")
+    from pipeline.store.convert import migrate_to_edge
+
+    def progress(name: str, done: int, total: int) -> None:
+        if done == total or done % 8192 < 512:
+            err.print(f"{name}: {done}/{total} points", highlight=False)
+
+    try:
+        report = migrate_to_edge(settings, progress)
+    except PipelineError as exc:
+        fatal(exc)
+    if json_out:
+        emit_json(report.model_dump(mode="json"))
+    else:
+        err.print(
+            f"migrated to edge in {report.seconds:.1f} s: {sum(report.collections.values())} points in {len(report.collections)} "
+            f"collections (counts verified); old folder kept as {report.old_qdrant}",
+            highlight=False,
+        )
+
+
 def _register_subcommands() -> None:
     """Commands whose modules live with their feature (service, eval), imported lazily by typer."""
     from pipeline.eval.command import eval_command
