@@ -1,0 +1,321 @@
+"""The qdrant-edge backend through qdrant-client's API: a real engine on real files (no model weights)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient, models
+
+from pipeline.errors import StoreDamaged, StoreLocked
+from pipeline.store.edge import SIDECAR, EdgeClient
+from tests.conftest import ROOT
+
+DIM = 8
+NAME = "docs_children"
+INDEXES = ("doc_id", "kind", "parent_id")
+
+
+def _ids(n: int) -> list[str]:
+    return [str(uuid.uuid5(uuid.NAMESPACE_URL, f"p{i}")) for i in range(n)]
+
+
+def _vectors(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+
+
+def _create(client: QdrantClient, name: str = NAME) -> None:
+    client.create_collection(
+        name,
+        vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE),
+        sparse_vectors_config={"bm25": models.SparseVectorParams(modifier=models.Modifier.IDF)},
+        metadata={"embed_model": "test-model", "embed_dim": DIM},
+    )
+
+
+def _fill(client: QdrantClient, n: int = 30, name: str = NAME) -> tuple[list[str], np.ndarray]:
+    """Points with doc_id d0..d2; even points carry a BM25 vector with term 100 + i % 5, odd ones none."""
+    ids, vecs = _ids(n), _vectors(n)
+    points = []
+    for i, (pid, v) in enumerate(zip(ids, vecs)):
+        vector: dict = {"": v.tolist()}
+        if i % 2 == 0:
+            vector["bm25"] = models.SparseVector(indices=[7, 100 + i % 5], values=[1.0, 1.0])
+        points.append(models.PointStruct(id=pid, vector=vector, payload={"doc_id": f"d{i % 3}", "kind": "chunk-128", "i": i}))
+    client.upsert(name, points=points, wait=True)
+    return ids, vecs
+
+
+@pytest.fixture
+def client(tmp_path: Path):
+    c = EdgeClient(tmp_path / "edge", keyword_indexes=INDEXES)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _exact_top(vecs: np.ndarray, q: np.ndarray, k: int) -> list[int]:
+    normed = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    return list(np.argsort(-(normed @ (q / np.linalg.norm(q))))[:k])
+
+
+class TestCollections:
+    def test_create_load_reopen_keeps_points_config_and_metadata(self, tmp_path: Path) -> None:
+        path = tmp_path / "edge"
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        _create(c)
+        ids, _ = _fill(c, 20)
+        c.close()
+        assert (path / NAME / SIDECAR).is_file()
+
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        try:
+            assert c.collection_exists(NAME) and not c.collection_exists("docs_parents")
+            assert [d.name for d in c.get_collections().collections] == [NAME]
+            info = c.get_collection(NAME)
+            assert info.points_count == 20
+            assert info.config.params.vectors == models.VectorParams(size=DIM, distance=models.Distance.COSINE)
+            assert info.config.params.sparse_vectors["bm25"].modifier == models.Modifier.IDF
+            assert info.config.metadata == {"embed_model": "test-model", "embed_dim": DIM}
+            assert set(INDEXES) <= set(info.payload_schema)  # payload indexes made at create time
+            assert {str(r.id) for r in c.retrieve(NAME, ids[:3])} == set(ids[:3])
+        finally:
+            c.close()
+
+    def test_metadata_sidecar_is_json_and_update_rewrites_it_atomically(self, client: EdgeClient, tmp_path: Path) -> None:
+        _create(client)
+        client.update_collection(NAME, metadata={"note": "x"})
+        sidecar = json.loads((tmp_path / "edge" / NAME / SIDECAR).read_text())
+        assert sidecar["metadata"] == {"embed_model": "test-model", "embed_dim": DIM, "note": "x"}
+        assert not list((tmp_path / "edge" / NAME).glob(".*.tmp"))  # temp file replaced, not left behind
+
+    def test_create_twice_fails_and_delete_removes_the_folder(self, client: EdgeClient, tmp_path: Path) -> None:
+        _create(client)
+        with pytest.raises(ValueError, match="already exists"):
+            _create(client)
+        assert client.delete_collection(NAME) is True
+        assert not (tmp_path / "edge" / NAME).exists() and not client.collection_exists(NAME)
+
+    def test_half_created_collection_is_removed_on_open(self, tmp_path: Path) -> None:
+        """A crash while creating leaves only the temp folder: never visible, cleaned up."""
+        path = tmp_path / "edge"
+        leftover = path / f".{NAME}.creating-12345"
+        (leftover / "segments").mkdir(parents=True)
+        c = EdgeClient(path)
+        try:
+            assert not leftover.exists() and not c.collection_exists(NAME)
+            _create(c)  # and the name is free
+        finally:
+            c.close()
+
+    def test_collection_folder_without_sidecar_is_reported_damaged(self, tmp_path: Path) -> None:
+        path = tmp_path / "edge"
+        c = EdgeClient(path)
+        _create(c)
+        c.close()
+        (path / NAME / SIDECAR).unlink()
+        with pytest.raises(StoreDamaged, match=f"{NAME}.*no {SIDECAR}"):
+            EdgeClient(path)
+
+    def test_unused_methods_fail_naming_themselves(self, client: EdgeClient) -> None:
+        with pytest.raises(NotImplementedError, match="create_snapshot"):
+            client.create_snapshot(NAME)
+
+
+class TestSearch:
+    def test_dense_query_finds_the_exact_nearest(self, client: EdgeClient) -> None:
+        _create(client)
+        ids, vecs = _fill(client, 40)
+        q = _vectors(1, seed=9)[0]
+        hits = client.query_points(NAME, query=q.tolist(), limit=5, with_payload=True).points
+        assert [h.id for h in hits] == [ids[i] for i in _exact_top(vecs, q, 5)]
+        expected = float(vecs[int(hits[0].payload["i"])] @ q / np.linalg.norm(vecs[int(hits[0].payload["i"])]) / np.linalg.norm(q))
+        assert hits[0].score == pytest.approx(expected, abs=1e-5)
+
+    def test_sparse_query_applies_idf(self, client: EdgeClient) -> None:
+        """Term 7 is in every sparse point, term 100 in a fifth of them: the rare term must weigh more."""
+        _create(client)
+        _fill(client, 30)
+        hits = client.query_points(NAME, query=models.SparseVector(indices=[7, 100], values=[1.0, 1.0]), using="bm25", limit=30).points
+        assert len(hits) == 15  # only points with a BM25 vector
+        with_rare = {h.id for h in hits if h.payload["i"] % 5 == 0}
+        assert {h.id for h in hits[: len(with_rare)]} == with_rare
+        assert hits[0].score > hits[-1].score * 1.5
+
+    def test_prefetch_with_rrf_and_dbsf_fusion(self, client: EdgeClient) -> None:
+        _create(client)
+        _fill(client, 30)
+        # two dense lists (no ties, so ranks are unambiguous): RRF by hand must agree exactly
+        q1, q2 = _vectors(2, seed=3).tolist()
+        prefetch = [models.Prefetch(query=q1, limit=10), models.Prefetch(query=q2, limit=10)]
+        rrf = client.query_points(NAME, prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.RRF), limit=5).points
+        expected: dict[str, float] = {}
+        for q in (q1, q2):  # Qdrant's RRF: 1 / (60 + rank), rank counted from 0
+            for rank, hit in enumerate(client.query_points(NAME, query=q, limit=10).points):
+                expected[hit.id] = expected.get(hit.id, 0.0) + 1 / (60 + rank)
+        assert [h.score for h in rrf] == pytest.approx(sorted(expected.values(), reverse=True)[:5], abs=1e-6)
+        assert all(expected[h.id] == pytest.approx(h.score, abs=1e-6) for h in rrf)
+        # dense + BM25, as hybrid search sends it: points from both lists, best first
+        hybrid = [models.Prefetch(query=q1, limit=10), models.Prefetch(query=models.SparseVector(indices=[101], values=[1.0]), using="bm25", limit=10)]
+        for fusion in (models.Fusion.RRF, models.Fusion.DBSF):
+            fused = client.query_points(NAME, prefetch=hybrid, query=models.FusionQuery(fusion=fusion), limit=30, with_payload=True).points
+            scores = [h.score for h in fused]
+            assert scores == sorted(scores, reverse=True)
+            assert any(h.payload["i"] % 10 == 6 for h in fused)  # 101 = term of even i with i % 5 == 1
+            assert len(fused) > 10  # more than one list's worth: both prefetches contributed
+
+    def test_query_batch_as_llama_index_sends_it(self, client: EdgeClient) -> None:
+        _create(client)
+        ids, vecs = _fill(client, 20)
+        q = _vectors(1, seed=5)[0].tolist()
+        dense, sparse = client.query_batch_points(
+            NAME,
+            requests=[
+                models.QueryRequest(query=q, using="", limit=3, with_payload=True),
+                models.QueryRequest(query=models.SparseVector(indices=[102], values=[1.0]), using="bm25", limit=3, with_payload=True),
+            ],
+        )
+        assert [h.id for h in dense.points] == [ids[i] for i in _exact_top(vecs, np.array(q), 3)]
+        assert sparse.points and all(h.payload["i"] % 5 == 2 for h in sparse.points)
+
+    def test_filters_match_has_id_and_missing_vector(self, client: EdgeClient) -> None:
+        _create(client)
+        ids, _ = _fill(client, 30)
+        by_doc = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value="d1"))])
+        assert client.count(NAME, count_filter=by_doc).count == 10
+        hits = client.query_points(NAME, query=_vectors(1)[0].tolist(), query_filter=by_doc, limit=30, with_payload=True).points
+        assert len(hits) == 10 and {h.payload["doc_id"] for h in hits} == {"d1"}
+        has_id = models.Filter(must=[models.HasIdCondition(has_id=ids[:4])])
+        assert client.count(NAME, count_filter=has_id).count == 4
+        no_bm25 = models.Filter(must_not=[models.HasVectorCondition(has_vector="bm25")])
+        assert client.count(NAME, count_filter=no_bm25).count == 15
+        any_of = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=["d0", "d2"]))])
+        assert client.count(NAME, count_filter=any_of).count == 20
+
+    def test_scroll_pages_cover_every_point_once(self, client: EdgeClient) -> None:
+        _create(client)
+        ids, _ = _fill(client, 25)
+        seen, offset, pages = [], None, 0
+        while True:
+            points, offset = client.scroll(NAME, limit=7, offset=offset, with_payload=["doc_id"], with_vectors=False)
+            seen += [p.id for p in points]
+            pages += 1
+            assert all(set(p.payload) == {"doc_id"} and p.vector is None for p in points)
+            if offset is None:
+                break
+        assert pages == 4 and sorted(seen) == sorted(ids)
+
+    def test_vectors_come_back_like_local_mode(self, client: EdgeClient) -> None:
+        _create(client)
+        ids, vecs = _fill(client, 4)
+        both, only_dense = client.retrieve(NAME, [ids[0], ids[1]], with_vectors=True)
+        assert set(both.vector) == {"", "bm25"} and isinstance(both.vector["bm25"], models.SparseVector)
+        assert isinstance(only_dense.vector, list) and len(only_dense.vector) == DIM  # lone unnamed vector: a list
+
+
+class TestWrites:
+    def test_delete_by_ids_and_by_filter(self, client: EdgeClient) -> None:
+        _create(client)
+        ids, _ = _fill(client, 30)
+        client.delete(NAME, points_selector=models.PointIdsList(points=ids[:5]), wait=True)
+        assert client.count(NAME).count == 25 and not client.retrieve(NAME, ids[:5])
+        # LlamaIndex deletes a document by a filter on doc_id
+        client.delete(NAME, points_selector=models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value="d0"))]))
+        assert client.count(NAME).count == 25 - 8  # d0 had i = 0,3,...,27 (10), 2 of them deleted above
+        client.delete(NAME, points_selector=models.FilterSelector(filter=models.Filter(must=[models.HasIdCondition(has_id=ids[5:7])])))
+        assert client.count(NAME).count == 16  # i = 5 went; i = 6 was a d0 point, gone already
+
+    def test_update_vectors_adds_bm25_to_points_without(self, client: EdgeClient) -> None:
+        _create(client)
+        ids, _ = _fill(client, 6)
+        missing = models.Filter(must_not=[models.HasVectorCondition(has_vector="bm25")])
+        client.update_vectors(NAME, points=[models.PointVectors(id=ids[1], vector={"bm25": models.SparseVector(indices=[1], values=[1.0])})])
+        assert client.count(NAME, count_filter=missing).count == 2
+        assert client.retrieve(NAME, [ids[1]], with_vectors=["bm25"])[0].vector["bm25"].indices == [1]
+
+    def test_create_vector_name_for_sparse_on_an_old_collection(self, client: EdgeClient) -> None:
+        client.create_collection(NAME, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+        assert not client.get_collection(NAME).config.params.sparse_vectors
+        client.create_vector_name(NAME, "bm25", models.SparseVectorNameConfig(sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)))
+        assert client.get_collection(NAME).config.params.sparse_vectors["bm25"].modifier == models.Modifier.IDF
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, uuid
+    from pathlib import Path
+    from qdrant_client import models
+    from pipeline.store.edge import EdgeClient
+    c = EdgeClient(Path(sys.argv[1]))
+    if not c.collection_exists("t"):
+        c.create_collection("t", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
+    print("open", flush=True)
+    i = 0
+    while True:  # batches of 100 until killed; never flushed
+        c.upsert("t", [models.PointStruct(id=str(uuid.uuid5(uuid.NAMESPACE_URL, str(i + j))), vector=[1.0, j, 0.5, i], payload={"n": i + j}) for j in range(100)])
+        i += 100
+        print(i, flush=True)
+    """
+)
+
+
+def _start_writer(path: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "open", proc.stderr.read() if proc.stderr else ""
+    return proc
+
+
+class TestProcesses:
+    def test_second_process_gets_store_locked(self, tmp_path: Path) -> None:
+        path = tmp_path / "edge"
+        proc = _start_writer(path)
+        try:
+            with pytest.raises(StoreLocked, match="open in another process"):
+                EdgeClient(path)
+            probe = subprocess.run(
+                [sys.executable, "-c", f"from pathlib import Path; from pipeline.store.edge import EdgeClient; EdgeClient(Path({str(path)!r}))"],
+                cwd=ROOT, capture_output=True, text=True, timeout=60,
+            )
+            assert probe.returncode != 0 and "StoreLocked" in probe.stderr
+        finally:
+            proc.kill()
+            proc.wait()
+
+    def test_kill_9_mid_write_loses_nothing_acknowledged(self, tmp_path: Path) -> None:
+        path = tmp_path / "edge"
+        proc = _start_writer(path)
+        assert proc.stdout is not None
+        acknowledged = 0
+        deadline = time.monotonic() + 60
+        while acknowledged < 3000 and time.monotonic() < deadline:
+            acknowledged = int(proc.stdout.readline())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert acknowledged >= 3000
+        c = EdgeClient(path)  # the lock died with the process; the WAL is replayed
+        try:
+            n = c.count("t").count
+            assert n >= acknowledged  # every upsert that returned is there (a later one may be too)
+            assert n % 100 == 0  # whole batches only: no torn write
+            ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, str(i))) for i in range(0, acknowledged, 97)]
+            assert len(c.retrieve("t", ids)) == len(ids)
+            hits = c.query_points("t", query=[1.0, 0.0, 0.5, 0.0], limit=3).points
+            assert len(hits) == 3
+            c.upsert("t", [models.PointStruct(id=str(uuid.uuid4()), vector=[1, 1, 1, 1], payload={})])  # still writable
+            assert c.count("t").count == n + 1
+        finally:
+            c.close()
