@@ -576,6 +576,15 @@ class EdgeStore(QdrantBase):
             coll.save_meta()
         return _done()
 
+    def delete_vector_name(self, collection_name: str, vector_name: str, **kwargs: Any) -> models.UpdateResult:
+        coll = self._get(collection_name)
+        with coll.meta_lock:
+            self._update(coll, qe.UpdateOperation.delete_vector_name(vector_name))
+            coll.meta.get("vectors", {}).pop(vector_name, None)
+            coll.meta.get("sparse_vectors", {}).pop(vector_name, None)
+            coll.save_meta()
+        return _done()
+
     # -- points: writes --
 
     def upsert(self, collection_name: str, points: Any, update_filter: models.Filter | None = None, **kwargs: Any) -> models.UpdateResult:

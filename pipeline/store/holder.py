@@ -1,7 +1,7 @@
-"""Who holds a store: the processes with a lock on ``<store>/qdrant/.lock`` or ``<store>/ingest.lock``.
+"""Who holds a store: the processes with a lock on ``<store>/edge/.lock``, ``<store>/qdrant/.lock`` or ``<store>/ingest.lock``.
 
-Why: "open in another process" is only useful if it says which one. Embedded Qdrant and the ingest
-lock both take ``flock`` locks, which Linux lists in ``/proc/locks`` with the holder's pid and the
+Why: "open in another process" is only useful if it says which one. Embedded Qdrant (edge and local mode) and the ingest
+lock all take ``flock`` locks, which Linux lists in ``/proc/locks`` with the holder's pid and the
 file's device and inode; ``/proc/<pid>/cmdline`` then names the command. Nothing is written, so the
 answer is right even for a process that was killed while holding a lock (the kernel drops its locks).
 Elsewhere (no ``/proc``) the answer is empty and messages fall back to their generic hint.
@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-LOCK_FILES = ("qdrant/.lock", "ingest.lock")
+LOCK_FILES = ("edge/.lock", "qdrant/.lock", "ingest.lock")
 PROC_LOCKS = Path("/proc/locks")
 
 
