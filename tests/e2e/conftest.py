@@ -41,13 +41,47 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 1500
 NO_LLM = {"PIPELINE_LLM__PROVIDER": "none", "PIPELINE_INGEST__ENRICH": "false"}
 
 
+# Embedded backends the core suites run on (`qdrant.backend`): edge is the default, local mode is how a
+# store written before edge opens. The rest of the e2e suite runs on the default only (suite time).
+BACKENDS = ("edge", "local")
+
+
+def backend_env(backend: str) -> dict[str, str]:
+    return {"PIPELINE_QDRANT__BACKEND": backend}
+
+
+def store_client(store: Path) -> Any:
+    """The store's Qdrant client as the pipeline opens it (edge, or local mode for a store written by it)."""
+    from pipeline.config import Settings
+    from pipeline.store.qdrant import open_client
+
+    return open_client(Settings(store=store))
+
+
+def _ingest_plain(tmp_path_factory: pytest.TempPathFactory, backend: str) -> tuple[Path, Run]:
+    store = tmp_path_factory.mktemp(f"plain-{backend}") / "store"
+    run = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store), "--json", env={**NO_LLM, **backend_env(backend)})
+    assert run.code == 0, run.stderr
+    assert (store / ("edge" if backend == "edge" else "qdrant")).is_dir()
+    return store, run
+
+
 @pytest.fixture(scope="session")
 def plain_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
-    """The sample ingested with chunk and parent references only (no LLM): fast."""
-    store = tmp_path_factory.mktemp("plain") / "store"
-    run = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store), "--json", env=NO_LLM)
-    assert run.code == 0, run.stderr
-    return store, run
+    """The sample ingested with chunk and parent references only (no LLM), default backend (edge): fast."""
+    return _ingest_plain(tmp_path_factory, "edge")
+
+
+@pytest.fixture(scope="session")
+def local_plain_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Run]:
+    """The same, written by qdrant-client local mode (``qdrant.backend=local``): a store from before edge."""
+    return _ingest_plain(tmp_path_factory, "local")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def any_store(request: pytest.FixtureRequest) -> tuple[Path, Run]:
+    """``plain_store`` on each embedded backend: for the core suites (test_core, test_migrate, test_hybrid)."""
+    return request.getfixturevalue("plain_store" if request.param == "edge" else "local_plain_store")
 
 
 # Short generations keep the LLM tests in seconds; what they check does not depend on length.

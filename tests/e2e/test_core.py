@@ -6,11 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
 
 from pipeline.store.docstore import ParentStore
 from tests.conftest import SAMPLE_PDF
-from tests.e2e.conftest import NO_LLM, SMALL_LLM, Run, run_cli
+from tests.e2e.conftest import NO_LLM, SMALL_LLM, Run, run_cli, store_client
 
 pytestmark = pytest.mark.e2e
 
@@ -19,7 +18,7 @@ ALL_KINDS = {"chunk-128", "chunk-256", "chunk-512", "parent", "summary", "questi
 
 
 def point_ids(store: Path) -> dict[str, set[str]]:
-    client = QdrantClient(path=str(store / "qdrant"))
+    client = store_client(store)
     try:
         out = {}
         for c in client.get_collections().collections:
@@ -101,10 +100,10 @@ class TestWithOfflineModels:
 
 
 class TestStoreIntegrity:
-    def test_every_reference_has_its_parent(self, plain_store: tuple[Path, Run]) -> None:
-        store, _ = plain_store
+    def test_every_reference_has_its_parent(self, any_store: tuple[Path, Run]) -> None:
+        store, _ = any_store
         parents = ParentStore(store / "docstore.sqlite")
-        client = QdrantClient(path=str(store / "qdrant"))
+        client = store_client(store)
         try:
             parent_ids = set(parents.ids())
             assert len(parent_ids) == 20
@@ -120,20 +119,21 @@ class TestStoreIntegrity:
             client.close()
             parents.close()
 
-    def test_ids_are_stable_across_stores(self, plain_store: tuple[Path, Run], tmp_path: Path) -> None:
-        store, _ = plain_store
+    def test_ids_are_stable_across_stores(self, any_store: tuple[Path, Run], tmp_path: Path) -> None:
+        store, _ = any_store
         other = tmp_path / "other"
         assert run_cli("ingest", str(SAMPLE_PDF), "--store", str(other), "--json", env=NO_LLM).code == 0
         assert point_ids(other) == point_ids(store)
 
-    def test_status_json(self, plain_store: tuple[Path, Run]) -> None:
-        store, _ = plain_store
+    def test_status_json(self, any_store: tuple[Path, Run]) -> None:
+        store, _ = any_store
         info = run_cli("status", "--json", "--store", str(store)).json
+        assert info["backend"] == ("edge" if (store / "edge").is_dir() else "local")
         assert info["collections"] == {"docs_children": 343, "docs_parents": 20, "docs_summaries": 0, "docs_questions": 0}
         assert info["parents"] == 20 and info["embed_model"] == "all-MiniLM-L6-v2-int8" and info["embed_dim"] == 384
 
-    def test_model_mismatch_is_refused(self, plain_store: tuple[Path, Run]) -> None:
-        store, _ = plain_store
+    def test_model_mismatch_is_refused(self, any_store: tuple[Path, Run]) -> None:
+        store, _ = any_store
         env = {
             "PIPELINE_EMBED__PROVIDER": "openai",
             "PIPELINE_EMBED__MODEL": "text-embedding-3-small",

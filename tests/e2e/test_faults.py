@@ -165,8 +165,9 @@ import sys, time
 from pathlib import Path
 store = Path(sys.argv[1])
 if sys.argv[2] == "qdrant":
-    from qdrant_client import QdrantClient
-    held = QdrantClient(path=str(store / "qdrant"))
+    from pipeline.config import Settings
+    from pipeline.store.qdrant import open_client
+    held = open_client(Settings(store=store))  # the store's embedded Qdrant, as `pipeline serve` holds it
 else:
     from filelock import FileLock
     held = FileLock(str(store / "ingest.lock")); held.acquire()

@@ -6,12 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient, models
+from qdrant_client import models
 
 from pipeline.config import Settings
 from pipeline.providers import sparse
 from pipeline.retrieve.engine import Engine
-from tests.e2e.conftest import NO_LLM, Run, run_cli
+from tests.e2e.conftest import NO_LLM, Run, run_cli, store_client
 
 QUERY = "How does SciBERT differ from a BERT model pretrained on S2ORC?"
 COLLECTIONS = ("docs_children", "docs_parents")
@@ -43,7 +43,7 @@ def rank_of(answer, name: str) -> int | None:
 
 @pytest.mark.e2e
 def test_sparse_vectors_round_trip_through_embedded_qdrant(notes_store: Path) -> None:
-    client = QdrantClient(path=str(notes_store / "qdrant"))
+    client = store_client(notes_store)
     try:
         info = client.get_collection("docs_parents")
         assert info.config.params.sparse_vectors["bm25"].modifier == models.Modifier.IDF
@@ -74,12 +74,12 @@ def test_hybrid_finds_an_exact_rare_term_that_dense_ranks_lower(notes_store: Pat
 
 
 @pytest.fixture
-def dense_only_store(plain_store: tuple[Path, Run], tmp_path: Path) -> Path:
+def dense_only_store(any_store: tuple[Path, Run], tmp_path: Path) -> Path:
     """A copy of the sample store as written before hybrid search: no BM25 vector in any collection."""
-    original, _ = plain_store
+    original, _ = any_store
     store = tmp_path / "old"
     shutil.copytree(original, store)
-    client = QdrantClient(path=str(store / "qdrant"))
+    client = store_client(store)
     try:
         for name in [c.name for c in client.get_collections().collections]:
             client.delete_vector_name(name, "bm25")

@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient, models
+from qdrant_client import models
 
 from pipeline.store.docstore import ParentStore
-from tests.e2e.conftest import NO_LLM, Run, run_cli
+from tests.e2e.conftest import NO_LLM, Run, run_cli, store_client
 
 QUERY = "How does SciBERT differ from a BERT model pretrained on S2ORC?"
 
@@ -20,7 +20,7 @@ def downgrade(store: Path, copy_first: bool = False) -> int:
     With ``copy_first`` the parent points stay in ``docs_parents`` too: the state a migration killed
     right after its copy step leaves behind.
     """
-    client = QdrantClient(path=str(store / "qdrant"))
+    client = store_client(store)
     try:
         points, _ = client.scroll("docs_parents", limit=10_000, with_payload=True, with_vectors=True)
         client.upsert("docs_children", points=[models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points])
@@ -46,8 +46,8 @@ def top_parents(store: Path, mode: str) -> list[str]:
 
 
 @pytest.fixture
-def legacy_store(plain_store: tuple[Path, Run], tmp_path: Path) -> tuple[Path, Path, int]:
-    original, _ = plain_store
+def legacy_store(any_store: tuple[Path, Run], tmp_path: Path) -> tuple[Path, Path, int]:
+    original, _ = any_store
     store = tmp_path / "legacy"
     shutil.copytree(original, store)
     return original, store, downgrade(store)
@@ -81,8 +81,8 @@ def test_check_reports_then_repair_migrates(legacy_store: tuple[Path, Path, int]
 
 
 @pytest.mark.e2e
-def test_ingest_finishes_a_migration_killed_after_its_copy(plain_store: tuple[Path, Run], tmp_path: Path) -> None:
-    original, _ = plain_store
+def test_ingest_finishes_a_migration_killed_after_its_copy(any_store: tuple[Path, Run], tmp_path: Path) -> None:
+    original, _ = any_store
     store = tmp_path / "half"
     shutil.copytree(original, store)
     downgrade(store, copy_first=True)

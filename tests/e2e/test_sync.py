@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from qdrant_client import QdrantClient
 
 from pipeline.store.docstore import ParentStore
 from tests.conftest import ROOT, shared_path
-from tests.e2e.conftest import NO_LLM, run_cli
+from tests.e2e.conftest import BACKENDS, NO_LLM, backend_env, run_cli, store_client
 from tests.e2e.pdfs import page_text, write_pdf
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +25,7 @@ PAGES = [page_text(f"p{i}") for i in range(10)]
 
 def snapshot(store: Path) -> dict[str, Any]:
     """Everything a reader can see: point ids with their parent per collection, parents, ledger ids."""
-    client = QdrantClient(path=str(store / "qdrant"))
+    client = store_client(store)
     parents = ParentStore(store / "docstore.sqlite")
     try:
         points = {}
@@ -185,10 +184,11 @@ class TestOneWriter:
             assert any("another ingest is writing" in e or "open in another process" in e for _, e in results)
         assert run_cli("check", "--store", str(store)).code == 0
 
-    def test_embedded_store_open_in_a_service(self, corpus: Path, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("backend", BACKENDS)
+    def test_embedded_store_open_in_a_service(self, corpus: Path, tmp_path: Path, backend: str) -> None:
         store = tmp_path / "store"
-        assert ingest(store, corpus / "short.pdf").code == 0
-        holder = QdrantClient(path=str(store / "qdrant"))  # as `pipeline serve` would hold it
+        assert ingest(store, corpus / "short.pdf", env=backend_env(backend)).code == 0
+        holder = store_client(store)  # as `pipeline serve` would hold it
         try:
             run = ingest(store, corpus)
             assert run.code == 2 and "open in another process" in run.stderr and "POST /ingest" in run.stderr
@@ -252,7 +252,7 @@ class TestCheck:
         from llama_index.core.schema import IndexNode
         from llama_index.vector_stores.qdrant import QdrantVectorStore
 
-        client = QdrantClient(path=str(store / "qdrant"))
+        client = store_client(store)
         orphan = IndexNode(id_="00000000-0000-5000-8000-000000000001", text="stray", index_id="nowhere",
                            metadata={"kind": "chunk-128", "parent_id": "nowhere", "doc_id": "/gone.pdf"}, embedding=[0.1] * 384)
         QdrantVectorStore(collection_name="docs_children", client=client).add([orphan])
