@@ -216,7 +216,11 @@ class ServiceSettings(BaseModel):
     retry_after: int = Field(5, ge=1, description="Retry-After seconds sent when generation is saturated")
     retrieval_threads: int = Field(4, ge=1, description="Worker threads that run retrieval (searches run off the event loop)")
     embed_batch_window_ms: float = Field(
-        2.0, ge=0.0, le=50.0, description="Milliseconds the service collects concurrent queries into one embedding call (0 = no batching; bge-small is never batched)"
+        1.0,
+        ge=0.0,
+        le=50.0,
+        description="Milliseconds the service collects concurrent queries into one embedding call (0 = no batching; bge-small is never batched); "
+        "1 measured as good as 2 or 5 at 16 clients and costs a lone client ~1 ms",
     )
     embed_batch_max: int = Field(16, ge=1, description="Most queries in one batched embedding call")
     max_body_bytes: int = Field(65536, ge=1024, description="Largest request body accepted (413 above)")

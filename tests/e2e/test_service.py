@@ -180,6 +180,8 @@ class TestRetrieve:
         assert all(s["doc_id"].endswith("/acl2020.acl-main.447.pdf") for s in resp.json()["sources"])
 
     def test_32_concurrent_requests_succeed_off_the_event_loop(self, api: Served) -> None:
+        batcher = api.app.state.service.query_embedder().batcher
+        batches, queries = batcher.batches, batcher.queries
         async def burst() -> tuple[list[httpx.Response], list[float], float]:
             async with httpx.AsyncClient(base_url=api.url, timeout=120, limits=httpx.Limits(max_connections=40)) as c:
                 done: list[float] = []
@@ -201,6 +203,8 @@ class TestRetrieve:
         assert all(r.json()["sources"] for r in responses)
         # Retrieval runs in worker threads, so the loop answers /healthz while most retrievals still run.
         assert sum(t > health_done for t in done) >= 8, "the event loop was blocked by retrieval"
+        # Their query embeddings shared ONNX calls (service.embed_batch_window_ms).
+        assert batcher.queries - queries == 32 and batcher.batches - batches < 32
 
 
 class TestValidation:
