@@ -105,7 +105,7 @@ def print_ingest_summary(report: IngestReport) -> None:
         ("LLM calls / texts embedded", f"{s.llm_calls} / {s.embedded_texts}"),
         ("summaries and questions", _enrich_line(s)),
         ("cache hits / misses", f"{s.cache_hits} / {s.cache_misses}"),
-        ("seconds", f"{s.seconds:.1f}"),
+        ("seconds (of which Qdrant writes)", f"{s.seconds:.1f} ({s.store_seconds:.1f})"),
     ]
     for k, v in rows:
         table.add_row(k, v)

@@ -137,6 +137,7 @@ class IngestStats(BaseModel):
     summaries: int = 0
     questions: int = 0  # written by this run (the prompt asks for ``ingest.questions`` per parent)
     seconds: float = 0.0
+    store_seconds: float = 0.0  # of ``seconds``, in Qdrant: upserts (with BM25 vectors), deletes, flushes, optimize
 
 
 class IngestReport(BaseModel):

@@ -286,11 +286,11 @@ class EnrichmentPhase:
 
         for coll, nodes_c in by_coll.items():
             if nodes_c:
-                with_retries(self.writer.stores[coll].add)(nodes_c)
+                self.writer.timed(with_retries(self.writer.stores[coll].add), nodes_c)
         for coll in ENRICH_COLLECTIONS:
             stale = sorted(old_ids[coll.value] - set(new_ids[coll.value]))
             if stale:
-                delete_points(self.writer.client, self.writer.collections[coll], stale)
+                self.writer.timed(delete_points, self.writer.client, self.writer.collections[coll], stale)
 
         refs_all = {k: list(v) for k, v in (entry.get("refs") or {}).items()}
         for coll in ENRICH_COLLECTIONS:
@@ -307,6 +307,6 @@ class EnrichmentPhase:
                 kinds.pop(kind.value, None)
         final = {k: v for k, v in entry.items() if k != "pending"}
         final.update(refs=refs_all, kinds=kinds, enriched=enriched)
-        qstore_flush(self.writer.client)  # the ledger never runs ahead of what Qdrant holds on disk
+        self.writer.timed(qstore_flush, self.writer.client)  # the ledger never runs ahead of what Qdrant holds on disk
         self.parents.put_ledger(doc_id, final)
         return len(new_ids[Collection.SUMMARIES.value]), len(new_ids[Collection.QUESTIONS.value])

@@ -211,7 +211,8 @@ class Ingestor:
                 doc_ids = sorted(parents.ledger())
                 self._enrich_phase(llm, dim, cache, writer, doc_ids, stats)
                 if stats.parents_enriched:
-                    qstore.optimize(client)  # edge: build HNSW once after the bulk writes
+                    writer.timed(qstore.optimize, client)  # edge: build HNSW once after the bulk writes
+                stats.store_seconds = round(writer.store_seconds, 3)
                 ledger = parents.ledger()
                 stats.documents = len(ledger)
                 stats.parents = sum(len(e.get("parents", [])) for e in ledger.values())
@@ -287,7 +288,8 @@ class Ingestor:
                 entries = [parents.ledger_entry(d) or {} for d in searchable]
                 stats.parents_unenriched = sum(len(e.get("parents", [])) for e in entries) - enriched_count({str(i): e for i, e in enumerate(entries)})
             if stats.parents_enriched or any(f.status in ("added", "updated", "removed") for f in files):
-                qstore.optimize(client)  # edge: build HNSW once after the bulk writes, not per document
+                writer.timed(qstore.optimize, client)  # edge: build HNSW once after the bulk writes, not per document
+            stats.store_seconds = round(writer.store_seconds, 3)
         finally:
             parents.close()
             if self.client is None:

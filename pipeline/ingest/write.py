@@ -71,6 +71,16 @@ class DocumentWriter:
         self.parents = parents
         # Every reference gets its BM25 vector at write time (ingest backfills older collections first).
         self.stores = {c: vector_store(client, n, hybrid=True) for c, n in collections.items()}
+        # Time spent in Qdrant (upserts with their BM25 vectors, deletes, flushes): ingest reports it
+        # as ``store_seconds`` so the store's share of an ingest is visible beside the embedding's.
+        self.store_seconds = 0.0
+
+    def timed(self, fn: Any, *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.store_seconds += time.perf_counter() - started
 
     def write(self, doc_id: str, content_hash: str, fingerprint: str, nodes: Sequence[BaseNode]) -> dict[str, Any]:
         """Make the store hold exactly ``nodes`` for ``doc_id``; returns the new ledger entry.
@@ -115,17 +125,17 @@ class DocumentWriter:
         for coll, nodes_c in by_coll.items():
             todo = [n for n in nodes_c if n.node_id not in done_refs[coll.value]]
             if todo:
-                with_retries(self.stores[coll].add)(todo)
+                self.timed(with_retries(self.stores[coll].add), todo)
                 checkpoint(f"after-{coll.value}")
         for coll in Collection:
             stale = sorted(old_refs.get(coll.value, set()) - set(new_entry["refs"][coll.value]))
             if stale:
-                delete_points(self.client, self.collections[coll], stale)
+                self.timed(delete_points, self.client, self.collections[coll], stale)
         checkpoint("after-delete-refs")
         stale_parents = sorted(old_parents - set(new_entry["parents"]))
         if stale_parents:
             self.parents.delete(stale_parents)
-        flush(self.client)  # the ledger never runs ahead of what Qdrant holds on disk
+        self.timed(flush, self.client)  # the ledger never runs ahead of what Qdrant holds on disk
         self.parents.put_ledger(doc_id, new_entry)
         return new_entry
 
@@ -135,7 +145,7 @@ class DocumentWriter:
         parents, refs = ids_of(entry)
         for coll in Collection:
             if refs.get(coll.value):
-                delete_points(self.client, self.collections[coll], sorted(refs[coll.value]))
-        flush(self.client)
+                self.timed(delete_points, self.client, self.collections[coll], sorted(refs[coll.value]))
+        self.timed(flush, self.client)
         self.parents.delete(sorted(parents))
         self.parents.delete_ledger(doc_id)
