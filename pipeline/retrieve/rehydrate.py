@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 from llama_index.core import VectorStoreIndex
@@ -22,13 +23,30 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Rehydrated:
-    """Indexes over the existing collections and the lazily read parent store."""
+    """The existing collections (by name, searched with ``client``) and the lazily read parent store."""
 
     client: QdrantClient
     parents: ParentStore
-    indexes: dict[Collection, VectorStoreIndex] = field(default_factory=dict)
     names: dict[Collection, str] = field(default_factory=dict)
     sparse: set[Collection] = field(default_factory=set)  # collections holding BM25 vectors
+    embedder: BaseEmbedding | None = None
+    _indexes: dict[Collection, VectorStoreIndex] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def indexes(self) -> dict[Collection, VectorStoreIndex]:
+        """LlamaIndex ``VectorStoreIndex`` over each collection, built on first use.
+
+        Retrieval queries Qdrant directly (``pipeline/retrieve/parents.py`` says why); these are for
+        callers that want stock LlamaIndex retrievers over the same collections.
+        """
+        with self._lock:
+            if self._indexes is None:
+                self._indexes = {
+                    coll: VectorStoreIndex.from_vector_store(qstore.vector_store(self.client, name, coll in self.sparse), embed_model=self.embedder)
+                    for coll, name in self.names.items()
+                }
+        return self._indexes
 
     def close(self) -> None:
         self.parents.close()
@@ -68,12 +86,8 @@ def rehydrate(settings: Settings, embedder: BaseEmbedding, client: QdrantClient 
             f"{settings.store} was written by an older version (parent self-references inside the children "
             "collection): run `python -m pipeline check --repair` or any ingest once to migrate it (no re-embedding)"
         )
-    out = Rehydrated(client=client, parents=parents, names=present)
-    for coll, name in present.items():
-        hybrid = qstore.has_sparse(client, name)
-        if hybrid:
-            out.sparse.add(coll)
-        out.indexes[coll] = VectorStoreIndex.from_vector_store(qstore.vector_store(client, name, hybrid), embed_model=embedder)
+    out = Rehydrated(client=client, parents=parents, names=present, embedder=embedder)
+    out.sparse = {coll for coll, name in present.items() if qstore.has_sparse(client, name)}
     if len(out.sparse) < len(present):
         logger.info(
             "%s: %d of %d collections have no BM25 vectors (written before hybrid search): dense search only there; "

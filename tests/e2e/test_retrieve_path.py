@@ -1,0 +1,176 @@
+"""Retrieval reads Qdrant directly (``ParentRetriever._search_collection``): same results as the LlamaIndex path.
+
+``LlamaIndexPath`` is the search as it was before: LlamaIndex's ``VectorStoreIndex`` retriever over
+``QdrantVectorStore`` (dense, and ``VectorStoreQueryMode.SPARSE`` for BM25), every hit a full node.
+Both run on the sample store of each embedded backend for ~50 queries, modes chunk and all, hybrid on
+and off, with and without filters: same parents in the same order, scores within 1e-6, the same
+matched references and the same ``references_fetched``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llama_index.core.schema import QueryBundle
+from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters, VectorStoreQueryMode
+from qdrant_client import models
+
+from pipeline.config import Settings
+from pipeline.models import MatchedRef, Mode, RefKind
+from pipeline.retrieve.engine import Engine
+from pipeline.retrieve.modes import Search
+from pipeline.retrieve.parents import KINDS_IN, MATCHED, Hit, ParentRetriever, _sparse_query
+from pipeline.store import layout
+from pipeline.store.layout import Collection
+from tests.e2e.conftest import Run
+
+HANDWRITTEN = [
+    "How does SciBERT differ from a BERT model pretrained on S2ORC?",
+    "How many papers are in the corpus?",
+    "What is the of and the",  # stop words only: no BM25 side
+    "citation contexts and paper abstracts",
+    "PDF parsing with GROBID",
+]
+
+
+class LlamaIndexPath(ParentRetriever):
+    """The pre-change search: LlamaIndex retrievers over ``QdrantVectorStore``, hits as full nodes."""
+
+    def _retrieve(self, query_bundle: QueryBundle) -> Any:
+        self._query = query_bundle.query_str
+        return super()._retrieve(query_bundle)
+
+    def _old_filters(self, search: Search) -> MetadataFilters | None:
+        items = []
+        if set(search.kinds) != KINDS_IN[search.collection]:
+            items.append(MetadataFilter(key=layout.KIND, value=[k.value for k in search.kinds], operator=FilterOperator.IN))
+        items += [MetadataFilter(key=k, value=v) for k, v in self.filters.items()]
+        return MetadataFilters(filters=items) if items else None
+
+    def _search_collection(self, search: Search, embedding: list[float], sparse: models.SparseVector | None, with_text: bool) -> list[list[Hit]]:
+        index = self.store.indexes[search.collection]
+        limit = self.top_k * self.overfetch
+        bundle = QueryBundle(query_str=self._query, embedding=embedding)
+        out = []
+        for is_sparse in [False] + ([True] if sparse is not None else []):
+            if is_sparse:
+                retriever = index.as_retriever(
+                    similarity_top_k=limit, sparse_top_k=limit, filters=self._old_filters(search), vector_store_query_mode=VectorStoreQueryMode.SPARSE
+                )
+            else:
+                retriever = index.as_retriever(similarity_top_k=limit, filters=self._old_filters(search))
+            hits = []
+            for hit in retriever.retrieve(bundle):
+                parent_id = getattr(hit.node, "index_id", None) or hit.node.metadata.get(layout.PARENT_ID)
+                ref = MatchedRef(
+                    kind=RefKind(hit.node.metadata[layout.KIND]), node_id=hit.node.node_id, score=float(hit.score or 0.0), via="bm25" if is_sparse else "dense"
+                )
+                hits.append((parent_id, ref, hit.node.get_content()))
+            self.references_fetched += len(hits)
+            out.append(hits)
+        return out
+
+
+def make(cls: type[ParentRetriever], engine: Engine, mode: Mode, top_k: int, filters: dict[str, str] | None, hybrid: bool, scope: str = "parents") -> ParentRetriever:
+    cfg = engine.settings.retrieval
+    return cls(
+        engine.store, engine.embedder, mode, top_k, cfg.overfetch, cfg.fusion, filters, cfg.weights(),
+        hybrid=hybrid, hybrid_fusion=cfg.hybrid_fusion, dense_weight=cfg.dense_weight, bm25_scope=scope,
+    )
+
+
+def assert_same_hits(new: list[Hit], old: list[Hit]) -> None:
+    assert [(p, r.kind, r.node_id, r.via) for p, r, _ in new] == [(p, r.kind, r.node_id, r.via) for p, r, _ in old]
+    assert [r.score for _, r, _ in new] == pytest.approx([r.score for _, r, _ in old], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def engine(any_store: tuple[Path, Run]) -> Iterator[Engine]:
+    store, _ = any_store
+    with Engine(Settings(store=store, llm={"provider": "none"}), load_llm=False) as eng:
+        yield eng
+
+
+@pytest.fixture(scope="module")
+def queries(engine: Engine) -> list[tuple[str, list[float]]]:
+    """~50 queries (handwritten, and the opening words of the sample's chunks), embedded once."""
+    points, _ = engine.store.client.scroll("docs_children", limit=1000, with_payload=[layout.KIND, "_node_content"])
+    texts = [json.loads(p.payload["_node_content"])["text"] for p in sorted(points, key=lambda p: str(p.id)) if p.payload[layout.KIND] == "chunk-128"]
+    snippets = [" ".join(t.split()[:12]) for t in texts[:: max(1, len(texts) // 45)]][:45]
+    return [(q, engine.embedder.get_query_embedding(q)) for q in HANDWRITTEN + snippets]
+
+
+@pytest.fixture(scope="module")
+def sample_ids(engine: Engine) -> dict[str, str]:
+    parent = next(iter(engine.store.parents.get_many(engine.store.parents.ids()[:1]).values()))
+    return {layout.DOC_ID: parent.metadata[layout.DOC_ID], layout.FILE_NAME: parent.metadata[layout.FILE_NAME], layout.PARENT_ID: parent.node_id}
+
+
+def compare(engine: Engine, query: str, embedding: list[float], mode: Mode, filters: dict[str, str] | None, hybrid: bool, scope: str = "parents") -> None:
+    new_r, old_r = make(ParentRetriever, engine, mode, 3, filters, hybrid, scope), make(LlamaIndexPath, engine, mode, 3, filters, hybrid, scope)
+    new = new_r.retrieve(QueryBundle(query_str=query, embedding=list(embedding)))
+    old = old_r.retrieve(QueryBundle(query_str=query, embedding=list(embedding)))
+    where = f"{query!r} mode={mode.value} hybrid={hybrid} filters={filters}"
+    assert [h.node.node_id for h in new] == [h.node.node_id for h in old], where
+    assert [h.score for h in new] == pytest.approx([h.score for h in old], abs=1e-6), where
+    for n, o in zip(new, old):
+        nm, om = n.node.metadata.pop(MATCHED), o.node.metadata.pop(MATCHED)
+        assert [(m["kind"], m["node_id"], m["via"]) for m in nm] == [(m["kind"], m["node_id"], m["via"]) for m in om], where
+        assert [m["score"] for m in nm] == pytest.approx([m["score"] for m in om], abs=1e-6), where
+        assert n.node.to_dict() == o.node.to_dict(), where
+    assert new_r.references_fetched == old_r.references_fetched, where
+    assert new_r.stages == old_r.stages, where
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("hybrid", [False, True], ids=["dense", "hybrid"])
+@pytest.mark.parametrize("mode", [Mode.CHUNK, Mode.ALL])
+def test_direct_search_returns_what_the_llamaindex_path_returned(engine: Engine, queries: list[tuple[str, list[float]]], mode: Mode, hybrid: bool) -> None:
+    assert len(queries) >= 45
+    for query, embedding in queries:
+        compare(engine, query, embedding, mode, None, hybrid)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("key", [layout.DOC_ID, layout.FILE_NAME, layout.PARENT_ID])
+def test_filters_give_the_same_results(engine: Engine, queries: list[tuple[str, list[float]]], sample_ids: dict[str, str], key: str) -> None:
+    for query, embedding in queries[:15]:
+        for hybrid in (False, True):
+            compare(engine, query, embedding, Mode.ALL, {key: sample_ids[key]}, hybrid)
+    compare(engine, queries[0][0], queries[0][1], Mode.CHUNK, {layout.DOC_ID: "/no/such/file.pdf"}, True)  # nothing matches
+
+
+@pytest.mark.e2e
+def test_bm25_over_every_collection_gives_the_same_results(engine: Engine, queries: list[tuple[str, list[float]]]) -> None:
+    for query, embedding in queries[:15]:
+        compare(engine, query, embedding, Mode.CHUNK, None, True, scope="all")
+
+
+@pytest.mark.e2e
+def test_kind_filter_and_reference_texts_match(engine: Engine, queries: list[tuple[str, list[float]]]) -> None:
+    """A search wanting some kinds of a collection filters on ``kind``; texts (the reranker's input) match."""
+    search = Search(Collection.CHILDREN, (RefKind.CHUNK_128, RefKind.CHUNK_512))
+    new_r, old_r = make(ParentRetriever, engine, Mode.CHUNK, 3, None, True), make(LlamaIndexPath, engine, Mode.CHUNK, 3, None, True)
+    for query, embedding in queries[:10]:
+        old_r._query = query
+        sparse = _sparse_query(query)
+        new = new_r._search_collection(search, embedding, sparse, with_text=True)
+        old = old_r._search_collection(search, embedding, sparse, with_text=True)
+        assert len(new) == len(old)
+        for n, o in zip(new, old):
+            assert_same_hits(n, o)
+            assert [t for _, _, t in n] == [t for _, _, t in o]
+            assert all(t for _, _, t in n)
+            assert {r.kind for _, r, _ in n} <= {RefKind.CHUNK_128, RefKind.CHUNK_512}
+
+
+@pytest.mark.e2e
+def test_parents_read_in_one_query_equal_those_read_one_by_one(engine: Engine) -> None:
+    ids = engine.store.parents.ids()
+    many = engine.store.parents.get_many([*ids, "no-such-parent"])
+    assert sorted(many) == sorted(ids)  # every stored one, the missing one left out
+    assert all(many[i].to_dict() == engine.store.parents.get(i).to_dict() for i in ids)
