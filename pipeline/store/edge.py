@@ -56,6 +56,10 @@ logger = logging.getLogger(__name__)
 SIDECAR = "collection.json"
 LOCK_FILE = ".lock"
 DENSE = ""  # qdrant-client's unnamed dense vector is the vector named "" in Qdrant, and in edge too
+# The engine writes through memory-mapped, sparse-preallocated files: on a full disk a write does not
+# fail, the process dies of SIGBUS. So every write first checks that this much space is left, and
+# fails with DiskFull (a clear message, the store as it was) instead.
+MIN_FREE_BYTES = 16 * 1024 * 1024
 LOCKED_HINT = (
     "Stop it, send the job to the service (POST /ingest), or use a Qdrant server (QDRANT_URL)."
 )
@@ -85,6 +89,25 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _blocks_bytes(folder: Path) -> int:
+    """Bytes a folder really uses on disk (its files are sparse: sizes would overstate it ~100x)."""
+    return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())
+
+
+def _ensure_space(path: Path, needed: int = 0) -> None:
+    """Raise DiskFull unless ``needed`` bytes plus ``MIN_FREE_BYTES`` are free where ``path`` lives."""
+    st = os.statvfs(path)
+    free = st.f_bavail * st.f_frsize
+    if free < needed + MIN_FREE_BYTES:
+        from pipeline.errors import DiskFull
+
+        raise DiskFull(
+            path,
+            f"{free // 1024} KB free, the embedded engine needs {(needed + MIN_FREE_BYTES) // (1024 * 1024)} MB to write safely "
+            "(it writes through memory-mapped files, which a full disk would crash)",
+        )
 
 
 def _engine_error(exc: Exception, path: Path) -> Exception:
@@ -337,6 +360,7 @@ class EdgeStore(QdrantBase):
                 f"embedded Qdrant (edge) at {self.path} is open in another process (a running `pipeline serve`?). {LOCKED_HINT}"
             ) from exc
         try:
+            _ensure_space(self.path)  # loading a shard writes too (WAL segments, mmap pages)
             self._open_all()
         except BaseException:
             self.close()
@@ -401,9 +425,15 @@ class EdgeStore(QdrantBase):
                 raise _engine_error(exc, coll.path) from exc
 
     def optimize(self) -> bool:
-        """Merge segments and build HNSW indexes; True if anything changed."""
+        """Merge segments and build HNSW indexes; True if anything changed. A collection without room
+        for a rewritten copy of its segments is skipped with a warning (nothing is lost)."""
         changed = False
         for coll in list(self._collections.values()):
+            try:
+                _ensure_space(coll.path, _blocks_bytes(coll.path / "segments"))  # a merge rewrites segments
+            except StoreUnavailable as exc:  # DiskFull: the data is committed; only the index build waits
+                logger.warning("skipped optimizing %s (searches stay exact until the next ingest): %s", coll.path.name, exc)
+                continue
             try:
                 changed = bool(coll.shard.optimize()) or changed
             except Exception as exc:
@@ -419,6 +449,7 @@ class EdgeStore(QdrantBase):
         return coll
 
     def _update(self, coll: _Collection, op: Any) -> None:
+        _ensure_space(coll.path)
         try:
             coll.shard.update(op)
         except Exception as exc:
@@ -501,6 +532,7 @@ class EdgeStore(QdrantBase):
                 raise StoreDamaged(final, "folder exists but is not an open collection", "move it away and run the command again")
             tmp = self.path / f".{collection_name}.creating-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
+            _ensure_space(self.path)
             try:
                 shard = qe.EdgeShard.create(str(tmp), config)
                 for key in self.keyword_indexes:
@@ -512,7 +544,7 @@ class EdgeStore(QdrantBase):
                 shard = qe.EdgeShard.load(str(final))
             except Exception as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
-                if isinstance(exc, (StoreLocked, StoreUnavailable)):
+                if isinstance(exc, (StoreLocked, StoreUnavailable)):  # DiskFull is one
                     raise
                 raise _engine_error(exc, final) from exc
             self._collections[collection_name] = _Collection(final, shard, meta)
