@@ -2,8 +2,8 @@
 
 ``LlamaIndexPath`` is the search as it was before: LlamaIndex's ``VectorStoreIndex`` retriever over
 ``QdrantVectorStore`` (dense, and ``VectorStoreQueryMode.SPARSE`` for BM25), every hit a full node.
-Both run on the sample store of each embedded backend for ~50 queries, modes chunk and all, hybrid on
-and off, with and without filters: same parents in the same order, scores within 1e-6, the same
+Both run on the sample store of each embedded backend (and, with the ``llm`` marker, a store with
+summaries and questions) for ~50 queries, modes chunk and all, hybrid on and off, with and without filters: same parents in the same order, scores within 1e-6, the same
 matched references and the same ``references_fetched``.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +25,6 @@ from pipeline.retrieve.modes import Search
 from pipeline.retrieve.parents import KINDS_IN, MATCHED, Hit, ParentRetriever, _sparse_query
 from pipeline.store import layout
 from pipeline.store.layout import Collection
-from tests.e2e.conftest import Run
 
 HANDWRITTEN = [
     "How does SciBERT differ from a BERT model pretrained on S2ORC?",
@@ -75,11 +73,15 @@ class LlamaIndexPath(ParentRetriever):
         return out
 
 
-def make(cls: type[ParentRetriever], engine: Engine, mode: Mode, top_k: int, filters: dict[str, str] | None, hybrid: bool, scope: str = "parents") -> ParentRetriever:
+def make(
+    cls: type[ParentRetriever], engine: Engine, mode: Mode, top_k: int, filters: dict[str, str] | None, hybrid: bool, scope: str = "parents", rerank: bool = False
+) -> ParentRetriever:
     cfg = engine.settings.retrieval
     return cls(
         engine.store, engine.embedder, mode, top_k, cfg.overfetch, cfg.fusion, filters, cfg.weights(),
         hybrid=hybrid, hybrid_fusion=cfg.hybrid_fusion, dense_weight=cfg.dense_weight, bm25_scope=scope,
+        reranker=engine.reranker if rerank else None, rerank_candidates=max(cfg.rerank_candidates, top_k),
+        rerank_passages=cfg.rerank_passages, rerank_first_stage_weight=cfg.rerank_first_stage_weight,
     )
 
 
@@ -88,20 +90,25 @@ def assert_same_hits(new: list[Hit], old: list[Hit]) -> None:
     assert [r.score for _, r, _ in new] == pytest.approx([r.score for _, r, _ in old], abs=1e-6)
 
 
-@pytest.fixture(scope="module")
-def engine(any_store: tuple[Path, Run]) -> Iterator[Engine]:
-    store, _ = any_store
+STORES = {"edge": "plain_store", "local": "local_plain_store", "llm": "llm_store"}
+
+
+@pytest.fixture(scope="module", params=["edge", "local", pytest.param("llm", marks=pytest.mark.llm)])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """The sample store on each embedded backend, and (``llm``) one with summaries and questions too."""
+    store, _ = request.getfixturevalue(STORES[request.param])
     with Engine(Settings(store=store, llm={"provider": "none"}), load_llm=False) as eng:
         yield eng
 
 
 @pytest.fixture(scope="module")
 def queries(engine: Engine) -> list[tuple[str, list[float]]]:
-    """~50 queries (handwritten, and the opening words of the sample's chunks), embedded once."""
-    points, _ = engine.store.client.scroll("docs_children", limit=1000, with_payload=[layout.KIND, "_node_content"])
-    texts = [json.loads(p.payload["_node_content"])["text"] for p in sorted(points, key=lambda p: str(p.id)) if p.payload[layout.KIND] == "chunk-128"]
-    snippets = [" ".join(t.split()[:12]) for t in texts[:: max(1, len(texts) // 45)]][:45]
-    return [(q, engine.embedder.get_query_embedding(q)) for q in HANDWRITTEN + snippets]
+    """50 queries (handwritten, and runs of words from the store's chunks), embedded once."""
+    points, _ = engine.store.client.scroll("docs_children", limit=10_000, with_payload=["_node_content"])
+    texts = [json.loads(p.payload["_node_content"])["text"].split() for p in sorted(points, key=lambda p: str(p.id))]
+    snippets = [" ".join(words[start : start + 12]) for start in (0, 40, 80) for words in texts if len(words) > start + 6]
+    picked = snippets[:: max(1, len(snippets) // 45)][:45]
+    return [(q, engine.embedder.get_query_embedding(q)) for q in HANDWRITTEN + picked]
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +117,11 @@ def sample_ids(engine: Engine) -> dict[str, str]:
     return {layout.DOC_ID: parent.metadata[layout.DOC_ID], layout.FILE_NAME: parent.metadata[layout.FILE_NAME], layout.PARENT_ID: parent.node_id}
 
 
-def compare(engine: Engine, query: str, embedding: list[float], mode: Mode, filters: dict[str, str] | None, hybrid: bool, scope: str = "parents") -> None:
-    new_r, old_r = make(ParentRetriever, engine, mode, 3, filters, hybrid, scope), make(LlamaIndexPath, engine, mode, 3, filters, hybrid, scope)
+def compare(
+    engine: Engine, query: str, embedding: list[float], mode: Mode, filters: dict[str, str] | None, hybrid: bool, scope: str = "parents", rerank: bool = False
+) -> None:
+    new_r = make(ParentRetriever, engine, mode, 3, filters, hybrid, scope, rerank)
+    old_r = make(LlamaIndexPath, engine, mode, 3, filters, hybrid, scope, rerank)
     new = new_r.retrieve(QueryBundle(query_str=query, embedding=list(embedding)))
     old = old_r.retrieve(QueryBundle(query_str=query, embedding=list(embedding)))
     where = f"{query!r} mode={mode.value} hybrid={hybrid} filters={filters}"
@@ -148,6 +158,13 @@ def test_filters_give_the_same_results(engine: Engine, queries: list[tuple[str, 
 def test_bm25_over_every_collection_gives_the_same_results(engine: Engine, queries: list[tuple[str, list[float]]]) -> None:
     for query, embedding in queries[:15]:
         compare(engine, query, embedding, Mode.CHUNK, None, True, scope="all")
+
+
+@pytest.mark.e2e
+def test_reranked_results_match(engine: Engine, queries: list[tuple[str, list[float]]]) -> None:
+    """The cross-encoder reads the reference texts from the payload JSON: same input, same ranking."""
+    for query, embedding in queries[:4]:
+        compare(engine, query, embedding, Mode.CHUNK, None, True, rerank=True)
 
 
 @pytest.mark.e2e
