@@ -863,7 +863,9 @@ class EdgeClient(QdrantClient):
         super().__init__(location=":memory:")
         self._client.close()
         self._client = EdgeStore(path, keyword_indexes)
-        self._init_options = {"path": str(path)}
+        # Not {"path": ...}: AsyncQdrantClient(**init_options) would open local mode inside the edge
+        # folder. There is no async edge client, so building one from these options fails loudly.
+        self._init_options = {"edge_path": str(path)}
 
     @property
     def store(self) -> EdgeStore:
