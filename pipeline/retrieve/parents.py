@@ -4,15 +4,20 @@ This does what LlamaIndex's ``RecursiveRetriever`` does for IndexNodes, but read
 the disk docstore (``RecursiveRetriever`` wants every node in a ``node_dict`` in memory) and counts
 ``top_k`` in distinct parents rather than in references.
 
-References are searched with qdrant-client directly (``query_batch_points``: dense and BM25 of one
-collection in one call), asking only for the payload keys ranking needs (``parent_id``, ``kind``;
-the node JSON only when reranking), not through LlamaIndex's ``VectorStoreIndex`` retriever: that
-path turns every hit (``top_k × overfetch`` per collection and side, ~130 in mode all) into a full
-LlamaIndex node (``metadata_dict_to_node``: JSON + pydantic) of which we read three fields, and
-qdrant-client deep-copies each request it is given. Measured on the bundled sample (edge backend,
-mode all, hybrid, 300 dev-set queries, embedding excluded): ~7 ms → ~2 ms of Python per retrieve.
-The payloads stay LlamaIndex's node format (``QdrantVectorStore`` still writes them and other tools
-read them); only the read is ours. Returned parents are still LlamaIndex nodes, read from the
+References are searched with qdrant-client directly (one call per collection: ``query_points`` for
+dense only, ``query_batch_points`` for dense and BM25), asking only for the payload keys ranking
+needs (``parent_id``, ``kind``; the node JSON too only when reranking). Why not LlamaIndex's
+``VectorStoreIndex`` retriever over ``QdrantVectorStore``, as before: it turns every hit (``top_k ×
+overfetch`` per collection and side, up to 150 in mode all at k=3) into a full node
+(``metadata_dict_to_node``: JSON and pydantic) of which we read three fields, calls Qdrant once per
+side, and qdrant-client deep-copies each batched request (~60 µs for 384 floats). Measured in-process
+on the bundled sample (edge backend, hybrid, 300 dev-set queries, load 3-6 on 2 cores): a retrieve
+without the query embedding took 6.1-7.8 ms that way in mode all (5.5-7.3 in chunk), and takes
+1.8-2.6 ms (1.6-1.9) this way, about 1 ms of which is the engine's own searching; with the embedding,
+13-16 → 9.4-11 ms. The results are the same (``tests/e2e/test_retrieve_path.py`` compares both).
+Payloads stay LlamaIndex's node format (the ingest writer's ``QdrantVectorStore`` writes them, the
+BM25 backfill in ``store/migrate.py`` reads them, stock LlamaIndex code can open the store: see
+``Rehydrated.indexes``): only this read is ours. Returned parents are still LlamaIndex nodes, read from the
 docstore in one SQL query.
 """
 

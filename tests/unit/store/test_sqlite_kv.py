@@ -31,6 +31,15 @@ class TestSQLiteKVStore:
         assert kv.get("keep") == {"v": 0}
         assert kv.get("new") is None
 
+    def test_get_many_returns_the_present_keys_of_one_collection(self, tmp_path: Path) -> None:
+        kv = SQLiteKVStore(tmp_path / "kv.sqlite")
+        kv.put_all([(f"k{i}", {"n": i}) for i in range(1200)])  # more keys than one query's parameters
+        kv.put("k1", {"n": -1}, collection="other")
+        wanted = [f"k{i}" for i in range(0, 1200, 2)] + ["missing"]
+        assert kv.get_many(wanted) == {f"k{i}": {"n": i} for i in range(0, 1200, 2)}
+        assert kv.get_many(["k1"], collection="other") == {"k1": {"n": -1}}
+        assert kv.get_many([]) == {}
+
     def test_persists_across_opens(self, tmp_path: Path) -> None:
         kv = SQLiteKVStore(tmp_path / "kv.sqlite")
         kv.put_all([("a", {"n": 1}), ("b", {"n": 2})])
