@@ -118,6 +118,9 @@ class QdrantSettings(BaseModel):
     api_key: SecretStr | None = Field(None, description="Qdrant API key (env QDRANT_API_KEY)")
     prefix: str = Field("docs", description="Collection name prefix: <prefix>_children, _parents, _summaries, _questions")
     timeout: float = Field(10.0, description="Seconds per Qdrant request (server mode)")
+    hnsw_ef: int | None = Field(
+        None, ge=1, description="Edge: HNSW search breadth (ef) for every search; unset = the engine's default. Higher = better recall, slower"
+    )
 
 
 class EmbedSettings(BaseModel):

@@ -235,10 +235,12 @@ def _with_vectors(value: Any) -> Any:
     return [DENSE if name is None else name for name in value]
 
 
-def _search_params(params: models.SearchParams | None) -> qe.SearchParams | None:
+def _search_params(params: models.SearchParams | None, hnsw_ef: int | None = None) -> qe.SearchParams | None:
+    """The request's params; ``hnsw_ef`` (the store's default) fills in an ef the request leaves unset."""
     if params is None:
-        return None
-    return qe.SearchParams(hnsw_ef=params.hnsw_ef, exact=bool(params.exact), indexed_only=bool(params.indexed_only))
+        return qe.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+    ef = params.hnsw_ef if params.hnsw_ef is not None else hnsw_ef
+    return qe.SearchParams(hnsw_ef=ef, exact=bool(params.exact), indexed_only=bool(params.indexed_only))
 
 
 def _query(query: Any, using: str | None) -> Any:
@@ -258,13 +260,13 @@ def _query(query: Any, using: str | None) -> Any:
     raise NotImplementedError(f"qdrant-edge backend: query of type {type(query).__name__}")
 
 
-def _prefetch(pre: models.Prefetch) -> qe.Prefetch:
+def _prefetch(pre: models.Prefetch, hnsw_ef: int | None = None) -> qe.Prefetch:
     nested = pre.prefetch if isinstance(pre.prefetch, list) else ([pre.prefetch] if pre.prefetch else [])
     return qe.Prefetch(
         limit=pre.limit if pre.limit is not None else 10,
         query=_query(pre.query, pre.using),
-        prefetches=[_prefetch(p) for p in nested] or None,
-        params=_search_params(pre.params),
+        prefetches=[_prefetch(p, hnsw_ef) for p in nested] or None,
+        params=_search_params(pre.params, hnsw_ef),
         filter=_filter(pre.filter),
         score_threshold=pre.score_threshold,
     )
@@ -341,12 +343,15 @@ class EdgeStore(QdrantBase):
         path: the folder of shards (``<store>/edge``); created if missing.
         keyword_indexes: payload keys given a KEYWORD index in every collection created here
             (filters and delete-by-filter on them then use the index, not a scan).
+        hnsw_ef: HNSW search breadth for requests that set none (None: the engine's default);
+            higher trades speed for recall.
     """
 
-    def __init__(self, path: Path, keyword_indexes: Sequence[str] = ()) -> None:
+    def __init__(self, path: Path, keyword_indexes: Sequence[str] = (), hnsw_ef: int | None = None) -> None:
         super().__init__()
         self.path = Path(path)
         self.keyword_indexes = tuple(keyword_indexes)
+        self.hnsw_ef = hnsw_ef
         self.closed = False
         self._guard = threading.RLock()  # the collection map: create/delete/close
         self._collections: dict[str, _Collection] = {}
@@ -721,12 +726,12 @@ class EdgeStore(QdrantBase):
             limit=limit,
             offset=offset or 0,
             query=_query(query, using),
-            prefetches=[_prefetch(p) for p in prefetches] or None,
+            prefetches=[_prefetch(p, self.hnsw_ef) for p in prefetches] or None,
             with_vector=_with_vectors(with_vectors),
             with_payload=_with_payload(with_payload),
             filter=_filter(query_filter),
             score_threshold=score_threshold,
-            params=_search_params(search_params),
+            params=_search_params(search_params, self.hnsw_ef),
         )
 
     def query_points(
@@ -859,10 +864,10 @@ class EdgeClient(QdrantClient):
         StoreUnavailable: the engine cannot open a shard.
     """
 
-    def __init__(self, path: Path, keyword_indexes: Sequence[str] = ()) -> None:
+    def __init__(self, path: Path, keyword_indexes: Sequence[str] = (), hnsw_ef: int | None = None) -> None:
         super().__init__(location=":memory:")
         self._client.close()
-        self._client = EdgeStore(path, keyword_indexes)
+        self._client = EdgeStore(path, keyword_indexes, hnsw_ef)
         # Not {"path": ...}: AsyncQdrantClient(**init_options) would open local mode inside the edge
         # folder. There is no async edge client, so building one from these options fails loudly.
         self._init_options = {"edge_path": str(path)}

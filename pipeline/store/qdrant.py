@@ -116,7 +116,7 @@ def open_client(settings: Settings) -> QdrantClient:
     if chosen is QdrantBackend.EDGE:
         from pipeline.store.edge import EdgeClient  # the only importer of qdrant_edge
 
-        return EdgeClient(settings.edge_path, keyword_indexes=PAYLOAD_INDEXES)
+        return EdgeClient(settings.edge_path, keyword_indexes=PAYLOAD_INDEXES, hnsw_ef=cfg.hnsw_ef)
     if legacy_local(settings):
         logger.info("store %s was written by qdrant-client local mode: opening it in local mode; %s", settings.store, MIGRATE_HINT)
     path = settings.qdrant_path

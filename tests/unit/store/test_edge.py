@@ -334,3 +334,13 @@ def test_a_nearly_full_disk_is_disk_full_before_the_engine_writes(client: EdgeCl
     assert client.optimize() is False  # skipped with a warning: nothing lost, nothing raised
     monkeypatch.undo()
     assert client.count(NAME).count == 5  # the refused write changed nothing
+
+
+def test_the_store_default_hnsw_ef_fills_requests_without_one() -> None:
+    from pipeline.store.edge import _search_params
+
+    assert _search_params(None, None) is None
+    assert _search_params(None, 256).hnsw_ef == 256
+    assert _search_params(models.SearchParams(hnsw_ef=32), 256).hnsw_ef == 32  # the request's own wins
+    exact = _search_params(models.SearchParams(exact=True), 256)
+    assert exact.exact and exact.hnsw_ef == 256
