@@ -30,8 +30,8 @@ class Rehydrated:
     names: dict[Collection, str] = field(default_factory=dict)
     sparse: set[Collection] = field(default_factory=set)  # collections holding BM25 vectors
     embedder: BaseEmbedding | None = None
-    _indexes: dict[Collection, VectorStoreIndex] | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _indexes: dict[Collection, VectorStoreIndex] | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def indexes(self) -> dict[Collection, VectorStoreIndex]:
