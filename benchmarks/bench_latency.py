@@ -1,4 +1,4 @@
-"""Benchmark 4: retrieve latency (p50/p95) against store size, embedded Qdrant (local mode).
+"""Benchmark 4: retrieve latency (p50/p95) against store size, embedded Qdrant (edge or local mode).
 
 Stores of ~2k, 20k and 100k reference points are derived from the 41-paper store built by
 bench_papers.py, every collection scaled by the same factor: its first points (whole documents, in
@@ -9,6 +9,17 @@ Parents are the same docstore. Each size is measured in a new process: open time
 p50/p95 over the queries of the three llama-datasets (chunk and all modes, top_k 3).
 
     nice -n 10 .venv/bin/python benchmarks/bench_latency.py --sizes 2000,20000,100000
+
+With ``--backend edge`` the source is an edge store (the 41 papers ingested with the default backend)
+and each size is written through ``EdgeClient.upsert`` in 1,024-point batches, then ``optimize()``
+(HNSW), which is how an ingest leaves it; the bulk upsert rate of the backend alone is recorded. Above
+the source size, replica vectors get a small jitter (σ = 0.005 per dimension, cosine ≈ 0.995 to
+the original) so HNSW and exact search are compared on distinct points, not on ties. The child
+also reports open + first retrieve, retrieval without the query embedding, and the recall of HNSW
+against exact search (``--recall``) on the children collection:
+
+    nice -n 10 .venv/bin/python benchmarks/bench_latency.py --backend edge --sizes 2000,20000,100000,300000 \
+        --modes chunk,all --recall 200 --out latency_edge
 """
 
 from __future__ import annotations
@@ -19,8 +30,10 @@ import pickle
 import shutil
 import sqlite3
 import sys
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -69,6 +82,80 @@ def write_points(target: Path, collection: str, size: int, points: list) -> int:
     return size
 
 
+def read_edge_points(store: Path) -> tuple[dict[str, list], dict[str, Any]]:
+    """Every point of every collection of an edge store (vectors included) and each collection's info."""
+    from pipeline.store.edge import EdgeClient
+
+    client = EdgeClient(store / "edge")
+    try:
+        points, infos = {}, {}
+        for desc in client.get_collections().collections:
+            infos[desc.name] = client.get_collection(desc.name)
+            rows, offset = [], None
+            while True:
+                page, offset = client.scroll(desc.name, limit=2048, offset=offset, with_payload=True, with_vectors=True)
+                rows += page
+                if offset is None:
+                    break
+            points[desc.name] = rows
+        return points, infos
+    finally:
+        client.close()
+
+
+def derive_edge(source: Path, target: Path, size: int, points: dict[str, list], infos: dict[str, Any]) -> dict[str, Any]:
+    """Copy ``source``'s docstore to ``target`` and write ``size`` points into new edge shards, timed."""
+    import numpy as np
+    from qdrant_client import models
+
+    from pipeline.store.edge import EdgeClient
+    from pipeline.store.qdrant import PAYLOAD_INDEXES
+
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("edge", "qdrant", "*.lock", "cache.sqlite*"))
+    rng = np.random.default_rng(0)
+    total = sum(len(p) for p in points.values())
+    client = EdgeClient(target / "edge", keyword_indexes=PAYLOAD_INDEXES)
+    written, upsert_s = 0, 0.0
+    try:
+        for name, coll_points in points.items():
+            info = infos[name]
+            client.create_collection(
+                name,
+                vectors_config=info.config.params.vectors,
+                sparse_vectors_config=info.config.params.sparse_vectors,
+                metadata=info.config.metadata,
+            )
+            n = round(size * len(coll_points) / total) if coll_points else 0
+            batch: list = []
+            for i in range(n):
+                p = coll_points[i % len(coll_points)]
+                replica = i // len(coll_points)
+                vector = p.vector
+                pid = str(p.id)
+                if replica:
+                    pid = str(uuid.uuid5(uuid.UUID(pid), f"replica-{replica}"))
+                    dense = np.asarray(vector[""] if isinstance(vector, dict) else vector, dtype=np.float32)
+                    dense = dense + rng.normal(0.0, 0.005, dense.shape).astype(np.float32)
+                    dense = (dense / np.linalg.norm(dense)).tolist()
+                    vector = {**vector, "": dense} if isinstance(vector, dict) else dense
+                batch.append(models.PointStruct(id=pid, vector=vector, payload=p.payload))
+                if len(batch) == 1024 or i == n - 1:
+                    t0 = time.perf_counter()
+                    client.upsert(name, batch)
+                    upsert_s += time.perf_counter() - t0
+                    batch = []
+            written += n
+        t0 = time.perf_counter()
+        client.flush()
+        client.optimize()
+        optimize_s = time.perf_counter() - t0
+    finally:
+        client.close()
+    return {"written": written, "upsert_s": round(upsert_s, 2), "upsert_points_per_s": round(written / upsert_s) if upsert_s else None,
+            "flush_optimize_s": round(optimize_s, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", type=Path, default=STORES / "papers41")
@@ -77,6 +164,8 @@ def main() -> None:
     ap.add_argument("--modes", default="base,chunk,all", help="metadata is empty in the no-LLM 41-paper store")
     ap.add_argument("--variants", default="default", help="retrieval stages per mode, as in eval: default, dense, hybrid, hybrid+rerank")
     ap.add_argument("--out", default="latency", help="result name under benchmarks/results/bench/")
+    ap.add_argument("--backend", default="local", choices=("local", "edge"), help="which embedded Qdrant the derived stores use")
+    ap.add_argument("--recall", type=int, default=0, help="edge: queries for HNSW recall against exact search (0: skip)")
     args = ap.parse_args()
     queries: list[str] = []
     for name in ("paul_graham_essay", "blockchain_solana", "history_of_alexnet"):
@@ -84,20 +173,34 @@ def main() -> None:
     qfile = STORES / "latency_queries.json"
     qfile.parent.mkdir(parents=True, exist_ok=True)
     qfile.write_text(json.dumps(queries[: args.queries]))
-    points = {d.name: read_points(args.source, d.name) for d in sorted((args.source / "qdrant" / "collection").iterdir())}
+    if args.backend == "edge":
+        points, infos = read_edge_points(args.source)
+    else:
+        points = {d.name: read_points(args.source, d.name) for d in sorted((args.source / "qdrant" / "collection").iterdir())}
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
         target = STORES / f"latency{size}"
-        written = derive(args.source, target, size, points)
-        run = run_child([PY, "benchmarks/bench_child_latency.py", "--store", str(target), "--queries", str(qfile), "--modes", args.modes, "--variants", args.variants])
+        extra: dict[str, Any] = {}
+        if args.backend == "edge":
+            extra = {"write": derive_edge(args.source, target, size, points, infos)}
+            written = extra["write"]["written"]
+        else:
+            written = derive(args.source, target, size, points)
+        child = [PY, "benchmarks/bench_child_latency.py", "--store", str(target), "--queries", str(qfile), "--modes", args.modes, "--variants", args.variants]
+        if args.recall:
+            child += ["--recall", str(args.recall)]
+        run = run_child(child)
         if run.code != 0:
             raise SystemExit(f"latency child failed at {size}: {run.stderr[-2000:]}")
-        results.append({"points": written, "wall_s": round(run.seconds, 2), "peak_rss_mb": round(run.peak_rss_mb, 1), **run.json()})
+        results.append({"points": written, "wall_s": round(run.seconds, 2), "peak_rss_mb": round(run.peak_rss_mb, 1), **extra, **run.json()})
         print(json.dumps(results[-1]), flush=True)
         shutil.rmtree(target, ignore_errors=True)
     write_result(args.out, {
-        "command": f"benchmarks/bench_latency.py --source {args.source} --sizes {args.sizes} --queries {args.queries} --modes {args.modes} --variants {args.variants}",
-        "how": f"every collection of {args.source.name} scaled alike: its first points, or replicas with new ids above its size; local-mode Qdrant",
+        "command": f"benchmarks/bench_latency.py --backend {args.backend} --source {args.source} --sizes {args.sizes} --queries {args.queries} "
+        f"--modes {args.modes} --variants {args.variants}" + (f" --recall {args.recall}" if args.recall else ""),
+        "backend": args.backend,
+        "how": f"every collection of {args.source.name} scaled alike: its first points, or replicas with new ids above its size; "
+        + ("qdrant-edge, written through EdgeClient.upsert then optimize(); replica vectors jittered (σ 0.005)" if args.backend == "edge" else "local-mode Qdrant"),
         "source_points": sum(len(p) for p in points.values()),
         "source_collections": {name: len(p) for name, p in points.items()},
         "sizes": results,
