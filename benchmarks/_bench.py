@@ -104,3 +104,12 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     path.write_text(json.dumps(data, indent=2) + "\n")
     print(json.dumps(data, indent=2), flush=True)
     return path
+
+
+def merge_results(path: Path, results: dict[str, Any]) -> None:
+    """Add ``results`` (keyed by dataset and model) to the JSON file at ``path``, keeping other keys:
+    tuning scripts run one dataset set at a time into one file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(path.read_text()) if path.exists() else {}
+    old.update(results)
+    path.write_text(json.dumps(old, indent=1) + "\n")

@@ -484,6 +484,7 @@ def render_benchmarks() -> str:
                    "self-reference is in, not how many points are written or loaded.\n")
     out += render_stage_latency()
     out += render_stage_throughput()
+    out += render_edge()
     # Hand-measured sections (start-up, memory) kept verbatim: benchmarks/benchmarks_static.md.
     static = ROOT / "benchmarks" / "benchmarks_static.md"
     if static.exists():
@@ -514,6 +515,80 @@ def render_stage_latency() -> list[str]:
                "the same run measured 62 / 69 ms and 401 / 443 ms (p50 / p95) at 17:20 UTC. A Qdrant server indexes "
                "sparse vectors natively; on a very large embedded store, `retrieval.hybrid=false` gives back dense-only "
                "latency (MRR@10 −0.03 on the dev sets). The qdrant-edge engine of issue 12 would index them in-process.\n")
+    return out
+
+
+def load_service(name: str) -> dict[str, Any] | None:
+    path = ROOT / "benchmarks" / "results" / "service" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def render_edge() -> list[str]:
+    """§6: the embedded engine (qdrant-edge, the default) against local mode, issue 12's targets."""
+    lat = load_bench("latency_edge")
+    if not lat:
+        return []
+    out = ["## 6. Embedded engine: qdrant-edge (the default) against qdrant-client local mode\n",
+           f"How: {lat['how']}; source: the 41-paper store ({lat['source_points']:,} points). Each size opened in a new "
+           "process (`Engine`: docstore, Qdrant, embedder), k=3, hybrid (the default). *Search* is retrieve minus the query "
+           "embedding; recall is the share of the exact top-30 of the children collection that the default HNSW search "
+           "(m 32, ef_construct 256, ef 512) also returns, over 200 queries. Query RSS is the peak before the recall check "
+           "(whose exact searches read every vector). *First pass*: the same 200 queries once right after opening, before the "
+           "measured runs: a new process pages the memory-mapped vectors in as searches touch them.\n",
+           "| reference points | open + first retrieve s | chunk p50 / p95 ms | chunk search p50 / p95 ms | all search p50 / p95 ms | "
+           "first pass, chunk search p50 / p95 ms | query embedding p50 ms | HNSW recall@30 | query peak RSS MB | bulk upsert points/s | optimize s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in lat["sizes"]:
+        c, a = r["modes"]["chunk"], r["modes"].get("all", r["modes"]["chunk"])
+        rec = r.get("recall", {}).get("recall")
+        w = r.get("write", {})
+        out.append(f"| {r['points']:,} | {r['open_first_s']:.2f} | {c['p50_ms']:.0f} / {c['p95_ms']:.0f} | {c['no_embed_p50_ms']:.1f} / "
+                   f"{c['no_embed_p95_ms']:.1f} | {a['no_embed_p50_ms']:.1f} / {a['no_embed_p95_ms']:.1f} | "
+                   f"{r.get('cold_chunk_no_embed_p50_ms', 0):.1f} / {r.get('cold_chunk_no_embed_p95_ms', 0):.1f} | {c['embed_p50_ms']:.0f} | "
+                   f"{'—' if rec is None else f'{rec:.3f}'} | {r.get('query_peak_rss_mb', r['peak_rss_mb']):.0f} | "
+                   f"{w.get('upsert_points_per_s') or 0:,} | {w.get('flush_optimize_s', 0):.0f} |")
+    out.append(f"\nCommand: `{lat['command']}` ({lat['date']}, load {lat['machine']['loadavg_1m']}).\n")
+    old = load_bench("latency")
+    if old:
+        out.append("Local mode, for comparison (§4, measured before hybrid search, query embedding included): open "
+                   + ", ".join(f"{s['open_s']:.1f} s / chunk p95 {s['modes']['chunk']['p95_ms']:.0f} ms / {s['peak_rss_mb']:.0f} MB at {s['points']:,}" for s in old["sizes"])
+                   + ".\n")
+    w = load_bench("store_writes")
+    if w:
+        out.append("### 6b. What the Qdrant writes cost an ingest (41 papers)\n")
+        out.append("| backend | time in Qdrant s | references | points / s of Qdrant time | share of the first ingest | cached re-ingest wall s |")
+        out.append("|---|---|---|---|---|---|")
+        for name, r in w["backends"].items():
+            out.append(f"| {name} | {r['store_s']:.1f} | {r['references']:,} | {r['points_per_store_s']} | **{r['share_of_first_ingest_pct']:.1f} %** | {r['wall_s']:.0f} |")
+        out.append(f"\nHow: {w['how']} (first ingest {w['first_ingest_wall_s']:.0f} s, MiniLM, no LLM). Time in Qdrant includes "
+                   "building each point (LlamaIndex node → payload) and its BM25 vector. Command: "
+                   f"`{w['command']}` ({w['date']}, load {w['machine']['loadavg_1m']}).\n")
+    rows = []
+    for name, label in (("retrieve_41papers_16x60", "local mode (before)"), ("retrieve_41papers_16x60_edge", "edge")):
+        r = load_service(name)
+        if r:
+            rows.append(f"| {label} | {r['throughput_rps']:.1f} | {r['latency_ms']['p50']:.0f} | {r['latency_ms']['p95']:.0f} | {r['errors']} | "
+                        f"{r['measured_at'][:16]}, load {r['machine']['loadavg_1m_before']} → {r['machine']['loadavg_1m_after']} |")
+    if rows:
+        out += ["### 6c. Service, 41-paper store, 16 closed-loop clients, 60 s, `/retrieve` (mode all, k=3)\n",
+                "| store | req/s | p50 ms | p95 ms | errors | measured, load |", "|---|---|---|---|---|---|", *rows,
+                "\nCommand: `python benchmarks/load_test.py --spawn-store <store> --route retrieve --clients 16 --duration 60` "
+                "(the load generator runs on the same 2 cores). Results in `benchmarks/results/service/`.\n"]
+    eq = []
+    for ds in ("history_of_alexnet", "blockchain_solana", "paul_graham_essay"):
+        a_path = ROOT / "benchmarks" / "results" / "stages" / f"{ds}__minilm.json"
+        b_path = ROOT / "benchmarks" / "results" / "stages_edge" / f"{ds}__minilm.json"
+        if a_path.exists() and b_path.exists():
+            a, b = json.loads(a_path.read_text())["results"], json.loads(b_path.read_text())["results"]
+            for v in ("chunk/dense", "chunk/hybrid"):
+                if v in a and v in b:
+                    eq.append(f"| {ds} | {v.split('/')[1]} | {a[v]['hit@10']:.3f} / {a[v]['mrr@10']:.3f} | {b[v]['hit@10']:.3f} / {b[v]['mrr@10']:.3f} |")
+    if eq:
+        out += ["### 6d. Same answers: eval on local mode and on edge (hit@10 / MRR@10, MiniLM, LLM off)\n",
+                "| set | stages | local mode | edge |", "|---|---|---|---|", *eq,
+                "\nEdge stores made by `pipeline migrate --to edge` from the local-mode eval stores, then "
+                "`python -m pipeline eval <set> --store <root> --modes chunk --variants dense,hybrid --top-k 2,10` "
+                "(results in `benchmarks/results/stages_edge/`). The dev-set stores hold ≤ 1.2k points, which edge searches exactly.\n"]
     return out
 
 

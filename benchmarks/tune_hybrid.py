@@ -12,12 +12,14 @@ chosen defaults are then confirmed with ``python -m pipeline eval`` (results/qua
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench import merge_results  # noqa: E402
 
 from llama_index.core.schema import QueryBundle  # noqa: E402
 
@@ -148,10 +150,7 @@ def main() -> None:
         for name, row in best:
             print(f"   {name:45s} {row}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        old = json.loads(args.out.read_text()) if args.out.exists() else {}
-        old.update(results)
-        args.out.write_text(json.dumps(old, indent=1) + "\n")
+        merge_results(args.out, results)
 
 
 if __name__ == "__main__":
