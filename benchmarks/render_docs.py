@@ -528,7 +528,7 @@ def render_edge() -> list[str]:
     lat = load_bench("latency_edge")
     if not lat:
         return []
-    out = ["## 6. Embedded engine: qdrant-edge (the default) against qdrant-client local mode\n",
+    out = ["## 7. Embedded engine: qdrant-edge (the default) against qdrant-client local mode\n",
            f"How: {lat['how']}; source: the 41-paper store ({lat['source_points']:,} points). Each size opened in a new "
            "process (`Engine`: docstore, Qdrant, embedder), k=3, hybrid (the default). *Search* is retrieve minus the query "
            "embedding; recall is the share of the exact top-30 of the children collection that the default HNSW search "
@@ -555,7 +555,7 @@ def render_edge() -> list[str]:
                    + ".\n")
     w = load_bench("store_writes")
     if w:
-        out.append("### 6b. What the Qdrant writes cost an ingest (41 papers)\n")
+        out.append("### 7b. What the Qdrant writes cost an ingest (41 papers)\n")
         out.append("| backend | time in Qdrant s | references | points / s of Qdrant time | share of the first ingest | cached re-ingest wall s |")
         out.append("|---|---|---|---|---|---|")
         for name, r in w["backends"].items():
@@ -570,7 +570,7 @@ def render_edge() -> list[str]:
             rows.append(f"| {label} | {r['throughput_rps']:.1f} | {r['latency_ms']['p50']:.0f} | {r['latency_ms']['p95']:.0f} | {r['errors']} | "
                         f"{r['measured_at'][:16]}, load {r['machine']['loadavg_1m_before']} → {r['machine']['loadavg_1m_after']} |")
     if rows:
-        out += ["### 6c. Service, 41-paper store, 16 closed-loop clients, 60 s, `/retrieve` (mode all, k=3)\n",
+        out += ["### 7c. Service, 41-paper store, 16 closed-loop clients, 60 s, `/retrieve` (mode all, k=3)\n",
                 "| store | req/s | p50 ms | p95 ms | errors | measured, load |", "|---|---|---|---|---|---|", *rows,
                 "\nCommand: `python benchmarks/load_test.py --spawn-store <store> --route retrieve --clients 16 --duration 60` "
                 "(the load generator runs on the same 2 cores). Results in `benchmarks/results/service/`.\n"]
@@ -584,7 +584,7 @@ def render_edge() -> list[str]:
                 if v in a and v in b:
                     eq.append(f"| {ds} | {v.split('/')[1]} | {a[v]['hit@10']:.3f} / {a[v]['mrr@10']:.3f} | {b[v]['hit@10']:.3f} / {b[v]['mrr@10']:.3f} |")
     if eq:
-        out += ["### 6d. Same answers: eval on local mode and on edge (hit@10 / MRR@10, MiniLM, LLM off)\n",
+        out += ["### 7d. Same answers: eval on local mode and on edge (hit@10 / MRR@10, MiniLM, LLM off)\n",
                 "| set | stages | local mode | edge |", "|---|---|---|---|", *eq,
                 "\nEdge stores made by `pipeline migrate --to edge` from the local-mode eval stores, then "
                 "`python -m pipeline eval <set> --store <root> --modes chunk --variants dense,hybrid --top-k 2,10` "

@@ -59,7 +59,7 @@ DENSE = ""  # qdrant-client's unnamed dense vector is the vector named "" in Qdr
 # HNSW graph of every collection created here. Qdrant's default (m 16, ef_construct 100) found 0.92 of
 # the exact top-30 at 20k real MiniLM references and 0.81 at 100k; m 32 / ef_construct 256 with a
 # search ef of 512 (``qdrant.hnsw_ef``) found 0.99 at 100k for ~1 ms a search, at 2.3x the build time
-# (docs/benchmarks.md §6). Below full_scan_threshold (KB of vectors, ~6.6k of 384 dims) search is exact.
+# (docs/benchmarks.md §7). Below full_scan_threshold (KB of vectors, ~6.6k of 384 dims) search is exact.
 HNSW = {"m": 32, "ef_construct": 256, "full_scan_threshold": 10000}
 # Dense vectors and payloads stay on disk, memory-mapped and paged in as searches touch them (``Cold``),
 # not pinned in RAM: a query process touches a small part of them. At 100k references this halved the
