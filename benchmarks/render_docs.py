@@ -514,7 +514,7 @@ def render_stage_latency() -> list[str]:
                "at ≈ +9 ms over dense at 2k references and ≈ +63 ms at 20k; with every collection (`bm25_scope=all`) "
                "the same run measured 62 / 69 ms and 401 / 443 ms (p50 / p95) at 17:20 UTC. A Qdrant server indexes "
                "sparse vectors natively; on a very large embedded store, `retrieval.hybrid=false` gives back dense-only "
-               "latency (MRR@10 −0.03 on the dev sets). The qdrant-edge engine of issue 12 would index them in-process.\n")
+               "latency (MRR@10 −0.03 on the dev sets). These are local-mode numbers; the edge engine (the default since issue 12) indexes sparse vectors in-process: §7.\n")
     return out
 
 
