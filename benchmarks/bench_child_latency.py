@@ -86,6 +86,10 @@ def main() -> None:
     # Peak RSS of the query process before the recall check (whose exact searches read every vector).
     status = Path("/proc/self/status").read_text()
     out["query_peak_rss_mb"] = round(int(status.split("VmHWM:")[1].split()[0]) / 1024)
+    # Of the resident memory now: anonymous (heap: Python, ONNX) and file-backed (the engine's
+    # memory-mapped shards: page cache the kernel can drop under pressure and read again).
+    out["rss_anon_mb"] = round(int(status.split("RssAnon:")[1].split()[0]) / 1024)
+    out["rss_file_mb"] = round(int(status.split("RssFile:")[1].split()[0]) / 1024)
     if args.recall:
         pool = (queries * (args.recall // max(1, len(queries)) + 1))[: args.recall]
         out["recall"] = recall(engine, pool)

@@ -43,6 +43,7 @@ class TestWithOfflineModels:
         assert stats["references"]["question"] == stats["questions"] >= n  # small model: at least one per parent
         assert 2 * n <= stats["llm_calls"] <= 3 * n  # summary + all questions in one call, at most one retry
         assert stats["embedded_texts"] > 50 and stats["enrich"] == "done"
+        assert 0 < stats["store_seconds"] < stats["seconds"]  # the Qdrant writes are timed, and are a part
 
     @pytest.mark.parametrize("mode", ["base", "chunk", "metadata", "all"])
     def test_query_in_new_process_embeds_only_the_query(self, llm_store: tuple[Path, Run], mode: str) -> None:
@@ -80,7 +81,7 @@ class TestWithOfflineModels:
         run = run_cli("ingest", str(excerpt_pdf), "--store", str(store), "--enrich", "now", "--json")
         assert run.code == 0, run.stderr
         stats = run.json["stats"]
-        assert stats["llm_calls"] == 0 and stats["embedded_texts"] == 0
+        assert stats["llm_calls"] == 0 and stats["embedded_texts"] == 0 and stats["store_seconds"] == 0  # nothing written
         assert stats["files_unchanged"] == 1 and stats["references"] == first.json["stats"]["references"]
         assert run_cli("status", "--json", "--store", str(store)).json["collections"] == before["collections"]
         human = run_cli("ingest", str(excerpt_pdf), "--store", str(store))
