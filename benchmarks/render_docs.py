@@ -574,6 +574,18 @@ def render_edge() -> list[str]:
                 "| store | req/s | p50 ms | p95 ms | errors | measured, load |", "|---|---|---|---|---|---|", *rows,
                 "\nCommand: `python benchmarks/load_test.py --spawn-store <store> --route retrieve --clients 16 --duration 60` "
                 "(the load generator runs on the same 2 cores). Results in `benchmarks/results/service/`.\n"]
+    efs = [(n, load_bench(n)) for n in ("edge_ef_20k", "edge_ef_300k")]
+    if any(e for _, e in efs):
+        out += ["### 7e. HNSW search breadth (`qdrant.hnsw_ef`): recall against latency\n",
+                "| children points | ef | recall@30 | p50 / p95 ms |", "|---|---|---|---|"]
+        for _, e in efs:
+            if e:
+                out += [f"| {e['children_points']:,} | {r['hnsw_ef']} | {r['recall']:.3f} | {r['p50_ms']:.1f} / {r['p95_ms']:.1f} |" for r in e["efs"]]
+        out.append("\nRecall@30 against exact search, and the time of one search (payload `parent_id`/`kind`), 200 queries; "
+                   "the first row of a store also pays for paging its vectors in. The default, ef 512, keeps ≥ 0.99 up to 100k "
+                   "references (table above); the 300k store (15 jittered copies of every reference, a hard case for HNSW) needs "
+                   "ef 1536 for 0.996, at ~+2 ms a search at 20k: set `PIPELINE_QDRANT__HNSW_EF=1536` for stores that large. Commands: "
+                   + "; ".join(f"`{e['command']}` ({e['date'][:16]})" for _, e in efs if e) + ".\n")
     eq = []
     for ds in ("history_of_alexnet", "blockchain_solana", "paul_graham_essay"):
         a_path = ROOT / "benchmarks" / "results" / "stages" / f"{ds}__minilm.json"
