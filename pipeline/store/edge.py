@@ -61,10 +61,9 @@ DENSE = ""  # qdrant-client's unnamed dense vector is the vector named "" in Qdr
 # search ef of 512 (``qdrant.hnsw_ef``) found 0.99 at 100k for ~1 ms a search, at 2.3x the build time
 # (docs/benchmarks.md §7). Below full_scan_threshold (KB of vectors, ~6.6k of 384 dims) search is exact.
 HNSW = {"m": 32, "ef_construct": 256, "full_scan_threshold": 10000}
-# Dense vectors, payloads, the HNSW graph, the id tracker and the keyword indexes stay on disk,
-# memory-mapped and paged in as searches touch them, not read into RAM when a shard opens: a new query
-# process answers sooner and holds less. Measured on a 283k-point children shard: open 0.83-0.87 s →
-# 0.17-0.36 s, heap after open 222 → 126 MB, same search time (vectors alone Cold at 100k: 294 → 148 MB).
+# Dense vectors and payloads stay on disk, memory-mapped and paged in as searches touch them (``Cold``),
+# not pinned in RAM: a query process touches a small part of them. At 100k references this halved the
+# shard's resident memory after opening (294 → 148 MB) with the same recall and ~+0.4 ms a search.
 COLD = "cold"
 # The engine writes through memory-mapped, sparse-preallocated files: on a full disk a write does not
 # fail, the process dies of SIGBUS. So every write first checks that this much space is left, and
@@ -538,9 +537,8 @@ class EdgeStore(QdrantBase):
                 "memory": COLD,
             }
             config = qe.EdgeConfig(
-                hnsw_config=qe.HnswIndexConfig(**HNSW, on_disk=True),
+                hnsw_config=qe.HnswIndexConfig(**HNSW),
                 payload_memory=qe.Memory.Cold,
-                id_tracker_memory=qe.Memory.Cold,
                 vectors={
                     name: qe.EdgeVectorParams(size=p.size, distance=_DISTANCE[p.distance], memory=qe.Memory.Cold) for name, p in dense.items()
                 },
@@ -558,7 +556,7 @@ class EdgeStore(QdrantBase):
             try:
                 shard = qe.EdgeShard.create(str(tmp), config)
                 for key in self.keyword_indexes:
-                    shard.update(qe.UpdateOperation.create_field_index(key, qe.KeywordIndexParams(on_disk=True)))
+                    shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
                 shard.flush()
                 shard.close()
                 _write_json(tmp / SIDECAR, meta)
@@ -611,8 +609,7 @@ class EdgeStore(QdrantBase):
             schema = models.PayloadSchemaType(schema)
         if schema not in _SCHEMA:
             raise NotImplementedError(f"qdrant-edge backend: create_payload_index with schema {schema!r}")
-        params = qe.KeywordIndexParams(on_disk=True) if schema == models.PayloadSchemaType.KEYWORD else _SCHEMA[schema]
-        self._update(coll, qe.UpdateOperation.create_field_index(field_name, params))
+        self._update(coll, qe.UpdateOperation.create_field_index(field_name, _SCHEMA[schema]))
         return _done()
 
     def create_vector_name(
