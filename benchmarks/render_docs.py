@@ -583,6 +583,17 @@ def render_edge() -> list[str]:
         out.append("Local mode, for comparison (§4, measured before hybrid search, query embedding included): open "
                    + ", ".join(f"{s['open_s']:.1f} s / chunk p95 {s['modes']['chunk']['p95_ms']:.0f} ms / {s['peak_rss_mb']:.0f} MB at {s['points']:,}" for s in old["sizes"])
                    + ".\n")
+    alt = load_bench("latency_edge_mmap_all")
+    alt_svc = load_service("retrieve_41papers_16x60_edge_mmap_all")
+    if alt:
+        out.append("Tried and not kept: the HNSW graph, id tracker and keyword indexes memory-mapped as well (a 283k-point "
+                   "children shard alone then opened in 0.17–0.36 s instead of 0.83–0.87 s). In the same benchmark, open + first "
+                   "retrieve was " + " / ".join(f"{s['open_first_s']:.2f}" for s in alt["sizes"]) + " s, search p95 (chunk) "
+                   + " / ".join(f"{s['modes']['chunk']['no_embed_p95_ms']:.1f}" for s in alt["sizes"]) + " ms, query peak RSS "
+                   + " / ".join(f"{s['query_peak_rss_mb']}" for s in alt["sizes"]) + " MB (heap "
+                   + " / ".join(f"{s.get('rss_anon_mb', 0)}" for s in alt["sizes"]) + " MB, the rest mapped files)"
+                   + (f", and the service {alt_svc['throughput_rps']:.1f} req/s, p95 {alt_svc['latency_ms']['p95']:.0f} ms" if alt_svc else "")
+                   + ": slower searches for a small gain in memory (`benchmarks/results/bench/latency_edge_mmap_all.json`).\n")
     w = load_bench("store_writes")
     if w:
         out.append("### 7b. What the Qdrant writes cost an ingest (41 papers)\n")
