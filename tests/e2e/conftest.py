@@ -50,6 +50,17 @@ def backend_env(backend: str) -> dict[str, str]:
     return {"PIPELINE_QDRANT__BACKEND": backend}
 
 
+def copy_store(src: Path, dst: Path) -> Path:
+    """Copy a store folder keeping its files sparse.
+
+    qdrant-edge pre-sizes its WAL and storage files (64 MB of WAL, 32 MB pages) and leaves them as holes;
+    ``shutil.copytree`` writes the holes out, turning a 0.6 MB sample store into 680 MB. One suite
+    run copies stores ~45 times: 30 GB, which once filled the disk of a CI run (ENOSPC).
+    """
+    subprocess.run(["cp", "-R", "--sparse=always", "--preserve=mode,timestamps", str(src), str(dst)], check=True)
+    return dst
+
+
 def store_client(store: Path) -> Any:
     """The store's Qdrant client as the pipeline opens it (edge, or local mode for a store written by it)."""
     from pipeline.config import Settings

@@ -7,7 +7,6 @@ citation names (page text read with pypdf, compared without spaces, case or punc
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from pipeline.config import Settings
 from pipeline.retrieve.engine import Engine
 from pipeline.retrieve.extract import repeats_question
 from tests.conftest import SAMPLE_PDF
-from tests.e2e.conftest import NO_LLM, Run, run_cli
+from tests.e2e.conftest import NO_LLM, copy_store, Run, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +44,7 @@ def engine(plain_store: tuple[Path, Run], tmp_path_factory: pytest.TempPathFacto
     """One in-process engine on a copy (embedded Qdrant admits one process per folder: the CLI test
     below opens the shared store itself)."""
     store = tmp_path_factory.mktemp("answer") / "store"
-    shutil.copytree(plain_store[0], store)
+    copy_store(plain_store[0], store)
     with Engine(Settings(store=store, llm={"provider": "none"}), load_llm=False) as eng:
         yield eng
 

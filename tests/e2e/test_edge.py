@@ -3,7 +3,6 @@ service querying from 8 threads while it ingests, without the read/write lock lo
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from pipeline.config import Settings
 from pipeline.service.deps import SerializedClient, ServiceState
 from pipeline.service.app import create_app
 from tests.conftest import SAMPLE_PDF
-from tests.e2e.conftest import NO_LLM, Run, run_cli, wait_for_job
+from tests.e2e.conftest import NO_LLM, copy_store, Run, run_cli, wait_for_job
 from tests.e2e.test_service import NO_LLM_SETTINGS, S2ORC_QUESTION, make_pdf, serve_in_thread
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +30,7 @@ def sources(store: Path, question: str, mode: str) -> list[tuple[str, float]]:
 
 
 def test_migrate_a_local_store_to_edge_keeps_parents_and_scores(local_plain_store: tuple[Path, Run], tmp_path: Path) -> None:
-    store = shutil.copytree(local_plain_store[0], tmp_path / "store")
+    store = copy_store(local_plain_store[0], tmp_path / "store")
     assert not (store / "edge").exists()
     before = run_cli("status", "--json", "--store", str(store)).json
     assert before["backend"] == "local" and "migrate --to edge" in before["backend_note"]
@@ -60,14 +59,14 @@ def test_migrate_a_local_store_to_edge_keeps_parents_and_scores(local_plain_stor
 
 def test_a_local_store_stays_in_local_mode_until_migrated(local_plain_store: tuple[Path, Run], tmp_path: Path) -> None:
     """With the default backend (edge), an ingest into a local-mode store writes local mode, never a second store beside it."""
-    store = shutil.copytree(local_plain_store[0], tmp_path / "store")
+    store = copy_store(local_plain_store[0], tmp_path / "store")
     run = run_cli("ingest", str(SAMPLE_PDF), "--store", str(store), "--json", env=NO_LLM)
     assert run.code == 0 and run.json["stats"]["files_unchanged"] == 1
     assert not (store / "edge").exists()
 
 
 def test_service_ingests_while_8_threads_query_without_a_store_lock(plain_store: tuple[Path, Run], tmp_path: Path) -> None:
-    store = shutil.copytree(plain_store[0], tmp_path / "store")
+    store = copy_store(plain_store[0], tmp_path / "store")
     docs = tmp_path / "docs"
     facts = [f"The Quillmoor ferry number {i} carries exactly {400 + i} bicycles across Lake Vantor." for i in range(6)]
     for i, fact in enumerate(facts):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pipeline.config import Settings
 from pipeline.errors import StoreUnavailable
 from pipeline.ingest.run import Ingestor
 from pipeline.store.docstore import ParentStore
-from tests.e2e.conftest import NO_LLM, Run, run_cli
+from tests.e2e.conftest import NO_LLM, copy_store, Run, run_cli
 from tests.e2e.pdfs import page_text, write_pdf
 
 pytestmark = pytest.mark.e2e
@@ -98,7 +97,7 @@ def error_of(run: Run) -> dict[str, str]:
 
 def test_truncated_docstore_is_diagnosed_and_check_repair_rebuilds(small_store: tuple[Path, Path], tmp_path: Path) -> None:
     docs, built = small_store
-    store = shutil.copytree(built, tmp_path / "store")
+    store = copy_store(built, tmp_path / "store")
     docstore = store / "docstore.sqlite"
     os.truncate(docstore, docstore.stat().st_size // 2)
 
@@ -186,7 +185,7 @@ time.sleep(120)
 @pytest.mark.parametrize(("lock", "command", "hint"), [("qdrant", "status", "open in another process"), ("ingest", "check", "holds its ingest lock")])
 def test_lock_hint_names_the_process_that_holds_the_store(small_store: tuple[Path, Path], tmp_path: Path, lock: str, command: str, hint: str) -> None:
     _, built = small_store
-    store = shutil.copytree(built, tmp_path / "store")
+    store = copy_store(built, tmp_path / "store")
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(store), lock], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"

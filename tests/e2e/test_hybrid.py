@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from qdrant_client import models
 from pipeline.config import Settings
 from pipeline.providers import sparse
 from pipeline.retrieve.engine import Engine
-from tests.e2e.conftest import NO_LLM, Run, run_cli, store_client
+from tests.e2e.conftest import NO_LLM, copy_store, Run, run_cli, store_client
 
 QUERY = "How does SciBERT differ from a BERT model pretrained on S2ORC?"
 COLLECTIONS = ("docs_children", "docs_parents")
@@ -78,7 +77,7 @@ def dense_only_store(any_store: tuple[Path, Run], tmp_path: Path) -> Path:
     """A copy of the sample store as written before hybrid search: no BM25 vector in any collection."""
     original, _ = any_store
     store = tmp_path / "old"
-    shutil.copytree(original, store)
+    copy_store(original, store)
     client = store_client(store)
     try:
         for name in [c.name for c in client.get_collections().collections]:

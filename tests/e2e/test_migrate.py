@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from qdrant_client import models
 
 from pipeline.store.docstore import ParentStore
-from tests.e2e.conftest import NO_LLM, Run, run_cli, store_client
+from tests.e2e.conftest import NO_LLM, copy_store, Run, run_cli, store_client
 
 QUERY = "How does SciBERT differ from a BERT model pretrained on S2ORC?"
 
@@ -49,7 +48,7 @@ def top_parents(store: Path, mode: str) -> list[str]:
 def legacy_store(any_store: tuple[Path, Run], tmp_path: Path) -> tuple[Path, Path, int]:
     original, _ = any_store
     store = tmp_path / "legacy"
-    shutil.copytree(original, store)
+    copy_store(original, store)
     return original, store, downgrade(store)
 
 
@@ -84,7 +83,7 @@ def test_check_reports_then_repair_migrates(legacy_store: tuple[Path, Path, int]
 def test_ingest_finishes_a_migration_killed_after_its_copy(any_store: tuple[Path, Run], tmp_path: Path) -> None:
     original, _ = any_store
     store = tmp_path / "half"
-    shutil.copytree(original, store)
+    copy_store(original, store)
     downgrade(store, copy_first=True)
     from tests.conftest import SAMPLE_PDF
 

@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -35,7 +34,7 @@ from pipeline.service.middleware import RedactFilter, RequestIdFilter
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
 from tests.conftest import ROOT, SAMPLE_PDF
-from tests.e2e.conftest import NO_LLM, run_cli, wait_for_job
+from tests.e2e.conftest import NO_LLM, copy_store, run_cli, wait_for_job
 
 pytestmark = [pytest.mark.e2e]
 
@@ -70,11 +69,6 @@ def serve_in_thread(app: FastAPI) -> Iterator[Served]:
     finally:
         server.should_exit = True
         thread.join(timeout=120)
-
-
-def copy_store(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
 
 
 def make_pdf(path: Path, fact: str) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from pipeline.ingest.run import Ingestor
 from pipeline.providers.embeddings import build_embedder
 from pipeline.service.app import create_app
 from pipeline.service.deps import ServiceState
-from tests.e2e.conftest import wait_for_job
+from tests.e2e.conftest import copy_store, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +53,7 @@ def layout(tmp_path: Path) -> Path:
 def client(built: tuple[Path, Any], layout: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[TestClient]:
     store, embedder = built
     service = {"ingest_roots": [layout], "ingest_max_files": 1000, "ingest_stop_timeout": 2.0, **getattr(request, "param", {})}
-    cfg = Settings(store=shutil.copytree(store, tmp_path / "store"), service=service, **NO_LLM)
+    cfg = Settings(store=copy_store(store, tmp_path / "store"), service=service, **NO_LLM)
     state = ServiceState(cfg, embedder=embedder)
     state.open()
     try:

@@ -10,7 +10,6 @@ The counts of requests, invalid inputs and 5xx are printed and kept in docs/serv
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from pipeline.ingest.run import Ingestor
 from pipeline.providers.embeddings import build_embedder
 from pipeline.service.app import create_app
 from pipeline.service.deps import ServiceState
+from tests.e2e.conftest import copy_store
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +66,7 @@ def service(built: tuple[Path, Path, Any], tmp_path: Path, token: str | None) ->
     from llama_index.core.llms import MockLLM
 
     store, root, embedder = built
-    copy = shutil.copytree(store, tmp_path / "store")  # embedded Qdrant: one client per folder
+    copy = copy_store(store, tmp_path / "store")  # embedded Qdrant: one client per folder
     cfg = Settings(store=copy, service={"api_token": token, "ingest_roots": [root], "public_docs": True}, **NO_LLM)
     state = ServiceState(cfg, embedder=embedder, llm=MockLLM(max_tokens=8))
     state.open()

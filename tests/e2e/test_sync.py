@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.store.docstore import ParentStore
 from tests.conftest import ROOT, shared_path
-from tests.e2e.conftest import BACKENDS, NO_LLM, backend_env, run_cli, store_client
+from tests.e2e.conftest import BACKENDS, NO_LLM, backend_env, copy_store, run_cli, store_client
 from tests.e2e.pdfs import page_text, write_pdf
 
 pytestmark = pytest.mark.e2e
@@ -128,7 +128,7 @@ def crash_case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_sigkill_at_any_step_then_rerun_converges(step: str, crash_case: dict[str, Any], tmp_path: Path) -> None:
     corpus, templates = crash_case["corpus"], crash_case["templates"]
     store = tmp_path / "store"
-    shutil.copytree(crash_case["initial"], store)  # the first ingest of the unchanged corpus
+    copy_store(crash_case["initial"], store)  # the first ingest of the unchanged corpus
     shutil.copy2(templates / "long-changed.pdf", corpus / "long.pdf")
     marker = tmp_path / "paused"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "QDRANT_"))}
