@@ -623,9 +623,11 @@ def render_edge() -> list[str]:
             if e:
                 out += [f"| {e['children_points']:,} | {r['hnsw_ef']} | {r['recall']:.3f} | {r['p50_ms']:.1f} / {r['p95_ms']:.1f} |" for r in e["efs"]]
         out.append("\nRecall@30 against exact search, and the time of one search (payload `parent_id`/`kind`), 200 queries; "
-                   "the first row of a store also pays for paging its vectors in. The default, ef 512, keeps ≥ 0.99 up to 100k "
-                   "references (table above); the 300k store (15 jittered copies of every reference, a hard case for HNSW) needs "
-                   "ef 1536 for 0.996, at ~+2 ms a search at 20k: set `PIPELINE_QDRANT__HNSW_EF=1536` for stores that large. Commands: "
+                   "the first row of a store also pays for paging its vectors in. ef 512 keeps ≥ 0.99 up to 100k "
+                   "references; the 300k store (15 jittered copies of every reference, a hard case for HNSW) needs "
+                   "ef 1536 for 0.996. So the default (`qdrant.hnsw_ef` unset) grows ef with each collection: one per 184 points, "
+                   "never below 512 nor above 4,096 (`pipeline/store/edge.py: auto_ef`): 512 up to ~94k points, 1,600 at 283k. "
+                   "A fixed `PIPELINE_QDRANT__HNSW_EF` overrides it. Commands: "
                    + "; ".join(f"`{e['command']}` ({e['date'][:16]})" for _, e in efs if e) + ".\n")
     eq = []
     for ds in ("history_of_alexnet", "blockchain_solana", "paul_graham_essay"):

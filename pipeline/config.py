@@ -119,7 +119,7 @@ class QdrantSettings(BaseModel):
     prefix: str = Field("docs", description="Collection name prefix: <prefix>_children, _parents, _summaries, _questions")
     timeout: float = Field(10.0, description="Seconds per Qdrant request (server mode)")
     hnsw_ef: int | None = Field(
-        512, ge=1, description="Edge: HNSW search breadth (ef) for searches that set none; 512 found 0.99 of the exact top-30 at 100k references for ~1 ms (docs/benchmarks.md §7). Higher = better recall, slower"
+        None, ge=1, description="Edge: HNSW search breadth (ef) for searches that set none; unset = grows with each collection (512 up to ~94k points, 1,536 at 283k, at most 4,096): 512 found 0.996 of the exact top-30 at 100k, 1,536 0.996 at 283k (docs/benchmarks.md §7e). Higher = better recall, slower"
     )
 
 

@@ -13,6 +13,7 @@ models come from two wheels:
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import threading
@@ -97,7 +98,24 @@ def session(model: Path, threads: int) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    # No memory arena: with it, one 64 x 256 batch of MiniLM left 1.5 GB held by the session for the
+    # life of the process; without it the same batch returns to 0.2 GB, at the same 7.8 ms a query.
+    opts.enable_cpu_mem_arena = False
+    loaded = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    _return_freed_heap()
+    return loaded
+
+
+def _return_freed_heap() -> None:
+    """Give back to the OS the heap that loading a model freed (glibc keeps it otherwise).
+
+    Parsing and optimising MiniLM's graph frees ~60 MB that glibc would keep for later mallocs:
+    a query process sits at that much less RSS (measured: 205 -> 143 MB right after the session).
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to give back this way
+        pass
 
 
 def tokenizer(path: Path) -> Any:

@@ -61,6 +61,16 @@ DENSE = ""  # qdrant-client's unnamed dense vector is the vector named "" in Qdr
 # search ef of 512 (``qdrant.hnsw_ef``) found 0.99 at 100k for ~1 ms a search, at 2.3x the build time
 # (docs/benchmarks.md §7). Below full_scan_threshold (KB of vectors, ~6.6k of 384 dims) search is exact.
 HNSW = {"m": 32, "ef_construct": 256, "full_scan_threshold": 10000}
+# Search ef when ``qdrant.hnsw_ef`` is unset ("auto"): it grows with the collection. Measured on the
+# children collection against exact top-30 (docs/benchmarks.md §7e): ef 512 found 0.998 at 18k and 0.996
+# at 100k, but 0.962 at 283k, where 1536 found 0.996 (p95 8 ms). One ef per 184 points, never below
+# 512, reproduces both and stays bounded (4096: ~3x the 300k search time) for larger collections.
+EF_MIN, EF_MAX, POINTS_PER_EF = 512, 4096, 184
+
+
+def auto_ef(points: int) -> int:
+    """The search ef for a collection of ``points`` (multiples of 64, EF_MIN..EF_MAX)."""
+    return max(EF_MIN, min(EF_MAX, -(-points // (POINTS_PER_EF * 64)) * 64))
 # Dense vectors and payloads stay on disk, memory-mapped and paged in as searches touch them (``Cold``),
 # not pinned in RAM: a query process touches a small part of them. At 100k references this halved the
 # shard's resident memory after opening (294 → 148 MB) with the same recall and ~+0.4 ms a search.
@@ -320,6 +330,17 @@ class _Collection:
         self.shard = shard
         self.meta = meta
         self.meta_lock = threading.Lock()
+        self._ef: int | None = None  # auto ef for the current size; None after a write
+
+    def search_ef(self) -> int:
+        """``auto_ef`` of the collection's size, recounted (~0.1 ms) after writes only."""
+        ef = self._ef
+        if ef is None:
+            ef = self._ef = auto_ef(self.shard.count(qe.CountRequest(exact=False)))
+        return ef
+
+    def written(self) -> None:
+        self._ef = None
 
     def save_meta(self) -> None:
         _write_json(self.path / SIDECAR, self.meta)
@@ -352,8 +373,8 @@ class EdgeStore(QdrantBase):
         path: the folder of shards (``<store>/edge``); created if missing.
         keyword_indexes: payload keys given a KEYWORD index in every collection created here
             (filters and delete-by-filter on them then use the index, not a scan).
-        hnsw_ef: HNSW search breadth for requests that set none (None: the engine's default);
-            higher trades speed for recall.
+        hnsw_ef: HNSW search breadth for requests that set none; None scales it with each
+            collection's size (``auto_ef``); higher trades speed for recall.
     """
 
     def __init__(self, path: Path, keyword_indexes: Sequence[str] = (), hnsw_ef: int | None = None) -> None:
@@ -468,6 +489,8 @@ class EdgeStore(QdrantBase):
             coll.shard.update(op)
         except Exception as exc:
             raise _engine_error(exc, coll.path) from exc
+        finally:
+            coll.written()
 
     # -- collections --
 
@@ -720,6 +743,7 @@ class EdgeStore(QdrantBase):
 
     def _request(
         self,
+        coll: _Collection,
         query: Any,
         using: str | None,
         prefetch: Any,
@@ -737,16 +761,17 @@ class EdgeStore(QdrantBase):
         if limit < 1:
             raise ValueError(f"limit value {limit} is invalid. Must be 1 or larger.")
         prefetches = prefetch if isinstance(prefetch, list) else ([prefetch] if prefetch is not None else [])
+        ef = self.hnsw_ef if self.hnsw_ef is not None else coll.search_ef()
         return qe.QueryRequest(
             limit=limit,
             offset=offset or 0,
             query=_query(query, using),
-            prefetches=[_prefetch(p, self.hnsw_ef) for p in prefetches] or None,
+            prefetches=[_prefetch(p, ef) for p in prefetches] or None,
             with_vector=_with_vectors(with_vectors),
             with_payload=_with_payload(with_payload),
             filter=_filter(query_filter),
             score_threshold=score_threshold,
-            params=_search_params(search_params, self.hnsw_ef),
+            params=_search_params(search_params, ef),
         )
 
     def query_points(
@@ -767,6 +792,7 @@ class EdgeStore(QdrantBase):
     ) -> rest.QueryResponse:
         coll = self._get(collection_name)
         req = self._request(
+            coll,
             query, using, prefetch, query_filter, search_params, limit, offset, with_payload, with_vectors, score_threshold, lookup_from
         )
         try:
@@ -779,6 +805,7 @@ class EdgeStore(QdrantBase):
         coll = self._get(collection_name)
         batch = [
             self._request(
+                coll,
                 r.query,
                 r.using,
                 r.prefetch,

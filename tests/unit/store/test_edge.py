@@ -17,6 +17,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from pipeline.errors import StoreDamaged, StoreLocked
+from pipeline.store import edge
 from pipeline.store.edge import SIDECAR, EdgeClient
 from tests.conftest import ROOT
 
@@ -324,7 +325,6 @@ class TestProcesses:
 def test_a_nearly_full_disk_is_disk_full_before_the_engine_writes(client: EdgeClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine writes through mmap: on a full disk it would die of SIGBUS, so writes check space first."""
     from pipeline.errors import DiskFull
-    from pipeline.store import edge
 
     _create(client)
     _fill(client, 5)
@@ -344,3 +344,24 @@ def test_the_store_default_hnsw_ef_fills_requests_without_one() -> None:
     assert _search_params(models.SearchParams(hnsw_ef=32), 256).hnsw_ef == 32  # the request's own wins
     exact = _search_params(models.SearchParams(exact=True), 256)
     assert exact.exact and exact.hnsw_ef == 256
+
+
+def test_auto_ef_grows_with_the_collection_within_bounds() -> None:
+    from pipeline.store.edge import auto_ef
+
+    assert auto_ef(0) == auto_ef(94_000) == 512  # measured: 512 finds 0.996 of the exact top-30 at 100k
+    assert auto_ef(283_367) == 1600  # measured: 1536 finds 0.996 at 283k, 512 only 0.962
+    assert auto_ef(10**8) == 4096
+    assert all(auto_ef(n) % 64 == 0 for n in (1, 100_000, 200_001, 999_999))
+
+
+def test_unset_hnsw_ef_is_recounted_after_writes(client: EdgeClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(edge, "EF_MIN", 1)
+    monkeypatch.setattr(edge, "POINTS_PER_EF", 1)
+    _create(client)
+    _fill(client, 5)
+    coll = client._client._collections[NAME]
+    assert client._client.hnsw_ef is None and coll.search_ef() == 64
+    client.upsert(NAME, points=[models.PointStruct(id=str(uuid.uuid4()), vector=[0.1] * DIM, payload={}) for _ in range(100)], wait=True)
+    assert coll.search_ef() == 128  # 105 points: the next multiple of 64
+    assert client.query_points(NAME, query=[0.1] * DIM, limit=3).points  # searches run with it
