@@ -154,6 +154,7 @@ class Engine:
             rerank_passages=cfg.rerank_passages,
             rerank_first_stage_weight=cfg.rerank_first_stage_weight,
             bm25_scope=cfg.bm25_scope,
+            support_weight=cfg.support_weight,
         )
 
     def _stats(self, retriever: ParentRetriever, started: float) -> QueryStats:

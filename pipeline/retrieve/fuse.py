@@ -11,17 +11,29 @@ from pipeline.models import MatchedRef, RefKind
 RRF_K = 60
 
 
-def rank_parents(hits: Sequence[tuple[str, MatchedRef]], weights: Mapping[RefKind, float] | None = None) -> list[tuple[str, float]]:
-    """(parent_id, ref) hits of one search → parents ordered by their best reference score.
+SUPPORT_REFS = 2  # how many references after a parent's best one count as support
+
+
+def rank_parents(
+    hits: Sequence[tuple[str, MatchedRef]], weights: Mapping[RefKind, float] | None = None, support: float = 0.0
+) -> list[tuple[str, float]]:
+    """(parent_id, ref) hits → parents ordered by their best reference score, plus support.
 
     ``weights`` scale the score of some kinds first (missing kinds: 1.0), e.g. to discount LLM-written
-    questions, which resemble any question more than a text chunk does.
+    questions, which resemble any question more than a text chunk does. ``support`` adds that share of
+    the parent's next ``SUPPORT_REFS`` reference scores: a parent that several chunks match beats one
+    with a single lucky chunk of the same score. Replayed on the dev sets (MiniLM, hybrid; docs/quality.md,
+    summed evidence), 0.1 raised mean MRR@10 0.811 → 0.817 and hit@10 on two sets, losing 0.001 MRR@10
+    on the third; 0.2 gave the same mean (0.818) but moved hit@10 both ways, so the smaller step.
     """
-    best: dict[str, float] = {}
+    scores: dict[str, list[float]] = {}
     for parent_id, ref in hits:
-        score = ref.score * (weights.get(ref.kind, 1.0) if weights else 1.0)
-        best[parent_id] = max(best.get(parent_id, float("-inf")), score)
-    return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
+        scores.setdefault(parent_id, []).append(ref.score * (weights.get(ref.kind, 1.0) if weights else 1.0))
+    ranked = {}
+    for parent_id, values in scores.items():
+        values.sort(reverse=True)
+        ranked[parent_id] = values[0] + (support * sum(values[1 : 1 + SUPPORT_REFS]) if support else 0.0)
+    return sorted(ranked.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def fuse(rankings: Sequence[list[tuple[str, float]]], fusion: Fusion) -> list[tuple[str, float]]:

@@ -62,9 +62,9 @@ class ParentRetriever(BaseRetriever):
 
     Stages, each optional after the first:
     1. dense: per collection of the mode, ``top_k × overfetch`` references by cosine; a parent's
-       dense score is its best reference's cosine (``Fusion.MAX``; the scores of some kinds, by
-       default summaries and questions, first multiplied by ``weights``) or the reciprocal-rank
-       fusion of its per-collection ranks (``Fusion.RRF``);
+       dense score is its best reference's cosine plus ``support_weight`` × its next two, over every
+       collection (``Fusion.MAX``; the scores of some kinds, by default summaries and questions, first
+       multiplied by ``weights``) or the reciprocal-rank fusion of its per-collection ranks (``Fusion.RRF``);
     2. sparse (``hybrid``): BM25 over the parents' self-references (``bm25_scope="parents"``, the
        default: as good as every collection on the dev sets and ~18× fewer points to score in embedded
        mode) or over every collection of the mode (``"all"``), a parent scoring its best reference;
@@ -96,6 +96,7 @@ class ParentRetriever(BaseRetriever):
         rerank_passages: int = 1,
         rerank_first_stage_weight: float = 0.5,
         bm25_scope: str = "parents",
+        support_weight: float = 0.0,
     ) -> None:
         if top_k < 1:
             raise InvalidQuery(f"top_k must be at least 1, got {top_k}")
@@ -120,6 +121,7 @@ class ParentRetriever(BaseRetriever):
         self.rerank_passages = rerank_passages
         self.rerank_first_stage_weight = rerank_first_stage_weight
         self.bm25_scope = bm25_scope
+        self.support_weight = support_weight
         self.references_fetched = 0
         self.embedded_queries = 0  # this retrieval's own count (the embedder's usage is per process)
         self.embed_ms = 0.0
@@ -199,6 +201,7 @@ class ParentRetriever(BaseRetriever):
             self.embedded_queries += 1
             self.embed_ms = round((time.perf_counter() - started) * 1000, 2)
         dense_rankings: list[list[tuple[str, float]]] = []
+        dense_hits: list[tuple[str, MatchedRef]] = []  # every collection's, for MAX with support
         sparse_rankings: list[list[tuple[str, float]]] = []
         matched: dict[str, list[MatchedRef]] = {}
         texts: dict[str, list[tuple[int, str]]] = {}  # parent → (rank, reference text), kept only for the reranker
@@ -216,7 +219,12 @@ class ParentRetriever(BaseRetriever):
                         texts.setdefault(parent_id, []).append((rank, text))
                 ranking = rank_parents([(p, r) for p, r, _ in hits], None if sparse else self.weights)
                 (sparse_rankings if sparse else dense_rankings).append(ranking)
-        ranked = fuse(dense_rankings, self.fusion)
+                if not sparse:
+                    dense_hits += [(p, r) for p, r, _ in hits]
+        if self.fusion is Fusion.MAX and self.support_weight:
+            ranked = rank_parents(dense_hits, self.weights, self.support_weight)
+        else:
+            ranked = fuse(dense_rankings, self.fusion)
         self.stages = ["dense"]
         if sparse_rankings:
             ranked = hybrid(ranked, fuse(sparse_rankings, Fusion.MAX), self.hybrid_fusion, self.dense_weight)

@@ -27,3 +27,11 @@ def test_weights_discount_llm_written_kinds() -> None:
     assert [p for p, _ in rank_parents(hits)] == ["a", "b"]
     ranked = rank_parents(hits, {RefKind.QUESTION: 0.8})
     assert ranked[0] == ("b", 0.8) and ranked[1][0] == "a" and abs(ranked[1][1] - 0.72) < 1e-9
+
+
+def test_support_lets_several_matching_chunks_beat_one_slightly_better_chunk() -> None:
+    hits = [("lone", ref(0.80)), ("many", ref(0.78)), ("many", ref(0.70)), ("many", ref(0.60)), ("many", ref(0.55))]
+    assert [p for p, _ in rank_parents(hits)] == ["lone", "many"]  # best reference only
+    ranked = rank_parents(hits, support=0.1)
+    assert ranked[0][0] == "many" and abs(ranked[0][1] - (0.78 + 0.1 * (0.70 + 0.60))) < 1e-9  # the 4th ref counts not
+    assert ranked[1] == ("lone", 0.80)
