@@ -136,6 +136,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         "hybrid_fusion": r.hybrid_fusion.value,
         "bm25_scope": r.bm25_scope,
         "dense_weight": r.dense_weight,
+        "support_weight": r.support_weight,
         "rerank": r.rerank,
         "rerank_candidates": r.rerank_candidates,
         "rerank_passages": r.rerank_passages,
