@@ -183,27 +183,35 @@ STAGE_CHOICES = """**Defaults chosen from these numbers** (one configuration for
 
 - *Hybrid on* (`retrieval.hybrid=true`, `hybrid_fusion=relative`, `dense_weight=0.7`, BM25 over the
   parents' self-references, `bm25_scope=parents`): with MiniLM it raises MRR@10 on every dev set (mean
-  0.782 → 0.811) and on mini_squadv2 (0.458 → 0.503); hit@10 moves both ways (history_of_alexnet gains
-  four questions of 160, blockchain_solana loses two of 58). In the sweep below (BM25 over every
+  0.783 → 0.817) and on mini_squadv2 (0.457 → 0.499); hit@10 moves both ways (history_of_alexnet gains
+  four questions of 160, blockchain_solana loses one of 58). In the sweep below (BM25 over every
   collection), `relative` at dense weight 0.7 has the best mean hit@10 over the dev sets and an MRR@10
   within 0.003 of the best weight (0.6); `rrf` and `dbsf` are lower on MRR. BM25 over the parents only
-  ranks as well as over every collection (mean 0.960 / 0.811 against 0.959 / 0.813, last table) and
-  scores ~18× fewer points, which is what embedded Qdrant's brute-force sparse search pays for.
+  ranks as well as over every collection (mean 0.960 / 0.811 against 0.959 / 0.813, last table but two)
+  and scores ~18× fewer points, which is what embedded Qdrant's brute-force sparse search pays for.
+- *Support on* (`retrieval.support_weight=0.1`): a parent's dense score is its best reference plus 0.1 ×
+  its next two, so a parent several chunks match beats one lucky chunk. Replayed first (summed-evidence
+  table below), then measured here: hybrid MRR@10 0.798 → 0.812 (alexnet), 0.851 → 0.856 (solana),
+  0.785 → 0.784 (essay); hit@10 0.956 → 0.963 and 0.948 → 0.966, the essay unchanged at 0.977;
+  mini_squadv2 0.503 → 0.499. The MiniLM rows above include it (`config.support_weight` in each results file).
 - *Rerank off by default* (`retrieval.rerank=false`): blended with the first stage, the cross-encoder
-  moves MRR@10 by −0.013 to +0.011 per dev set, −0.003 on average with hybrid (+0.011 on dense alone),
-  for ~0.4 s a query on one core. It stays one flag away (`query --rerank`, `"rerank": true`), and the
+  moves MRR@10 by −0.013 to +0.029 per dev set, −0.003 on average with hybrid (+0.017 on dense alone),
+  for ~0.5 s a query on one core. It stays one flag away (`query --rerank`, `"rerank": true`), and the
   extractive answer uses it to pick sentences.
 - *MiniLM stays the default embedder*: bge-small (int8, 12 layers) was not clearly better here. Mean
   over the dev sets, hit@10 / MRR@10: dense 0.954 / 0.763 against MiniLM's 0.964 / 0.782; hybrid
-  0.954 / 0.816 (BM25 over every collection) against 0.959 / 0.813 the same way; on mini_squadv2 it is
-  lower in every variant. A store built with it keeps it (`PIPELINE_EMBED__MODEL=bge-small` for a new store).
-- *Target not met*: the issue asks hit@10 ≥ 0.97 and MRR@10 ≥ 0.88 on each dev set; the best
-  configuration reaches neither on all three. Many misses are references that span two parents
-  (the matcher counts the parent holding ≥ 50 % of it), or questions about "the essay"/"the author"
-  that name nothing a retriever can match.
+  0.954 / 0.816 (BM25 over every collection) against 0.959 / 0.813 the same way (both without support);
+  on mini_squadv2 it is lower in every variant. A store built with it keeps it
+  (`PIPELINE_EMBED__MODEL=bge-small` for a new store).
+- *Target not met*: the issue asks hit@10 ≥ 0.97 and MRR@10 ≥ 0.88 on each dev set; the default
+  reaches 0.963–0.977 / 0.784–0.856. The last table shows where much of the rest lies: the reference
+  passages are about as long as a parent and often straddle two; judged at 40 % instead of 50 % of
+  the passage, the same rankings score MRR@10 0.835 / 0.871 / 0.911.
 
-The bge-small rows were measured with BM25 over every collection (`bm25_scope=all`, the setting of the
-first run); the MiniLM rows with the default `parents` (`config.bm25_scope` in each results file).
+The bge-small rows were measured before `support_weight` existed and with BM25 over every collection
+(`bm25_scope=all`, the setting of the first run); the MiniLM rows with the defaults above. Latencies
+are on the eval stores, written by qdrant-client's local mode (the edge engine gives the same hit and
+MRR, docs/benchmarks.md §7d, at a few ms a search).
 """
 
 
@@ -327,8 +335,9 @@ def render_parent_evidence() -> list[str]:
         out.append(f"| `{n}` | " + " | ".join(f"{data[s]['table'][n]['hit@10']:.3f} / {data[s]['table'][n]['mrr@10']:.3f}" for s in sets)
                    + f" | {mean[n]:.3f} |")
     out.append("\nNo configuration reaches MRR@10 0.88 on each set; the best single one gains +0.014 on the mean, and the "
-               "best per set differ (alexnet prefers w 0.6, solana a pure cross-encoder order, the essay neither), so the "
-               "defaults stay. Results: `benchmarks/results/tuning/parent_evidence.json`.\n")
+               "best per set differ (alexnet prefers w 0.6, solana a pure cross-encoder order, the essay neither). What became "
+               "a default is the free part: `g0.1` (`retrieval.support_weight=0.1`, no extra search, no model); the cross-encoder "
+               "on parent windows costs ~6 windows a candidate and stays out. Results: `benchmarks/results/tuning/parent_evidence.json`.\n")
     return out
 
 
@@ -339,8 +348,7 @@ def render_matcher_threshold() -> list[str]:
         return []
     data = json.loads(path.read_text())
     thresholds = list(next(iter(data.values()))["thresholds"])
-    out = ["### Where the remaining gap lies: the relevance label (hit@10 / MRR@10, default configuration)
-",
+    out = ["### Where the remaining gap lies: the relevance label (hit@10 / MRR@10, default configuration)\n",
            "The reference contexts of these sets are long (median 3,111 / 2,589 / 4,360 characters for alexnet / "
            "solana / the essay; a 1024-token parent holds ~4–5k), so one often straddles two parents, and the matcher "
            "calls relevant only a parent holding ≥ 50 % of its windows. Below, the rankings of the default configuration "
@@ -389,7 +397,7 @@ def render_fusion_sweep() -> list[str]:
 def render_tuning() -> list[str]:
     """Offline replays from benchmarks/tune_scoring.py and benchmarks/tune_variants.py (benchmarks/results/tuning/)."""
     tuning = ROOT / "benchmarks" / "results" / "tuning"
-    scoring = sorted(p for p in tuning.glob("*.json") if not p.stem.endswith("__variants") and p.stem not in ("hybrid", "bm25_scope", "parent_evidence"))
+    scoring = sorted(p for p in tuning.glob("*.json") if not p.stem.endswith("__variants") and p.stem not in ("hybrid", "bm25_scope", "parent_evidence", "matcher_threshold"))
     variants = sorted(tuning.glob("*__variants.json"))
     if not scoring and not variants:
         return []

@@ -119,7 +119,7 @@ class QdrantSettings(BaseModel):
     prefix: str = Field("docs", description="Collection name prefix: <prefix>_children, _parents, _summaries, _questions")
     timeout: float = Field(10.0, description="Seconds per Qdrant request (server mode)")
     hnsw_ef: int | None = Field(
-        None, ge=1, description="Edge: HNSW search breadth (ef) for searches that set none; unset = grows with each collection (512 up to ~94k points, 1,536 at 283k, at most 4,096): 512 found 0.996 of the exact top-30 at 100k, 1,536 0.996 at 283k (docs/benchmarks.md §7e). Higher = better recall, slower"
+        None, ge=1, description="Edge: HNSW search breadth (ef) for searches that set none; unset = grows with each collection (512 up to ~94k points, 1,600 at 283k, at most 4,096): 512 found 0.996 of the exact top-30 at 100k, 1,536 found 0.996 at 283k (docs/benchmarks.md §7e). Higher = better recall, slower"
     )
 
 
@@ -198,7 +198,7 @@ class RetrievalSettings(BaseModel):
     )
     hybrid_fusion: HybridFusion = Field(HybridFusion.RELATIVE, description="How dense and BM25 parent scores are fused (docs/quality.md)")
     dense_weight: float = Field(0.7, ge=0.0, le=1.0, description="Share of the dense score in relative/dbsf hybrid fusion (docs/quality.md, fusion sweep)")
-    rerank: bool = Field(False, description="Re-score the top candidates with the cross-encoder before cutting to k; off by default: +0.001 MRR@10 on average over the dev sets for ~0.6 s a query (docs/quality.md); per call: query --rerank, \"rerank\": true")
+    rerank: bool = Field(False, description="Re-score the top candidates with the cross-encoder before cutting to k; off by default: −0.003 MRR@10 on average over the dev sets after hybrid search, for ~0.5 s a query (docs/quality.md); per call: query --rerank, \"rerank\": true")
     rerank_candidates: int = Field(10, ge=1, le=100, description="Candidate parents the cross-encoder re-scores")
     rerank_passages: int = Field(1, ge=1, le=5, description="Best-matching reference texts per candidate given to the cross-encoder")
     rerank_first_stage_weight: float = Field(0.5, ge=0.0, le=1.0, description="Share of the first-stage score kept when blending with the cross-encoder's")
