@@ -286,10 +286,9 @@ def render_stages() -> list[str]:
 
 def render_bm25_scope() -> list[str]:
     """benchmarks/tune_bm25_scope.py: BM25 over every collection, the children only, or the parents only."""
-    path = ROOT / "benchmarks" / "results" / "tuning" / "bm25_scope.json"
-    if not path.exists():
+    data = load_tuning("bm25_scope")
+    if data is None:
         return []
-    data = json.loads(path.read_text())
     keys = sorted(data)
     names = list(next(iter(data.values())))
     out = [
@@ -312,10 +311,9 @@ def render_bm25_scope() -> list[str]:
 
 def render_parent_evidence() -> list[str]:
     """Two more levers replayed by benchmarks/tune_parent_evidence.py: summed evidence, cross-encoder on parent text."""
-    path = ROOT / "benchmarks" / "results" / "tuning" / "parent_evidence.json"
-    if not path.exists():
+    data = load_tuning("parent_evidence")
+    if data is None:
         return []
-    data = json.loads(path.read_text())
     sets = list(data)
     names = list(data[sets[0]]["table"])
     mean = {n: sum(data[s]["table"][n]["mrr@10"] for s in sets) / len(sets) for n in names}
@@ -342,10 +340,9 @@ def render_parent_evidence() -> list[str]:
 
 def render_matcher_threshold() -> list[str]:
     """The same default rankings judged at lower relevance thresholds (benchmarks/eval_matcher_threshold.py)."""
-    path = ROOT / "benchmarks" / "results" / "tuning" / "matcher_threshold.json"
-    if not path.exists():
+    data = load_tuning("matcher_threshold")
+    if data is None:
         return []
-    data = json.loads(path.read_text())
     thresholds = list(next(iter(data.values()))["thresholds"])
     out = ["### Where the remaining gap lies: the relevance label (hit@10 / MRR@10, default configuration)\n",
            "The reference contexts of these sets are long (median 3,111 / 2,589 / 4,360 characters for alexnet / "
@@ -358,16 +355,15 @@ def render_matcher_threshold() -> list[str]:
     for key, entry in data.items():
         out.append(f"| {key.split('__')[0]} | " + " | ".join(f"{entry['thresholds'][t]['hit@10']:.3f} / {entry['thresholds'][t]['mrr@10']:.3f}" for t in thresholds) + " |")
     first = next(iter(data.values()))
-    out.append(f"\nCommand: `PIPELINE_LLM__PROVIDER=none {first['command']} --out {path.relative_to(ROOT)}` ({first['date'][:16]}).\n")
+    out.append(f"\nCommand: `PIPELINE_LLM__PROVIDER=none {first['command']} --out benchmarks/results/tuning/matcher_threshold.json` ({first['date'][:16]}).\n")
     return out
 
 
 def render_fusion_sweep() -> list[str]:
     """benchmarks/tune_hybrid.py: every fusion method and weight, and rerank depth/blend, replayed offline."""
-    path = ROOT / "benchmarks" / "results" / "tuning" / "hybrid.json"
-    if not path.exists():
+    data = load_tuning("hybrid")
+    if data is None:
         return []
-    data = json.loads(path.read_text())
     keys = sorted(data, key=lambda k: (k.split("__")[1], k))
     embeds = sorted({k.split("__")[1] for k in keys})
     names = list(dict.fromkeys(n for k in keys for n in data[k]["table"] if "+rerank" not in n and not n.startswith("pooled")))
@@ -431,6 +427,11 @@ def render_tuning() -> list[str]:
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
     return out
+
+
+def load_tuning(name: str) -> dict[str, Any] | None:
+    path = ROOT / "benchmarks" / "results" / "tuning" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def load_bench(name: str) -> dict[str, Any] | None:
