@@ -200,8 +200,8 @@ class ParentRetriever(BaseRetriever):
             query_bundle.embedding = self.embedder.get_query_embedding(query_bundle.query_str)
             self.embedded_queries += 1
             self.embed_ms = round((time.perf_counter() - started) * 1000, 2)
-        dense_rankings: list[list[tuple[str, float]]] = []
-        dense_hits: list[tuple[str, MatchedRef]] = []  # every collection's, for MAX with support
+        dense_rankings: list[list[tuple[str, float]]] = []  # per collection, for RRF
+        dense_hits: list[tuple[str, MatchedRef]] = []  # every collection's, for MAX
         sparse_rankings: list[list[tuple[str, float]]] = []
         matched: dict[str, list[MatchedRef]] = {}
         texts: dict[str, list[tuple[int, str]]] = {}  # parent → (rank, reference text), kept only for the reranker
@@ -217,14 +217,15 @@ class ParentRetriever(BaseRetriever):
                     matched.setdefault(parent_id, []).append(ref)
                     if self.reranker is not None:
                         texts.setdefault(parent_id, []).append((rank, text))
-                ranking = rank_parents([(p, r) for p, r, _ in hits], None if sparse else self.weights)
-                (sparse_rankings if sparse else dense_rankings).append(ranking)
-                if not sparse:
-                    dense_hits += [(p, r) for p, r, _ in hits]
-        if self.fusion is Fusion.MAX and self.support_weight:
-            ranked = rank_parents(dense_hits, self.weights, self.support_weight)
-        else:
-            ranked = fuse(dense_rankings, self.fusion)
+                pairs = [(p, r) for p, r, _ in hits]
+                if sparse:
+                    sparse_rankings.append(rank_parents(pairs))
+                elif self.fusion is Fusion.RRF:
+                    dense_rankings.append(rank_parents(pairs))
+                else:
+                    dense_hits += pairs
+        # MAX: a parent's best reference over every collection (the max of per-collection maxima), plus support.
+        ranked = fuse(dense_rankings, Fusion.RRF) if self.fusion is Fusion.RRF else rank_parents(dense_hits, self.weights, self.support_weight)
         self.stages = ["dense"]
         if sparse_rankings:
             ranked = hybrid(ranked, fuse(sparse_rankings, Fusion.MAX), self.hybrid_fusion, self.dense_weight)

@@ -66,11 +66,6 @@ HNSW = {"m": 32, "ef_construct": 256, "full_scan_threshold": 10000}
 # at 100k, but 0.962 at 283k, where 1536 found 0.996 (p95 8 ms). One ef per 184 points, never below
 # 512, reproduces both and stays bounded (4096: ~3x the 300k search time) for larger collections.
 EF_MIN, EF_MAX, POINTS_PER_EF = 512, 4096, 184
-
-
-def auto_ef(points: int) -> int:
-    """The search ef for a collection of ``points`` (multiples of 64, EF_MIN..EF_MAX)."""
-    return max(EF_MIN, min(EF_MAX, -(-points // (POINTS_PER_EF * 64)) * 64))
 # Dense vectors and payloads stay on disk, memory-mapped and paged in as searches touch them (``Cold``),
 # not pinned in RAM: a query process touches a small part of them. At 100k references this halved the
 # shard's resident memory after opening (294 → 148 MB) with the same recall and ~+0.4 ms a search.
@@ -98,6 +93,11 @@ _SCHEMA = {
     models.PayloadSchemaType.UUID: qe.PayloadSchemaType.Uuid,
     models.PayloadSchemaType.DATETIME: qe.PayloadSchemaType.Datetime,
 }
+
+
+def auto_ef(points: int) -> int:
+    """The search ef for a collection of ``points`` (multiples of 64, EF_MIN..EF_MAX)."""
+    return max(EF_MIN, min(EF_MAX, -(-points // (POINTS_PER_EF * 64)) * 64))
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
