@@ -55,7 +55,7 @@ def check_store(client: QdrantClient, collections: dict[Collection, str], parent
         moved = migrate_parent_refs(client, collections, parents)
         report = check_store(client, collections, parents, repair=True)
         return report.model_copy(
-            update={"ok": False, "problems": [Problem(kind="old-layout", detail="written by an older version (migrated)"), *report.problems], "repaired": [f"migrated the layout: moved {moved} parent self-references", *report.repaired]}
+            update={"ok": report.ok and not early, "problems": [Problem(kind="old-layout", detail="written by an older version (migrated)"), *report.problems], "repaired": [f"migrated the layout: moved {moved} parent self-references", *report.repaired]}
         )
     ledger = parents.ledger()
     parent_ids = set(parents.ids())
@@ -233,10 +233,12 @@ def run_check(settings: Settings, repair: bool) -> CheckReport:
         parents = ParentStore(path)
         try:
             report = check_store(client, qstore.names(settings), parents, repair=repair)
+            if repair and (upgraded := qstore.upgrade_layout(client)):
+                done.append(f"rewrote {', '.join(upgraded)} in the current engine layout (on disk, int8-quantized search)")
         finally:
             parents.close()
             client.close()
-        if not early:
+        if not early and not done:
             return report
         if any(p.kind == "damaged-docstore" for p in early):
             lost = sorted({p.doc_id for p in report.problems if p.kind == "orphan-reference" and p.doc_id})

@@ -66,10 +66,24 @@ HNSW = {"m": 32, "ef_construct": 256, "full_scan_threshold": 10000}
 # at 100k, but 0.962 at 283k, where 1536 found 0.996 (p95 8 ms). One ef per 184 points, never below
 # 512, reproduces both and stays bounded (4096: ~3x the 300k search time) for larger collections.
 EF_MIN, EF_MAX, POINTS_PER_EF = 512, 4096, 184
-# Dense vectors and payloads stay on disk, memory-mapped and paged in as searches touch them (``Cold``),
-# not pinned in RAM: a query process touches a small part of them. At 100k references this halved the
-# shard's resident memory after opening (294 → 148 MB) with the same recall and ~+0.4 ms a search.
+# Every part of a shard stays on disk, memory-mapped or read as searches touch it (``Cold``), none is
+# loaded or pinned in RAM at open: the cost of opening no longer grows with the store. Measured on the
+# 283k-point children shard of the 300k bench store (docs/benchmarks.md §7f): the engine's defaults load
+# the keyword payload indexes into RAM (0.7 of the 1.0 s load) and pin the BM25 index (78 MB); all cold,
+# the shard loads in 0.05 s holding 7 MB of heap (was 208 MB).
 COLD = "cold"
+# Dense vectors are also kept as int8 (scalar quantization, 4x smaller: 105 MB at 283k points) that HNSW
+# walks; the best ``OVERSAMPLING`` x limit candidates are rescored with the original float vectors, so
+# scores are exact. At 283k: recall of the exact top-30 0.993 (as unquantized), p50 2.7 ms against 4.9,
+# and a query process reads ~240 MB of vectors instead of ~500 (§7f). Oversampling 1 lost recall (0.958).
+QUANTIZATION = {"scalar": "int8", "quantile": 0.99}
+OVERSAMPLING = 2.0
+# Opening loads nothing, so a new process's first searches would fault the quantized vectors and HNSW
+# links in from disk page by page (0.7-0.9 s at 283k: qdrant-edge drops a shard's pages from the page
+# cache when it closes). A background thread reads these files sequentially at open instead (0.24 s
+# at 283k, while the embedder loads), up to this share of the memory available.
+WARM_FILES = ("vector_storage/quantized.*", "vector_index/*", "vector_index-bm25/*")
+WARM_MEMORY_SHARE = 0.25
 # The engine writes through memory-mapped, sparse-preallocated files: on a full disk a write does not
 # fail, the process dies of SIGBUS. So every write first checks that this much space is left, and
 # fails with DiskFull (a clear message, the store as it was) instead.
@@ -127,6 +141,18 @@ def _ensure_space(path: Path, needed: int = 0) -> None:
             f"{free // 1024} KB free, the embedded engine needs {(needed + MIN_FREE_BYTES) // (1024 * 1024)} MB to write safely "
             "(it writes through memory-mapped files, which a full disk would crash)",
         )
+
+
+def _available_memory() -> int:
+    """MemAvailable of /proc/meminfo in bytes (0 where there is none: then nothing is warmed)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def _engine_error(exc: Exception, path: Path) -> Exception:
@@ -254,12 +280,22 @@ def _with_vectors(value: Any) -> Any:
     return [DENSE if name is None else name for name in value]
 
 
-def _search_params(params: models.SearchParams | None, hnsw_ef: int | None = None) -> qe.SearchParams | None:
-    """The request's params; ``hnsw_ef`` (the store's default) fills in an ef the request leaves unset."""
-    if params is None:
-        return qe.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+def _search_params(params: models.SearchParams | None, hnsw_ef: int | None = None) -> qe.SearchParams:
+    """The request's params; ``hnsw_ef`` (the store's default) fills in an ef the request leaves unset.
+
+    Quantized vectors are rescored with ``OVERSAMPLING`` unless the request says otherwise; an exact
+    search ignores them (exact means exact scores). Both are no-ops on a collection without quantization.
+    """
+    params = params or models.SearchParams()
     ef = params.hnsw_ef if params.hnsw_ef is not None else hnsw_ef
-    return qe.SearchParams(hnsw_ef=ef, exact=bool(params.exact), indexed_only=bool(params.indexed_only))
+    q = params.quantization
+    if q is not None:
+        quant = qe.QuantizationSearchParams(ignore=bool(q.ignore), rescore=q.rescore, oversampling=q.oversampling)
+    elif params.exact:
+        quant = qe.QuantizationSearchParams(ignore=True)
+    else:
+        quant = qe.QuantizationSearchParams(rescore=True, oversampling=OVERSAMPLING)
+    return qe.SearchParams(hnsw_ef=ef, exact=bool(params.exact), indexed_only=bool(params.indexed_only), quantization=quant)
 
 
 def _query(query: Any, using: str | None) -> Any:
@@ -289,6 +325,33 @@ def _prefetch(pre: models.Prefetch, hnsw_ef: int | None = None) -> qe.Prefetch:
         filter=_filter(pre.filter),
         score_threshold=pre.score_threshold,
     )
+
+
+def _shard_config(dense: Mapping[str, models.VectorParams], sparse: Mapping[str, models.SparseVectorParams | None]) -> qe.EdgeConfig:
+    """A new shard: HNSW as ``HNSW``, int8-quantized dense vectors, every part ``Cold`` (see the constants)."""
+    cold = qe.Memory.Cold
+    quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=QUANTIZATION["quantile"], memory=cold)
+    return qe.EdgeConfig(
+        hnsw_config=qe.HnswIndexConfig(**HNSW, memory=cold),
+        payload_memory=cold,
+        id_tracker_memory=cold,
+        vectors={
+            name: qe.EdgeVectorParams(size=p.size, distance=_DISTANCE[p.distance], memory=cold, quantization_config=quant)
+            for name, p in dense.items()
+        },
+        sparse_vectors={
+            name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if p and p.modifier == models.Modifier.IDF else None, memory=cold)
+            for name, p in sparse.items()
+        },
+    )
+
+
+def _index_params(schema: models.PayloadSchemaType) -> Any:
+    """A payload index kept on disk: the engine's default loads a keyword index into RAM at open
+    (0.7 s and ~80 MB at 283k points, three keys)."""
+    if schema == models.PayloadSchemaType.KEYWORD:
+        return qe.KeywordIndexParams(memory=qe.Memory.Cold)
+    return _SCHEMA[schema]
 
 
 # --- qdrant_edge results → qdrant-client models -----------------------------------------------------
@@ -394,12 +457,17 @@ class EdgeStore(QdrantBase):
             raise StoreLocked(
                 f"embedded Qdrant (edge) at {self.path} is open in another process (a running `pipeline serve`?). {LOCKED_HINT}"
             ) from exc
+        self._stop_warm = threading.Event()
+        self.warmed_bytes = 0  # read into the page cache by the warm-up thread (for tests and logs)
+        self._warmer: threading.Thread | None = None
         try:
             _ensure_space(self.path)  # loading a shard writes too (WAL segments, mmap pages)
             self._open_all()
         except BaseException:
             self.close()
             raise
+        self._warmer = threading.Thread(target=self._warm, name="edge-warm", daemon=True)
+        self._warmer.start()
 
     # -- lifecycle --
 
@@ -433,12 +501,44 @@ class EdgeStore(QdrantBase):
             raise _engine_error(exc, folder) from exc
         return _Collection(folder, shard, meta)
 
+    def _warm(self) -> None:
+        """Read the files first searches need (``WARM_FILES``) into the page cache, smallest first.
+
+        Best effort: stops at close, at the ``WARM_MEMORY_SHARE`` budget, or on any read error (a
+        search then reads what it needs itself)."""
+        try:
+            files = sorted(
+                (f for coll in list(self._collections.values()) for pattern in WARM_FILES for f in coll.path.glob(f"segments/*/{pattern}") if f.is_file()),
+                key=lambda f: f.stat().st_size,
+            )
+            budget = _available_memory() * WARM_MEMORY_SHARE
+            done = self.warmed_bytes = 0
+            for f in files:
+                size = f.stat().st_size
+                if done + size > budget:
+                    logger.debug("edge warm-up stopped at %d MB (budget %d MB)", done >> 20, int(budget) >> 20)
+                    return
+                with open(f, "rb", buffering=0) as fh:
+                    while not self._stop_warm.is_set() and fh.read(1 << 20):
+                        pass
+                if self._stop_warm.is_set():
+                    return
+                done = self.warmed_bytes = done + size
+        except OSError as exc:  # a segment merged away meanwhile, or unreadable: searches will say
+            logger.debug("edge warm-up stopped: %s", exc)
+
     def close(self, **kwargs: Any) -> None:
         """Flush and close every shard, then release the lock. Safe to call twice."""
         with self._guard:
             if self.closed:
                 return
             self.closed = True
+            stop = getattr(self, "_stop_warm", None)
+            if stop is not None:
+                stop.set()
+            warmer = getattr(self, "_warmer", None)
+            if warmer is not None and warmer is not threading.current_thread():
+                warmer.join()
             for coll in self._collections.values():
                 try:
                     coll.shard.flush()
@@ -474,6 +574,43 @@ class EdgeStore(QdrantBase):
             except Exception as exc:
                 raise _engine_error(exc, coll.path) from exc
         return changed
+
+    def outdated(self) -> list[str]:
+        """Collections written before the cold, quantized layout (``_shard_config``): they answer as
+        before, but load their payload indexes into RAM at open and search float vectors."""
+        return sorted(name for name, coll in self._collections.items() if "quantization" not in coll.meta)
+
+    def upgrade(self) -> list[str]:
+        """Rewrite every ``outdated()`` collection in the current layout, in place; the names done.
+
+        The engine applies a changed config by rebuilding the shard's segments (~2 min at 283k
+        points): only ``check --repair`` calls this, in a process that holds the store alone. A crash
+        midway leaves a shard the engine reloads with either config; the sidecar is updated last,
+        so the next repair does it again."""
+        done = []
+        with self._guard:
+            for name in self.outdated():
+                coll = self._collections[name]
+                dense = {n: models.VectorParams(size=v["size"], distance=models.Distance(v["distance"])) for n, v in coll.meta["vectors"].items()}
+                sparse = coll.sparse_params() or {}
+                _ensure_space(coll.path, _blocks_bytes(coll.path / "segments"))
+                try:
+                    coll.shard.flush()
+                    coll.shard.close()
+                    coll.shard = qe.EdgeShard.load(str(coll.path), _shard_config(dense, sparse))
+                    for key in self.keyword_indexes:
+                        coll.shard.update(qe.UpdateOperation.delete_field_index(key))
+                        coll.shard.update(qe.UpdateOperation.create_field_index(key, _index_params(models.PayloadSchemaType.KEYWORD)))
+                    coll.shard.optimize()
+                    coll.shard.flush()
+                except Exception as exc:
+                    raise _engine_error(exc, coll.path) from exc
+                with coll.meta_lock:
+                    coll.meta.update(quantization=QUANTIZATION, memory=COLD)
+                    coll.save_meta()
+                coll.written()
+                done.append(name)
+        return done
 
     def _get(self, name: str) -> _Collection:
         if self.closed:
@@ -559,17 +696,8 @@ class EdgeStore(QdrantBase):
                 "hnsw": HNSW,
                 "memory": COLD,
             }
-            config = qe.EdgeConfig(
-                hnsw_config=qe.HnswIndexConfig(**HNSW),
-                payload_memory=qe.Memory.Cold,
-                vectors={
-                    name: qe.EdgeVectorParams(size=p.size, distance=_DISTANCE[p.distance], memory=qe.Memory.Cold) for name, p in dense.items()
-                },
-                sparse_vectors={
-                    name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if p and p.modifier == models.Modifier.IDF else None)
-                    for name, p in sparse.items()
-                },
-            )
+            meta["quantization"] = QUANTIZATION
+            config = _shard_config(dense, sparse)
             final = self.path / collection_name
             if final.exists():
                 raise StoreDamaged(final, "folder exists but is not an open collection", "move it away and run the command again")
@@ -579,7 +707,7 @@ class EdgeStore(QdrantBase):
             try:
                 shard = qe.EdgeShard.create(str(tmp), config)
                 for key in self.keyword_indexes:
-                    shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+                    shard.update(qe.UpdateOperation.create_field_index(key, _index_params(models.PayloadSchemaType.KEYWORD)))
                 shard.flush()
                 shard.close()
                 _write_json(tmp / SIDECAR, meta)
@@ -632,7 +760,7 @@ class EdgeStore(QdrantBase):
             schema = models.PayloadSchemaType(schema)
         if schema not in _SCHEMA:
             raise NotImplementedError(f"qdrant-edge backend: create_payload_index with schema {schema!r}")
-        self._update(coll, qe.UpdateOperation.create_field_index(field_name, _SCHEMA[schema]))
+        self._update(coll, qe.UpdateOperation.create_field_index(field_name, _index_params(schema)))
         return _done()
 
     def create_vector_name(
@@ -925,3 +1053,9 @@ class EdgeClient(QdrantClient):
     def optimize(self) -> bool:
         """Build HNSW indexes and merge segments (after a bulk ingest); True if anything changed."""
         return self.store.optimize()
+
+    def outdated(self) -> list[str]:
+        return self.store.outdated()
+
+    def upgrade(self) -> list[str]:
+        return self.store.upgrade()

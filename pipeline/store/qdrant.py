@@ -155,6 +155,18 @@ def optimize(client: Any) -> None:
         edge.optimize()
 
 
+def outdated_layout(client: Any) -> list[str]:
+    """Edge collections in an older on-disk layout (slower to open, float search); [] elsewhere."""
+    edge = _edge_client(client)
+    return edge.outdated() if edge is not None else []
+
+
+def upgrade_layout(client: Any) -> list[str]:
+    """Rewrite the ``outdated_layout`` collections in the current one (``check --repair``)."""
+    edge = _edge_client(client)
+    return edge.upgrade() if edge is not None else []
+
+
 def names(settings: Settings) -> dict[Collection, str]:
     return {c: layout.collection_name(settings.qdrant.prefix, c) for c in Collection}
 

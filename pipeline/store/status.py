@@ -47,6 +47,7 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
             model = model or meta.get(qstore.META_MODEL)
             dim = dim or meta.get(qstore.META_DIM)
         ledger = parents.ledger() if parents else {}
+        outdated = qstore.outdated_layout(client)
         return {
             "store": str(settings.store.resolve()),
             "backend": qstore.backend(settings).value,  # edge | local | server
@@ -63,7 +64,10 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
             # references without a BM25 vector (a store from before hybrid search): dense-only there
             "hybrid": "ready" if not without_bm25 else "dense only until `pipeline check --repair` (or the next ingest) adds BM25 vectors",
             "points_without_bm25": without_bm25,
-        } | ({"backend_note": f"written by qdrant-client local mode: {qstore.MIGRATE_HINT}"} if qstore.legacy_local(settings) else {})
+        } | ({"backend_note": f"written by qdrant-client local mode: {qstore.MIGRATE_HINT}"} if qstore.legacy_local(settings) else {}) | (
+            {"layout_note": f"{', '.join(outdated)}: an older engine layout (slower to open, more memory); `pipeline check --repair` rewrites it"}
+            if outdated else {}
+        )
     finally:
         if own_parents and parents:
             parents.close()

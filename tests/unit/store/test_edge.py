@@ -339,11 +339,21 @@ def test_a_nearly_full_disk_is_disk_full_before_the_engine_writes(client: EdgeCl
 def test_the_store_default_hnsw_ef_fills_requests_without_one() -> None:
     from pipeline.store.edge import _search_params
 
-    assert _search_params(None, None) is None
+    assert _search_params(None, None).hnsw_ef is None
     assert _search_params(None, 256).hnsw_ef == 256
     assert _search_params(models.SearchParams(hnsw_ef=32), 256).hnsw_ef == 32  # the request's own wins
     exact = _search_params(models.SearchParams(exact=True), 256)
     assert exact.exact and exact.hnsw_ef == 256
+
+
+def test_quantized_vectors_are_rescored_unless_the_search_is_exact() -> None:
+    from pipeline.store.edge import OVERSAMPLING, _search_params
+
+    default = _search_params(None, 256).quantization
+    assert not default.ignore and default.rescore and default.oversampling == OVERSAMPLING
+    assert _search_params(models.SearchParams(exact=True), 256).quantization.ignore  # exact = original vectors
+    own = _search_params(models.SearchParams(quantization=models.QuantizationSearchParams(rescore=False, oversampling=1.0)), 256).quantization
+    assert own.rescore is False and own.oversampling == 1.0
 
 
 def test_auto_ef_grows_with_the_collection_within_bounds() -> None:
@@ -365,3 +375,84 @@ def test_unset_hnsw_ef_is_recounted_after_writes(client: EdgeClient, monkeypatch
     client.upsert(NAME, points=[models.PointStruct(id=str(uuid.uuid4()), vector=[0.1] * DIM, payload={}) for _ in range(100)], wait=True)
     assert coll.search_ef() == 128  # 105 points: the next multiple of 64
     assert client.query_points(NAME, query=[0.1] * DIM, limit=3).points  # searches run with it
+
+
+class TestLayout:
+    """The on-disk layout of new collections (cold, int8-quantized) and the upgrade of older ones."""
+
+    BIG = 8000  # 384-dim points: past the engine's indexing threshold, so optimize() builds HNSW + int8
+
+    def _fill_big(self, client: EdgeClient, name: str = NAME) -> np.ndarray:
+        vecs = np.random.default_rng(1).normal(size=(self.BIG, 384)).astype(np.float32)
+        client.create_collection(name, vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+        client.upsert(name, [models.PointStruct(id=pid, vector=v.tolist(), payload={"i": i, "doc_id": f"d{i % 7}"})
+                             for i, (pid, v) in enumerate(zip(_ids(self.BIG), vecs))])
+        assert client.optimize()
+        return vecs
+
+    def test_new_collections_keep_every_part_on_disk_and_quantize_dense_vectors(self, client: EdgeClient) -> None:
+        _create(client)
+        config = json.loads((client.store.path / NAME / "edge_config.json").read_text())
+        assert config["vectors"][""]["memory"] == "cold"
+        assert config["vectors"][""]["quantization_config"]["scalar"]["type"] == "int8"
+        assert config["sparse_vectors"]["bm25"]["memory"] == "cold"
+        assert config["hnsw_config"]["memory"] == "cold"
+        assert config["payload_memory"] == config["id_tracker_memory"] == "cold"
+        index = json.loads(next((client.store.path / NAME / "segments").glob("*/payload_index/config.json")).read_text())
+        assert {f: v["memory"] for f, v in index["indexed_fields"].items()} == dict.fromkeys(INDEXES, "cold")
+        assert client.store.outdated() == []
+
+    def test_quantized_search_returns_the_exact_nearest_with_exact_scores(self, tmp_path: Path) -> None:
+        """HNSW walks int8 vectors; rescoring with the originals must give float scores and order."""
+        c = EdgeClient(tmp_path / "edge", keyword_indexes=INDEXES)
+        try:
+            vecs = self._fill_big(c)
+            assert list((tmp_path / "edge" / NAME / "segments").glob("*/vector_storage/quantized.data"))
+            normed = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+            for seed in range(5):
+                q = np.random.default_rng(100 + seed).normal(size=384).astype(np.float32)
+                hits = c.query_points(NAME, query=q.tolist(), limit=5, with_payload=True).points
+                exact = _exact_top(vecs, q, 5)
+                assert [h.payload["i"] for h in hits] == exact
+                assert [h.score for h in hits] == pytest.approx([float(normed[i] @ (q / np.linalg.norm(q))) for i in exact], abs=1e-5)
+        finally:
+            c.close()
+        # reopened: the warm-up thread reads the quantized vectors and the HNSW links, and stops at close
+        c = EdgeClient(tmp_path / "edge", keyword_indexes=INDEXES)
+        try:
+            c.store._warmer.join(timeout=30)
+            assert c.store.warmed_bytes >= self.BIG * 384  # at least the int8 vectors
+        finally:
+            c.close()
+        assert not c.store._warmer.is_alive()
+
+    def test_check_repair_upgrades_a_collection_of_the_older_layout(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = tmp_path / "edge"
+        with monkeypatch.context() as m:  # what create_collection wrote before this layout
+            m.setattr(edge, "_shard_config", lambda dense, sparse: edge.qe.EdgeConfig(
+                hnsw_config=edge.qe.HnswIndexConfig(**edge.HNSW),
+                vectors={n: edge.qe.EdgeVectorParams(size=p.size, distance=edge.qe.Distance.Cosine) for n, p in dense.items()}))
+            m.setattr(edge, "_index_params", lambda schema: edge.qe.PayloadSchemaType.Keyword)
+            c = EdgeClient(path, keyword_indexes=INDEXES)
+            vecs = self._fill_big(c)
+            c.store._collections[NAME].meta.pop("quantization")
+            c.store._collections[NAME].save_meta()
+            c.close()
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        try:
+            assert c.outdated() == [NAME]
+            assert not list((path / NAME / "segments").glob("*/vector_storage/quantized.data"))
+            assert c.upgrade() == [NAME]
+            assert c.count(NAME).count == self.BIG
+            q = vecs[17] + 0.01
+            assert c.query_points(NAME, query=q.tolist(), limit=1, with_payload=True).points[0].payload["i"] == 17
+            assert c.count(NAME, count_filter=models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value="d3"))])).count == len(range(3, self.BIG, 7))
+        finally:
+            c.close()
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        try:
+            assert c.outdated() == []
+            assert list((path / NAME / "segments").glob("*/vector_storage/quantized.data"))
+            assert json.loads((path / NAME / "edge_config.json").read_text())["vectors"][""]["quantization_config"]
+        finally:
+            c.close()
