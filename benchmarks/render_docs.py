@@ -628,17 +628,44 @@ def render_edge() -> list[str]:
         out.append("Local mode, for comparison (§4, measured before hybrid search, query embedding included): open "
                    + ", ".join(f"{s['open_s']:.1f} s / chunk p95 {s['modes']['chunk']['p95_ms']:.0f} ms / {s['peak_rss_mb']:.0f} MB at {s['points']:,}" for s in old["sizes"])
                    + ".\n")
+    hot = load_bench("latency_edge_hot")
+    if hot:
+        out.append("Before the cold int8 layout (§7f; same benchmark, " + f"{hot['date'][:16]}, load {hot['machine']['loadavg_1m']}"
+                   + "): open + first retrieve " + " / ".join(f"{s['open_first_s']:.2f}" for s in hot["sizes"])
+                   + " s, chunk search p95 " + " / ".join(f"{s['modes']['chunk']['no_embed_p95_ms']:.1f}" for s in hot["sizes"])
+                   + " ms, query peak RSS " + " / ".join(f"{s['query_peak_rss_mb']}" for s in hot["sizes"]) + " MB (heap "
+                   + " / ".join(f"{s.get('rss_anon_mb', 0)}" for s in hot["sizes"]) + " MB).\n")
     alt = load_bench("latency_edge_mmap_all")
     alt_svc = load_service("retrieve_41papers_16x60_edge_mmap_all")
     if alt:
-        out.append("Tried and not kept: the HNSW graph, id tracker and keyword indexes memory-mapped as well (a 283k-point "
-                   "children shard alone then opened in 0.17–0.36 s instead of 0.83–0.87 s). In the same benchmark, open + first "
-                   "retrieve was " + " / ".join(f"{s['open_first_s']:.2f}" for s in alt["sizes"]) + " s, search p95 (chunk) "
+        out.append("An earlier attempt, before int8 vectors and the warm-up: the HNSW graph, id tracker and keyword indexes "
+                   "memory-mapped as well. Open + first retrieve was " + " / ".join(f"{s['open_first_s']:.2f}" for s in alt["sizes"]) + " s, search p95 (chunk) "
                    + " / ".join(f"{s['modes']['chunk']['no_embed_p95_ms']:.1f}" for s in alt["sizes"]) + " ms, query peak RSS "
-                   + " / ".join(f"{s['query_peak_rss_mb']}" for s in alt["sizes"]) + " MB (heap "
-                   + " / ".join(f"{s.get('rss_anon_mb', 0)}" for s in alt["sizes"]) + " MB, the rest mapped files)"
-                   + (f", and the service {alt_svc['throughput_rps']:.1f} req/s, p95 {alt_svc['latency_ms']['p95']:.0f} ms" if alt_svc else "")
-                   + ": slower searches for a small gain in memory (`benchmarks/results/bench/latency_edge_mmap_all.json`).\n")
+                   + " / ".join(f"{s['query_peak_rss_mb']}" for s in alt["sizes"]) + " MB"
+                   + (f", the service {alt_svc['throughput_rps']:.1f} req/s, p95 {alt_svc['latency_ms']['p95']:.0f} ms" if alt_svc else "")
+                   + " (`benchmarks/results/bench/latency_edge_mmap_all.json`): every new process then read the float vectors "
+                   "and graph from disk page by page, because qdrant-edge drops a shard's pages from the page cache when it "
+                   "closes it (§7f).\n")
+    lay = load_bench("edge_layout")
+    if lay:
+        out += ["### 7f. Shard layout: what opening a large shard and its first searches cost\n",
+                f"How: {lay['how']}. *Heap*: RssAnon the load leaves; *first 3 searches*: a new process's first three "
+                "(qdrant-edge drops a shard's pages from the page cache when it closes it, so each process starts cold), "
+                "*warmed*: after reading the files the warm-up thread reads (`edge.WARM_FILES`: int8 vectors, HNSW links, "
+                "BM25 index) sequentially; search p50 / p95 over 200 queries after them, with the mapped files they leave "
+                "resident; recall of the exact top-30.\n",
+                "| layout | rewrite s | load s | heap MB | first 3 searches s | warmed: load / first 3 s | search p50 / p95 ms | mapped MB after | recall@30 |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in lay["layouts"]:
+            out.append(f"| {r['layout']} | {r['rewrite_s']:.0f} | {r['load_s']:.2f} | {r['heap_mb']:.0f} | {r['first3_s']:.2f} | "
+                       f"{r['warm_load_s']:.2f} / {r['warm_first3_s']:.2f} | {r['p50_ms']:.1f} / {r['p95_ms']:.1f} | {r['mapped_mb']} | {r['recall']:.3f} |")
+        out.append("\nThe default (`pipeline/store/edge.py: _shard_config`): every part cold, dense vectors also kept as int8 "
+                   "that HNSW walks, the best 2 × limit rescored with the float vectors (scores stay exact; oversampling 1 "
+                   "lost recall), and a warm-up thread that reads the int8 vectors, HNSW links and BM25 index at open while "
+                   "the embedder loads. Keeping the int8 vectors in RAM instead makes the load itself page them in one by "
+                   "one. Stores written before keep their layout (`status` says `layout_note`) until "
+                   "`pipeline check --repair` rewrites them. "
+                   f"Command: `{lay['command']}` ({lay['date'][:16]}, load {lay['machine']['loadavg_1m']}).\n")
     w = load_bench("store_writes")
     if w:
         out.append("### 7b. What the Qdrant writes cost an ingest (41 papers)\n")

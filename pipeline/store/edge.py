@@ -143,6 +143,20 @@ def _ensure_space(path: Path, needed: int = 0) -> None:
         )
 
 
+def _read_into_cache(path: Path, size: int, stop: threading.Event, chunk: int = 64 << 20) -> None:
+    """Read ``path`` into the page cache without copying it to Python: ``sendfile`` to /dev/null, in
+    chunks so ``stop`` is seen. Not ``read()`` in a loop: each 1 MB read waited to take the GIL back from
+    the embedder loading meanwhile (114 MB took 0.7 s; 219 MB take 0.08 s this way). Not
+    ``posix_fadvise(WILLNEED)``: it read nothing here."""
+    with open(path, "rb") as src, open(os.devnull, "wb") as sink:
+        offset = 0
+        while offset < size and not stop.is_set():
+            sent = os.sendfile(sink.fileno(), src.fileno(), offset, min(chunk, size - offset))
+            if sent <= 0:
+                return
+            offset += sent
+
+
 def _available_memory() -> int:
     """MemAvailable of /proc/meminfo in bytes (0 where there is none: then nothing is warmed)."""
     try:
@@ -518,9 +532,7 @@ class EdgeStore(QdrantBase):
                 if done + size > budget:
                     logger.debug("edge warm-up stopped at %d MB (budget %d MB)", done >> 20, int(budget) >> 20)
                     return
-                with open(f, "rb", buffering=0) as fh:
-                    while not self._stop_warm.is_set() and fh.read(1 << 20):
-                        pass
+                _read_into_cache(f, size, self._stop_warm)
                 if self._stop_warm.is_set():
                     return
                 done = self.warmed_bytes = done + size

@@ -65,6 +65,47 @@ def test_a_local_store_stays_in_local_mode_until_migrated(local_plain_store: tup
     assert not (store / "edge").exists()
 
 
+def test_check_repair_rewrites_collections_of_the_older_engine_layout(plain_store: tuple[Path, Run], tmp_path: Path) -> None:
+    """A store written before the cold, int8 layout: status names it, check --repair rewrites it in
+    place, and the same questions get the same parents and scores."""
+    import json
+
+    import qdrant_edge as qe
+
+    from pipeline.store import edge
+
+    store = copy_store(plain_store[0], tmp_path / "store")
+    wanted = {(q, m): sources(store, q, m) for q in QUESTIONS for m in ("all", "chunk")}
+    for folder in sorted(p for p in (store / "edge").iterdir() if p.is_dir()):
+        # what create_collection wrote before: engine defaults (keyword indexes in RAM, BM25 pinned, floats)
+        shard = qe.EdgeShard.load(str(folder), qe.EdgeConfig(
+            hnsw_config=qe.HnswIndexConfig(**edge.HNSW),
+            vectors={"": qe.EdgeVectorParams(size=384, distance=qe.Distance.Cosine, memory=qe.Memory.Cold)},
+            sparse_vectors={"bm25": qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}))
+        for key in ("doc_id", "kind", "parent_id"):
+            shard.update(qe.UpdateOperation.delete_field_index(key))
+            shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+        shard.optimize()
+        shard.close()
+        meta = json.loads((folder / edge.SIDECAR).read_text())
+        meta.pop("quantization")
+        (folder / edge.SIDECAR).write_text(json.dumps(meta))
+    before = run_cli("status", "--json", "--store", str(store)).json
+    assert "docs_children" in before["layout_note"] and "check --repair" in before["layout_note"]
+
+    run = run_cli("check", "--repair", "--store", str(store))
+    assert run.code == 0, run.stderr
+    assert "rewrote docs_children" in run.stderr
+    after = run_cli("status", "--json", "--store", str(store)).json
+    assert "layout_note" not in after and after["collections"] == before["collections"]
+    assert "int8" in (store / "edge" / "docs_children" / "edge_config.json").read_text()
+    for (q, m), want in wanted.items():
+        got = sources(store, q, m)
+        assert [p for p, _ in got] == [p for p, _ in want], (q, m)
+        assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-4), (q, m)
+    assert run_cli("check", "--store", str(store)).code == 0
+
+
 def test_service_ingests_while_8_threads_query_without_a_store_lock(plain_store: tuple[Path, Run], tmp_path: Path) -> None:
     store = copy_store(plain_store[0], tmp_path / "store")
     docs = tmp_path / "docs"
