@@ -96,10 +96,10 @@ config = qe.EdgeConfig(
 )
 t = time.perf_counter()
 shard = qe.EdgeShard.load(path, config)
-if "keywords" in opts:
-    for key in ("doc_id", "kind", "parent_id"):
-        shard.update(qe.UpdateOperation.delete_field_index(key))
-        shard.update(qe.UpdateOperation.create_field_index(key, qe.KeywordIndexParams(memory=M[opts["keywords"]])))
+for key in ("doc_id", "kind", "parent_id"):  # the engine's default keyword index is loaded into RAM
+    shard.update(qe.UpdateOperation.delete_field_index(key))
+    schema = qe.KeywordIndexParams(memory=M[opts["keywords"]]) if "keywords" in opts else qe.PayloadSchemaType.Keyword
+    shard.update(qe.UpdateOperation.create_field_index(key, schema))
 shard.optimize(); shard.flush(); shard.close()
 print(time.perf_counter() - t)
 '''
