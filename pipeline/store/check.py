@@ -55,7 +55,7 @@ def check_store(client: QdrantClient, collections: dict[Collection, str], parent
         moved = migrate_parent_refs(client, collections, parents)
         report = check_store(client, collections, parents, repair=True)
         return report.model_copy(
-            update={"ok": report.ok and not early, "problems": [Problem(kind="old-layout", detail="written by an older version (migrated)"), *report.problems], "repaired": [f"migrated the layout: moved {moved} parent self-references", *report.repaired]}
+            update={"ok": False, "problems": [Problem(kind="old-layout", detail="written by an older version (migrated)"), *report.problems], "repaired": [f"migrated the layout: moved {moved} parent self-references", *report.repaired]}
         )
     ledger = parents.ledger()
     parent_ids = set(parents.ids())
@@ -244,6 +244,6 @@ def run_check(settings: Settings, repair: bool) -> CheckReport:
             lost = sorted({p.doc_id for p in report.problems if p.kind == "orphan-reference" and p.doc_id})
             if lost:  # their references were dropped with the parents: ingesting them again restores them
                 done.append(f"ingest these {len(lost)} documents again (unchanged text comes from the cache): {' '.join(lost)}")
-        return report.model_copy(update={"ok": False, "problems": [*early, *report.problems], "repaired": [*done, *report.repaired]})
+        return report.model_copy(update={"ok": report.ok and not early, "problems": [*early, *report.problems], "repaired": [*done, *report.repaired]})
     finally:
         lock.release()

@@ -69,19 +69,20 @@ EF_MIN, EF_MAX, POINTS_PER_EF = 512, 4096, 184
 # Every part of a shard stays on disk, memory-mapped or read as searches touch it (``Cold``), none is
 # loaded or pinned in RAM at open: the cost of opening no longer grows with the store. Measured on the
 # 283k-point children shard of the 300k bench store (docs/benchmarks.md §7f): the engine's defaults load
-# the keyword payload indexes into RAM (0.7 of the 1.0 s load) and pin the BM25 index (78 MB); all cold,
-# the shard loads in 0.05 s holding 7 MB of heap (was 208 MB).
+# the keyword payload indexes into RAM (most of a 0.8 s load) and pin the BM25 index (78 MB); all cold,
+# the shard loads in 0.05 s holding 2 MB of heap (was 165 MB).
 COLD = "cold"
 # Dense vectors are also kept as int8 (scalar quantization, 4x smaller: 105 MB at 283k points) that HNSW
 # walks; the best ``OVERSAMPLING`` x limit candidates are rescored with the original float vectors, so
-# scores are exact. At 283k: recall of the exact top-30 0.993 (as unquantized), p50 2.7 ms against 4.9,
-# and a query process reads ~240 MB of vectors instead of ~500 (§7f). Oversampling 1 lost recall (0.958).
+# scores are exact. At 283k (§7f): recall of the exact top-30 0.996 (as with floats), search p50 6.4 ms
+# against 16.9 in a new process, 264 MB of shard files resident after 200 searches instead of 528.
+# Oversampling 1 lost recall (0.958 against 0.993 at ef 1,600, a scratch run).
 QUANTIZATION = {"scalar": "int8", "quantile": 0.99}
 OVERSAMPLING = 2.0
 # Opening loads nothing, so a new process's first searches would fault the quantized vectors and HNSW
-# links in from disk page by page (0.7-0.9 s at 283k: qdrant-edge drops a shard's pages from the page
-# cache when it closes). A background thread reads these files sequentially at open instead (0.24 s
-# at 283k, while the embedder loads), up to this share of the memory available.
+# links in from disk page by page (first 3 searches 1.1 s at 283k: qdrant-edge drops a shard's pages
+# from the page cache when it closes it). A background thread reads these files sequentially at open
+# instead, while the embedder loads (then 0.02 s, §7f), up to this share of the memory available.
 WARM_FILES = ("vector_storage/quantized.*", "vector_index/*", "vector_index-bm25/*")
 WARM_MEMORY_SHARE = 0.25
 # The engine writes through memory-mapped, sparse-preallocated files: on a full disk a write does not
@@ -362,7 +363,7 @@ def _shard_config(dense: Mapping[str, models.VectorParams], sparse: Mapping[str,
 
 def _index_params(schema: models.PayloadSchemaType) -> Any:
     """A payload index kept on disk: the engine's default loads a keyword index into RAM at open
-    (0.7 s and ~80 MB at 283k points, three keys)."""
+    (0.6 s and 87 MB of the load at 283k points, three keys: §7f)."""
     if schema == models.PayloadSchemaType.KEYWORD:
         return qe.KeywordIndexParams(memory=qe.Memory.Cold)
     return _SCHEMA[schema]
