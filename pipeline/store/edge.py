@@ -369,6 +369,11 @@ def _index_params(schema: models.PayloadSchemaType) -> Any:
     return _SCHEMA[schema]
 
 
+def _create_keyword_indexes(shard: Any, keys: Sequence[str]) -> None:
+    for key in keys:
+        shard.update(qe.UpdateOperation.create_field_index(key, _index_params(models.PayloadSchemaType.KEYWORD)))
+
+
 # --- qdrant_edge results → qdrant-client models -----------------------------------------------------
 
 
@@ -523,20 +528,21 @@ class EdgeStore(QdrantBase):
         search then reads what it needs itself)."""
         try:
             files = sorted(
-                (f for coll in list(self._collections.values()) for pattern in WARM_FILES for f in coll.path.glob(f"segments/*/{pattern}") if f.is_file()),
-                key=lambda f: f.stat().st_size,
+                (f.stat().st_size, f)
+                for coll in list(self._collections.values())
+                for pattern in WARM_FILES
+                for f in coll.path.glob(f"segments/*/{pattern}")
+                if f.is_file()
             )
             budget = _available_memory() * WARM_MEMORY_SHARE
-            done = self.warmed_bytes = 0
-            for f in files:
-                size = f.stat().st_size
-                if done + size > budget:
-                    logger.debug("edge warm-up stopped at %d MB (budget %d MB)", done >> 20, int(budget) >> 20)
+            for size, f in files:
+                if self.warmed_bytes + size > budget:
+                    logger.debug("edge warm-up stopped at %d MB (budget %d MB)", self.warmed_bytes >> 20, int(budget) >> 20)
                     return
                 _read_into_cache(f, size, self._stop_warm)
                 if self._stop_warm.is_set():
                     return
-                done = self.warmed_bytes = done + size
+                self.warmed_bytes += size
         except OSError as exc:  # a segment merged away meanwhile, or unreadable: searches will say
             logger.debug("edge warm-up stopped: %s", exc)
 
@@ -604,7 +610,8 @@ class EdgeStore(QdrantBase):
         with self._guard:
             for name in self.outdated():
                 coll = self._collections[name]
-                dense = {n: models.VectorParams(size=v["size"], distance=models.Distance(v["distance"])) for n, v in coll.meta["vectors"].items()}
+                dense = coll.vectors_params()
+                dense = {DENSE: dense} if isinstance(dense, models.VectorParams) else dense
                 sparse = coll.sparse_params() or {}
                 _ensure_space(coll.path, _blocks_bytes(coll.path / "segments"))
                 try:
@@ -613,7 +620,7 @@ class EdgeStore(QdrantBase):
                     coll.shard = qe.EdgeShard.load(str(coll.path), _shard_config(dense, sparse))
                     for key in self.keyword_indexes:
                         coll.shard.update(qe.UpdateOperation.delete_field_index(key))
-                        coll.shard.update(qe.UpdateOperation.create_field_index(key, _index_params(models.PayloadSchemaType.KEYWORD)))
+                    _create_keyword_indexes(coll.shard, self.keyword_indexes)
                     coll.shard.optimize()
                     coll.shard.flush()
                 except Exception as exc:
@@ -719,8 +726,7 @@ class EdgeStore(QdrantBase):
             _ensure_space(self.path)
             try:
                 shard = qe.EdgeShard.create(str(tmp), config)
-                for key in self.keyword_indexes:
-                    shard.update(qe.UpdateOperation.create_field_index(key, _index_params(models.PayloadSchemaType.KEYWORD)))
+                _create_keyword_indexes(shard, self.keyword_indexes)
                 shard.flush()
                 shard.close()
                 _write_json(tmp / SIDECAR, meta)
