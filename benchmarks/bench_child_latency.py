@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=3)
     ap.add_argument("--variants", default="default", help="comma-separated: default, dense, hybrid, hybrid+rerank (stages as in eval)")
     ap.add_argument("--recall", type=int, default=0, help="queries for HNSW recall against exact search (0: skip)")
+    ap.add_argument("--open-only", action="store_true", help="stop after the first retrieve (bench_latency's repeated opens)")
     args = ap.parse_args()
     queries = json.loads(args.queries.read_text())
     t0 = time.perf_counter()
@@ -66,6 +67,10 @@ def main() -> None:
     engine.retrieve(queries[0], "chunk", args.top_k)  # the first answer of a new process
     first_s = time.perf_counter() - t1
     out = {"open_s": round(open_s, 3), "first_retrieve_s": round(first_s, 3), "open_first_s": round(open_s + first_s, 3), "modes": {}}
+    if args.open_only:
+        engine.close()
+        print(json.dumps(out))
+        return
     # A new process reads the memory-mapped vectors from the page cache (or disk) as searches touch
     # them: the first pass over the queries is reported apart ("cold"), the modes are measured after it.
     cold = [engine.retrieve(q, "chunk", args.top_k).stats for q in queries]

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.errors import LoadError, PipelineError
+from pipeline.errors import PipelineError
 from pipeline.config import AnswerMode, EnrichPolicy
 from pipeline.models import Answer, IngestReport, IngestStats, Mode
 from pipeline.output import emit_json, err, fail, fatal, out, settings_for, setup_logging

@@ -17,7 +17,6 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from filelock import FileLock, Timeout
 from pydantic import BaseModel

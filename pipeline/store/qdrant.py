@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -256,6 +256,34 @@ def vector_store(client: QdrantClient, name: str, hybrid: bool, batch_size: int 
         sparse_query_fn=sparse.query_vectors,
         sparse_vector_name=SPARSE,
     )
+
+
+def search(
+    client: QdrantClient, name: str, queries: Sequence[tuple[str | None, Any]], flt: models.Filter | None, limit: int, keys: list[str] | bool
+) -> list[list[tuple[str, float, dict[str, Any]]]]:
+    """(point id, score, payload keys, or none with ``keys=False``) of the best ``limit`` points of one
+    collection for each query, best first.
+
+    A query is (vector name, None for the dense vector; the query vector, dense or sparse), all in one
+    call. The edge engine answers without qdrant-client's models (``EdgeStore.search_hits``: it holds
+    the GIL while searching, so Python per hit is throughput lost); elsewhere ``query_points`` for
+    one query, ``query_batch_points`` for more.
+    """
+    edge = _edge_client(client)
+    if edge is not None:
+        return edge.store.search_hits(name, queries, flt, limit, keys)
+    if len(queries) == 1:
+        using, vector = queries[0]
+        responses = [client.query_points(name, query=vector, using=using, query_filter=flt, limit=limit, with_payload=keys)]
+    else:
+        requests = [models.QueryRequest(query=vector, using=using, filter=flt, limit=limit, with_payload=keys) for using, vector in queries]
+        responses = client.query_batch_points(name, requests=requests)
+    return [[(str(p.id), float(p.score or 0.0), p.payload or {}) for p in r.points] for r in responses]
+
+
+def payloads(client: QdrantClient, name: str, ids: Sequence[str], keys: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(id, the asked payload keys) of the points among ``ids`` that exist."""
+    return [(str(r.id), dict(r.payload or {})) for r in with_retries(client.retrieve)(name, ids=list(ids), with_payload=keys, with_vectors=False)]
 
 
 def count_points(client: QdrantClient, name: str, flt: models.Filter | None = None) -> int:

@@ -191,3 +191,26 @@ def test_parents_read_in_one_query_equal_those_read_one_by_one(engine: Engine) -
     many = engine.store.parents.get_many([*ids, "no-such-parent"])
     assert sorted(many) == sorted(ids)  # every stored one, the missing one left out
     assert all(many[i].to_dict() == engine.store.parents.get(i).to_dict() for i in ids)
+
+
+@pytest.mark.e2e
+def test_parent_self_references_resolve_without_payloads_even_when_unknown(engine: Engine, queries: list[tuple[str, list[float]]]) -> None:
+    """The parents collection is searched without payloads, its point ids mapped to parents
+    (``Rehydrated.parents_of_self_refs``); an id the map lacks (a parent ingested since) is read once."""
+    search = Search(Collection.PARENTS, (RefKind.PARENT,))
+    retriever = make(ParentRetriever, engine, Mode.CHUNK, 3, None, True)
+    store = engine.store
+    store.parents_of_self_refs([])  # builds the map from the docstore
+    for forget in (False, True):
+        if forget:
+            store._self_refs.clear()  # every id now unknown: each must be read from Qdrant, then kept
+        for query, embedding in queries[:8]:
+            sparse = _sparse_query(query)
+            lean = retriever._search_collection(search, embedding, sparse, with_text=False)
+            read = retriever._search_collection(search, embedding, sparse, with_text=True)
+            assert len(lean) == len(read) and lean[0]
+            for n, o in zip(lean, read):
+                assert_same_hits(n, o)
+        assert set(store._self_refs.values()) <= set(store.parents.ids())
+    assert store._self_refs  # the ids read are kept
+    assert store.parents_of_self_refs(["00000000-0000-0000-0000-000000000000"]) == {}  # a point that is not there

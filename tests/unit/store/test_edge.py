@@ -189,6 +189,59 @@ class TestSearch:
         assert [h.id for h in dense.points] == [ids[i] for i in _exact_top(vecs, np.array(q), 3)]
         assert sparse.points and all(h.payload["i"] % 5 == 2 for h in sparse.points)
 
+    def test_search_hits_are_what_query_batch_points_returns(self, client: EdgeClient, tmp_path: Path) -> None:
+        """The retriever's lean path (no qdrant-client models) gives the same ids, scores and payload keys,
+        as does ``store.qdrant.search`` over qdrant-client's local mode for the same points."""
+        from pipeline.store.qdrant import search
+
+        _create(client)
+        ids, vecs = _fill(client, 30)
+        q = _vectors(1, seed=5)[0].tolist()
+        sparse = models.SparseVector(indices=[7, 102], values=[1.0, 1.0])
+        flt = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=["d0", "d1"]))])
+        queries = [(None, q), ("bm25", sparse)]
+        lean = search(client, NAME, queries, flt, 6, ["i", "doc_id"])
+        full = client.query_batch_points(
+            NAME, requests=[models.QueryRequest(query=v, using=u, filter=flt, limit=6, with_payload=["i", "doc_id"]) for u, v in queries]
+        )
+        assert [[(h[0], round(h[1], 5), h[2]) for h in side] for side in lean] == [
+            [(str(p.id), round(p.score, 5), p.payload) for p in r.points] for r in full
+        ]
+        assert [h[0] for h in lean[0]][:3] == [ids[i] for i in _exact_top(vecs, np.array(q), 30) if i % 3 != 2][:3]
+        local = QdrantClient(path=str(tmp_path / "local"))
+        try:
+            local.create_collection(
+                NAME,
+                vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE),
+                sparse_vectors_config={"bm25": models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            )
+            local.upsert(NAME, points=client.scroll(NAME, limit=100, with_vectors=True, with_payload=True)[0], wait=True)
+            dense_local = search(local, NAME, queries[:1], flt, 6, ["i", "doc_id"])
+        finally:
+            local.close()
+        assert [h[0] for h in dense_local[0]] == [h[0] for h in lean[0]]
+        assert [h[1] for h in dense_local[0]] == pytest.approx([h[1] for h in lean[0]], abs=1e-5)
+
+    def test_an_empty_collection_answers_without_searching_until_written(self, client: EdgeClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        _create(client)
+        store = client._client
+        assert store.search_hits(NAME, [(None, [0.1] * DIM)], None, 5, ["i"]) == [[]]
+        calls: list[str] = []
+        coll = store._collections[NAME]
+
+        class Spy:
+            def __getattr__(self, name: str):
+                calls.append(name)
+                return getattr(real, name)
+
+        real, coll.shard = coll.shard, Spy()
+        assert store.search_hits(NAME, [(None, [0.1] * DIM)], None, 5, ["i"]) == [[]]
+        assert "query" not in calls and "count" not in calls  # the count of 0 was kept
+        ids, _ = _fill(client, 10)  # the write forgets it
+        hits = store.search_hits(NAME, [(None, [0.1] * DIM)], None, 5, ["i"])[0]
+        assert len(hits) == 5 and {h[0] for h in hits} <= set(ids) and "query" in calls
+        coll.shard = real
+
     def test_filters_match_has_id_and_missing_vector(self, client: EdgeClient) -> None:
         _create(client)
         ids, _ = _fill(client, 30)
