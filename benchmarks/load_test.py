@@ -207,16 +207,17 @@ def server_side(url: str, token: str | None) -> dict[str, Any]:
 
 def render_table(results_dir: Path) -> str:
     rows = [
-        "| route | clients × seconds | store | requests | errors | throughput (req/s) | p50 ms | p95 ms | p99 ms | server mean retrieval ms | measured (UTC, 1-min load before) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| results file | route | clients × seconds | store | requests | errors | throughput (req/s) | p50 ms | p95 ms | p99 ms | server mean retrieval ms | measured (UTC, 1-min load before) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for path in sorted(results_dir.glob("*.json")):
+    # In the order they were measured: runs of one session alternate code versions on a shared machine.
+    for path in sorted(results_dir.glob("*.json"), key=lambda p: json.loads(p.read_text())["measured_at"]):
         r = json.loads(path.read_text())
         srv = r.get("server", {})
         store = f"{srv.get('documents')} docs, {srv.get('parents')} parents, {srv.get('points')} points ({srv.get('qdrant')})"
         lat = r["latency_ms"]
         rows.append(
-            f"| `/{r['route']}` (mode {r['mode']}, top_k {r['top_k']}) | {r['clients']} × {r['duration_s']:g} | {store} | {r['requests']} "
+            f"| `{path.stem}` | `/{r['route']}` (mode {r['mode']}, top_k {r['top_k']}) | {r['clients']} × {r['duration_s']:g} | {store} | {r['requests']} "
             f"| {r['errors']} | {r['throughput_rps']} | {lat['p50']} | {lat['p95']} | {lat['p99']} | {srv.get('mean_retrieval_ms')} "
             f"| {r['measured_at'][:16].replace('T', ' ')}, {r['machine']['cpus']} CPUs, load {r['machine'].get('loadavg_1m_before')} |"
         )

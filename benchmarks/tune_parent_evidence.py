@@ -19,7 +19,6 @@ default ranking with the cross-encoder over overlapping 160-word windows of the 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
