@@ -203,7 +203,11 @@ def _named_vector(vec: Any) -> Any:
     if hasattr(vec, "tolist"):
         return vec.tolist()
     if isinstance(vec, (list, tuple)):
-        return [float(x) for x in vec] if vec and not isinstance(vec[0], (list, tuple)) else [list(map(float, v)) for v in vec]
+        # The engine reads any real number itself (ints, numpy scalars) and refuses anything else; a
+        # Python pass converting 384 floats cost ~25 µs a point, 13 % of a bulk upsert.
+        if vec and isinstance(vec[0], (list, tuple)):
+            return [list(v) for v in vec]
+        return vec if isinstance(vec, list) else list(vec)
     raise NotImplementedError(f"qdrant-edge backend: vector of type {type(vec).__name__} (inference objects are not supported)")
 
 
@@ -1117,6 +1121,21 @@ class EdgeClient(QdrantClient):
     @property
     def store(self) -> EdgeStore:
         return self._client  # type: ignore[return-value]
+
+    def upsert(
+        self,
+        collection_name: str,
+        points: Any,
+        wait: bool = True,
+        ordering: Any = None,
+        shard_key_selector: Any = None,
+        update_filter: models.Filter | None = None,
+        **kwargs: Any,
+    ) -> models.UpdateResult:
+        """``QdrantClient.upsert`` without its check for inference objects, a Python pass over every number
+        of every point (~8 % of a bulk upsert here): the engine takes vectors only (anything else fails
+        naming its type), and every write here is applied before the call returns (``wait``)."""
+        return self.store.upsert(collection_name, points, update_filter=update_filter)
 
     def flush(self) -> None:
         """Durable on disk now (the WAL already survives kill -9; this also writes the segments)."""
