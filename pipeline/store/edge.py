@@ -984,21 +984,7 @@ class EdgeStore(QdrantBase):
         coll = self._get(collection_name)
         if not coll.size():
             return [[] for _ in queries]
-        ef = self.hnsw_ef if self.hnsw_ef is not None else coll.search_ef()
-        batch = [
-            qe.QueryRequest(
-                limit=limit,
-                offset=0,
-                query=_query(vector, using),
-                prefetches=None,
-                with_vector=False,
-                with_payload=_with_payload(with_payload),
-                filter=_filter(query_filter),
-                score_threshold=None,
-                params=_search_params(None, ef),
-            )
-            for using, vector in queries
-        ]
+        batch = [self._request(coll, vector, using, None, query_filter, None, limit, None, with_payload, False, None) for using, vector in queries]
         try:
             results = coll.shard.query_batch(qe.QueryBatchRequest(batch)) if len(batch) > 1 else [coll.shard.query(batch[0])]
         except Exception as exc:
