@@ -79,6 +79,11 @@ COLD = "cold"
 # Oversampling 1 lost recall (0.958 against 0.993 at ef 1,600, a scratch run).
 QUANTIZATION = {"scalar": "int8", "quantile": 0.99}
 OVERSAMPLING = 2.0
+# Threads of a shard's search pool. The engine's default (one per CPU) runs a search's segments in
+# parallel and its idle workers spin: on the 41-paper children shard 400 searches cost 0.17-0.19 CPU-s
+# against 0.08 with one thread (scratch runs), and a busy service has other requests for the second
+# core. One thread: 16-client /retrieve load 112.6 / 118.9 req/s against 96.1 / 114.4 (30-s pairs).
+SEARCH_THREADS = 1
 # Opening loads nothing, so a new process's first searches would fault the quantized vectors and HNSW
 # links in from disk page by page (first 3 searches 1.1 s at 283k: qdrant-edge drops a shard's pages
 # from the page cache when it closes it). A background thread reads these files sequentially at open
@@ -346,14 +351,22 @@ def _prefetch(pre: models.Prefetch, hnsw_ef: int | None = None) -> qe.Prefetch:
     )
 
 
-def _shard_config(dense: Mapping[str, models.VectorParams], sparse: Mapping[str, models.SparseVectorParams | None]) -> qe.EdgeConfig:
-    """A new shard: HNSW as ``HNSW``, int8-quantized dense vectors, every part ``Cold`` (see the constants)."""
+def _shard_config(
+    dense: Mapping[str, models.VectorParams],
+    sparse: Mapping[str, models.SparseVectorParams | None],
+    hnsw: Mapping[str, int] = HNSW,
+    quantile: float = QUANTIZATION["quantile"],
+) -> qe.EdgeConfig:
+    """A shard of the current layout: HNSW as ``hnsw``, int8-quantized dense vectors, every part ``Cold``,
+    ``SEARCH_THREADS`` search threads (see the constants). A shard loaded with it keeps its data (the
+    engine checks the vectors match) and its config file is rewritten with it."""
     cold = qe.Memory.Cold
-    quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=QUANTIZATION["quantile"], memory=cold)
+    quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=quantile, memory=cold)
     return qe.EdgeConfig(
-        hnsw_config=qe.HnswIndexConfig(**HNSW, memory=cold),
+        hnsw_config=qe.HnswIndexConfig(**hnsw, memory=cold),
         payload_memory=cold,
         id_tracker_memory=cold,
+        max_search_threads=SEARCH_THREADS,
         vectors={
             name: qe.EdgeVectorParams(size=p.size, distance=_DISTANCE[p.distance], memory=cold, quantization_config=quant)
             for name, p in dense.items()
@@ -363,6 +376,23 @@ def _shard_config(dense: Mapping[str, models.VectorParams], sparse: Mapping[str,
             for name, p in sparse.items()
         },
     )
+
+
+def _open_config(coll: _Collection) -> qe.EdgeConfig | None:
+    """The config a collection of the current layout is loaded with: the one it was created with (as its
+    sidecar records it), so a shard written before ``SEARCH_THREADS`` gets it too. None (the shard's own
+    config) for a collection of the older layout, which only ``upgrade`` rewrites (a changed layout
+    rebuilds the segments), and for a sidecar that does not say enough to rebuild the config."""
+    meta = coll.meta
+    if "quantization" not in meta:
+        return None
+    try:
+        dense = coll.vectors_params()
+        dense = {DENSE: dense} if isinstance(dense, models.VectorParams) else dense
+        quantile = meta["quantization"].get("quantile", QUANTIZATION["quantile"])
+        return _shard_config(dense, coll.sparse_params() or {}, meta.get("hnsw", HNSW), quantile)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _index_params(schema: models.PayloadSchemaType) -> Any:
@@ -531,11 +561,12 @@ class EdgeStore(QdrantBase):
             meta = json.loads(sidecar.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise StoreDamaged(sidecar, f"unreadable: {exc}") from exc
+        coll = _Collection(folder, None, meta)
         try:
-            shard = qe.EdgeShard.load(str(folder))
+            coll.shard = qe.EdgeShard.load(str(folder), _open_config(coll))
         except Exception as exc:  # qdrant-edge raises plain Exception
             raise _engine_error(exc, folder) from exc
-        return _Collection(folder, shard, meta)
+        return coll
 
     def _warm(self) -> None:
         """Read the files first searches need (``WARM_FILES``) into the page cache, smallest first.

@@ -455,6 +455,27 @@ class TestLayout:
         assert {f: v["memory"] for f, v in index["indexed_fields"].items()} == dict.fromkeys(INDEXES, "cold")
         assert client.store.outdated() == []
 
+    def test_shards_search_with_one_thread_also_those_written_before_the_setting(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = tmp_path / "edge"
+        with monkeypatch.context() as m:  # a store written before SEARCH_THREADS: the engine's default pool
+            m.setattr(edge, "SEARCH_THREADS", None)
+            c = EdgeClient(path, keyword_indexes=INDEXES)
+            _create(c)
+            ids, _ = _fill(c)
+            c.close()
+        assert json.loads((path / NAME / "edge_config.json").read_text()).get("max_search_threads") is None
+        segments = sorted(p.name for p in (path / NAME / "segments").iterdir())
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        try:
+            config = json.loads((path / NAME / "edge_config.json").read_text())
+            assert config["max_search_threads"] == edge.SEARCH_THREADS == 1
+            assert config["vectors"][""]["quantization_config"]["scalar"]["quantile"] == edge.QUANTIZATION["quantile"]
+            assert sorted(p.name for p in (path / NAME / "segments").iterdir()) == segments  # loaded, not rebuilt
+            assert c.count(NAME).count == len(ids)
+            assert len(c.query_points(NAME, query=_vectors(1, seed=5)[0].tolist(), limit=5).points) == 5
+        finally:
+            c.close()
+
     def test_quantized_search_returns_the_exact_nearest_with_exact_scores(self, tmp_path: Path) -> None:
         """HNSW walks int8 vectors; rescoring with the originals must give float scores and order."""
         c = EdgeClient(tmp_path / "edge", keyword_indexes=INDEXES)
