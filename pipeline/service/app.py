@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -24,6 +23,7 @@ from pipeline.errors import ConfigError, IngestError, InvalidQuery, PipelineErro
 from pipeline.service import routes
 from pipeline.service.deps import ServiceState, require_token
 from pipeline.service.middleware import RequestContext
+from pipeline.service.redact import redact_paths
 
 logger = logging.getLogger("pipeline.service")
 
@@ -60,24 +60,6 @@ class AsciiJSONResponse(JSONResponse):
 
     def render(self, content: object) -> bytes:
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-
-
-def server_paths(settings: Settings) -> list[tuple[str, str]]:
-    """(path, placeholder) pairs for the server's own folders, longest first, as they may appear in messages."""
-    pairs: dict[str, str] = {}
-    for path, name in [(settings.store, "<store>"), *((root, "<ingest root>") for root in settings.service.ingest_roots)]:
-        for form in {str(path), str(path.absolute()), os.path.realpath(path)}:
-            if form not in ("", ".", "/"):
-                pairs[form] = name
-    return sorted(pairs.items(), key=lambda kv: -len(kv[0]))
-
-
-def redact_paths(text: str, settings: Settings) -> str:
-    """``text`` with the store folder and ingest roots replaced by placeholders: a response must not
-    tell a client where the server keeps its data."""
-    for path, name in server_paths(settings):
-        text = text.replace(path, name)
-    return text
 
 
 def error_response(request: Request, status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra: object) -> JSONResponse:

@@ -29,6 +29,7 @@ from pipeline.retrieve.engine import Engine
 from pipeline.retrieve.extract import answer_mode_for
 from pipeline.service.deps import GenerationSlot, ServiceState, get_engine, get_state
 from pipeline.service.middleware import request_id_var
+from pipeline.service.redact import redact_paths
 from pipeline.service.schemas import ANSWER_EXAMPLE, ErrorBody, IngestJob, IngestRequest, QueryRequest, Readiness, RetrieveRequest
 from pipeline.store.status import store_status
 
@@ -162,7 +163,6 @@ async def _answer_events(state: ServiceState, engine: Engine, args: tuple[Any, .
 )
 async def readyz(state: StateDep) -> JSONResponse:
     ready, checks, reasons = await anyio.to_thread.run_sync(state.readiness)
-    from pipeline.service.app import redact_paths  # app imports this module
 
     def clean(text: str) -> str:
         return redact_paths(text, state.settings)

@@ -1,0 +1,28 @@
+"""Server folders out of client-facing text: errors and readiness reasons are written for the operator
+and often name the store or an ingest root, and a response must not tell a client where the server
+keeps its data. Its own module because both the app (error bodies) and the routes (``/readyz``) use it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pipeline.config import Settings
+
+
+def server_paths(settings: Settings) -> list[tuple[str, str]]:
+    """(path, placeholder) pairs for the server's own folders, longest first, as they may appear in messages."""
+    pairs: dict[str, str] = {}
+    for path, name in [(settings.store, "<store>"), *((root, "<ingest root>") for root in settings.service.ingest_roots)]:
+        for form in {str(path), str(path.absolute()), os.path.realpath(path)}:
+            if form not in ("", ".", "/"):
+                pairs[form] = name
+    return sorted(pairs.items(), key=lambda kv: -len(kv[0]))
+
+
+def redact_paths(text: str, settings: Settings) -> str:
+    """``text`` with the store folder and ingest roots replaced by placeholders: a response must not
+    tell a client where the server keeps its data."""
+    for path, name in server_paths(settings):
+        text = text.replace(path, name)
+    return text
