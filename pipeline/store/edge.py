@@ -562,8 +562,17 @@ class EdgeStore(QdrantBase):
         except (OSError, ValueError) as exc:
             raise StoreDamaged(sidecar, f"unreadable: {exc}") from exc
         coll = _Collection(folder, None, meta)
+        config = _open_config(coll)
         try:
-            coll.shard = qe.EdgeShard.load(str(folder), _open_config(coll))
+            try:
+                coll.shard = qe.EdgeShard.load(str(folder), config)
+            except Exception as exc:
+                if config is None:
+                    raise
+                # The sidecar disagrees with the shard (a run stopped between the two writes): the
+                # shard's own config is the truth, and it answers as it did before SEARCH_THREADS.
+                logger.warning("%s: not loaded with the config its sidecar records (%s); loaded as it is", folder, exc)
+                coll.shard = qe.EdgeShard.load(str(folder))
         except Exception as exc:  # qdrant-edge raises plain Exception
             raise _engine_error(exc, folder) from exc
         return coll

@@ -476,6 +476,23 @@ class TestLayout:
         finally:
             c.close()
 
+    def test_a_sidecar_that_disagrees_with_its_shard_still_opens(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        path = tmp_path / "edge"
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        _create(c)
+        ids, _ = _fill(c)
+        c.close()
+        meta = json.loads((path / NAME / SIDECAR).read_text())
+        meta["vectors"][""]["size"] = DIM * 2  # as if a run stopped between the shard's write and the sidecar's
+        (path / NAME / SIDECAR).write_text(json.dumps(meta))
+        with caplog.at_level("WARNING", logger="pipeline.store.edge"):
+            c = EdgeClient(path, keyword_indexes=INDEXES)
+        try:
+            assert c.count(NAME).count == len(ids)
+            assert "loaded as it is" in caplog.text and "expected vector size" in caplog.text
+        finally:
+            c.close()
+
     def test_quantized_search_returns_the_exact_nearest_with_exact_scores(self, tmp_path: Path) -> None:
         """HNSW walks int8 vectors; rescoring with the originals must give float scores and order."""
         c = EdgeClient(tmp_path / "edge", keyword_indexes=INDEXES)
