@@ -6,6 +6,7 @@ these 2-core machines are shared and the numbers move with what else runs.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -25,6 +26,19 @@ RESULTS = ROOT / "benchmarks" / "results" / "bench"
 STORES = ROOT / "storage" / "bench"
 NO_LLM = {"PIPELINE_LLM__PROVIDER": "none", "PIPELINE_INGEST__ENRICH": "false"}
 QUERY = "How does SciBERT differ from a BERT model pretrained on S2ORC?"
+
+
+def replay_args(doc: str | None, group: tuple[str, ...]) -> tuple[argparse.Namespace, list[tuple[str, ...]]]:
+    """The command line of the replay scripts over eval stores: ``group`` (a dataset folder and its
+    stores) repeated, and ``--out``. Returns the arguments and the groups."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("groups", nargs="+", metavar=" ".join(group), help=f"{' '.join(group)}, repeated")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    n = len(group)
+    if len(args.groups) % n:
+        ap.error(f"give {' '.join(group)} in groups of {n}")
+    return args, [tuple(args.groups[i : i + n]) for i in range(0, len(args.groups), n)]
 
 
 @dataclass

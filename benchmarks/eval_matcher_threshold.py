@@ -13,7 +13,6 @@ table only says where the gap to the target lies; it is not a result to quote as
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import merge_results  # noqa: E402
+from _bench import merge_results, replay_args  # noqa: E402
 
 from pipeline.config import Settings  # noqa: E402
 from pipeline.eval.datasets import load_dataset  # noqa: E402
@@ -35,14 +34,9 @@ THRESHOLDS = (0.5, 0.4, 0.3, 0.2)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("pairs", nargs="+", help="DATASET_DIR EVAL_STORE, repeated")
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
-    if len(args.pairs) % 2:
-        raise SystemExit("give DATASET_DIR EVAL_STORE pairs")
+    args, groups = replay_args(__doc__, ("DATASET_DIR", "EVAL_STORE"))
     results = {}
-    for dataset_dir, store_dir in zip(args.pairs[::2], args.pairs[1::2]):
+    for dataset_dir, store_dir in groups:
         dataset, store = load_dataset(Path(dataset_dir)), Path(store_dir)
         parents = ParentStore(store / "docstore.sqlite")
         try:
@@ -65,7 +59,7 @@ def main() -> None:
             "thresholds": {str(t): {"hit@10": round(mean(h), 4), "mrr@10": round(mean(r), 4)} for t, (h, r) in scored.items()},
         }
         print(dataset.name, results[f"{dataset.name}__{embed}"]["thresholds"], flush=True)
-    stamp = {"command": "benchmarks/eval_matcher_threshold.py " + " ".join(args.pairs), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    stamp = {"command": "benchmarks/eval_matcher_threshold.py " + " ".join(args.groups), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     merge_results(args.out, {key: {**value, **stamp} for key, value in results.items()})
 
 

@@ -280,6 +280,7 @@ def render_stages() -> list[str]:
     out += render_fusion_sweep()
     out += render_bm25_scope()
     out += render_parent_evidence()
+    out += render_ensemble()
     out += render_matcher_threshold()
     return out
 
@@ -338,6 +339,33 @@ def render_parent_evidence() -> list[str]:
     return out
 
 
+def render_ensemble() -> list[str]:
+    """Both offline embedders fused (benchmarks/tune_ensemble.py): the lever 2 question asked once more."""
+    data = load_tuning("ensemble")
+    if data is None:
+        return []
+    sets = list(data)
+    dev = [s for s in sets if "squad" not in s]
+    names = list(data[sets[0]]["table"])
+    out = ["### Both embedders together (hit@10 / MRR@10, mode chunk, default retrieval of each store)\n",
+           "Replayed by `benchmarks/tune_ensemble.py`: each question's default top-20 parents from a MiniLM store and from a "
+           "bge-small store of the same dataset, min-max normalised and summed, MiniLM's share w (`both-wW`). A store "
+           "would hold both vectors of every reference and a query would embed twice. The mean is over the three dev sets.\n",
+           "| ranking | " + " | ".join(sets) + " | dev mean MRR@10 |", "|---|" + "---|" * (len(sets) + 1)]
+    for n in names:
+        m = sum(data[s]["table"][n]["mrr@10"] for s in dev) / len(dev)
+        out.append(f"| `{n}` | " + " | ".join(f"{data[s]['table'][n]['hit@10']:.3f} / {data[s]['table'][n]['mrr@10']:.3f}" for s in sets)
+                   + f" | {m:.3f} |")
+    means = {n: sum(data[s]["table"][n]["mrr@10"] for s in dev) / len(dev) for n in names}
+    base, best = names[0], max(names[2:], key=lambda n: means[n])
+    first = data[sets[0]]
+    out.append(f"\nNot adopted: the best fusion (`{best}`) moves the dev mean MRR@10 by {means[best] - means[base]:+.3f} over "
+               f"MiniLM alone and costs hit@10 on history_of_alexnet, for twice the embedding at ingest and per query; every set "
+               f"stays below MRR@10 0.88. Command: `PIPELINE_LLM__PROVIDER=none {first['command']} --out "
+               f"benchmarks/results/tuning/ensemble.json` ({first['date'][:16]}).\n")
+    return out
+
+
 def render_matcher_threshold() -> list[str]:
     """The same default rankings judged at lower relevance thresholds (benchmarks/eval_matcher_threshold.py)."""
     data = load_tuning("matcher_threshold")
@@ -392,7 +420,7 @@ def render_fusion_sweep() -> list[str]:
 def render_tuning() -> list[str]:
     """Offline replays from benchmarks/tune_scoring.py and benchmarks/tune_variants.py (benchmarks/results/tuning/)."""
     tuning = ROOT / "benchmarks" / "results" / "tuning"
-    scoring = sorted(p for p in tuning.glob("*.json") if not p.stem.endswith("__variants") and p.stem not in ("hybrid", "bm25_scope", "parent_evidence", "matcher_threshold"))
+    scoring = sorted(p for p in tuning.glob("*.json") if not p.stem.endswith("__variants") and p.stem not in ("hybrid", "bm25_scope", "parent_evidence", "matcher_threshold", "ensemble"))
     variants = sorted(tuning.glob("*__variants.json"))
     if not scoring and not variants:
         return []
