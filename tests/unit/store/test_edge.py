@@ -93,6 +93,83 @@ class TestCollections:
         finally:
             c.close()
 
+    def test_a_collection_empty_at_close_is_loaded_only_when_written(self, tmp_path: Path) -> None:
+        path = tmp_path / "edge"
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        _create(c)
+        _create(c, "docs_parents")
+        _fill(c, 10, name="docs_parents")
+        empty_info = c.get_collection(NAME)
+        c.close()
+        assert json.loads((path / NAME / SIDECAR).read_text())[edge.EMPTY_MARK]
+        assert edge.EMPTY_MARK not in json.loads((path / "docs_parents" / SIDECAR).read_text())
+
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        try:
+            coll = c.store._collections[NAME]
+            assert not coll.loaded and c.store._collections["docs_parents"].loaded
+            info = c.get_collection(NAME)  # answered from the sidecar, as the shard said at close
+            assert (info.points_count, info.payload_schema, info.config) == (0, empty_info.payload_schema, empty_info.config)
+            assert c.count(NAME).count == 0
+            assert c.store.search_hits(NAME, [(None, [1.0] * DIM)], None, 5, []) == [[]]
+            c.flush()
+            c.optimize()
+            assert not coll.loaded
+            ids, _ = _fill(c, 12)  # the first write drops the mark on disk, then loads the shard
+            assert coll.loaded and edge.EMPTY_MARK not in json.loads((path / NAME / SIDECAR).read_text())
+            assert c.count(NAME).count == 12
+        finally:
+            c.close()
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        try:
+            assert c.store._collections[NAME].loaded and c.count(NAME).count == 12
+            assert edge.EMPTY_MARK not in json.loads((path / NAME / SIDECAR).read_text())
+        finally:
+            c.close()
+
+    def test_a_write_by_other_code_voids_the_empty_mark(self, tmp_path: Path) -> None:
+        path = tmp_path / "edge"
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        _create(c)
+        c.close()
+        assert json.loads((path / NAME / SIDECAR).read_text())[edge.EMPTY_MARK]
+        shard = edge.qe.EdgeShard.load(str(path / NAME))  # e.g. an older version of this package, which keeps no mark
+        shard.update(edge.qe.UpdateOperation.upsert_points([edge.qe.Point(_ids(1)[0], {"": [1.0] * DIM}, {"doc_id": "d0"})]))
+        shard.flush()
+        shard.close()
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        try:
+            assert c.store._collections[NAME].loaded
+            assert c.count(NAME).count == 1 and c.get_collection(NAME).points_count == 1
+        finally:
+            c.close()
+        assert edge.EMPTY_MARK not in json.loads((path / NAME / SIDECAR).read_text())  # a void mark is dropped at close
+
+    def test_a_write_to_an_empty_collection_survives_a_crash_before_close(self, tmp_path: Path) -> None:
+        path = tmp_path / "edge"
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        _create(c)
+        c.close()
+        script = textwrap.dedent(
+            """
+            import os, sys
+            from pathlib import Path
+            from pipeline.store.edge import EdgeClient
+            from tests.unit.store.test_edge import INDEXES, NAME, _fill
+            c = EdgeClient(Path(sys.argv[1]), keyword_indexes=INDEXES)
+            _fill(c, 7)
+            os._exit(0)  # no flush, no close: the sidecar must not still say empty
+            """
+        )
+        done = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        try:
+            assert c.store._collections[NAME].loaded
+            assert c.count(NAME).count == 7
+        finally:
+            c.close()
+
     def test_metadata_sidecar_is_json_and_update_rewrites_it_atomically(self, client: EdgeClient, tmp_path: Path) -> None:
         _create(client)
         client.update_collection(NAME, metadata={"note": "x"})
