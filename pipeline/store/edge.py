@@ -401,12 +401,15 @@ def _open_config(coll: _Collection) -> qe.EdgeConfig | None:
     if "quantization" not in meta:
         return None
     try:
-        dense = coll.vectors_params()
-        dense = {DENSE: dense} if isinstance(dense, models.VectorParams) else dense
         quantile = meta["quantization"].get("quantile", QUANTIZATION["quantile"])
-        return _shard_config(dense, coll.sparse_params() or {}, meta.get("hnsw", HNSW), quantile)
+        return _shard_config(coll.dense_params(), coll.sparse_params() or {}, meta.get("hnsw", HNSW), quantile)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
+
+
+def _schema_name(index: Any) -> str:
+    """A payload index's data type as qdrant-client names it ("keyword"), from the engine's enum."""
+    return str(index.data_type).rsplit(".", 1)[-1].lower()
 
 
 def _wal_fingerprint(folder: Path) -> list[list[Any]]:
@@ -561,6 +564,11 @@ class _Collection:
             return dense[DENSE]
         return dense
 
+    def dense_params(self) -> dict[str, models.VectorParams]:
+        """``vectors_params`` by name (the unnamed dense vector under ``DENSE``), as ``_shard_config`` takes them."""
+        dense = self.vectors_params()
+        return {DENSE: dense} if isinstance(dense, models.VectorParams) else dense
+
     def sparse_params(self) -> dict[str, models.SparseVectorParams] | None:
         sparse = self.meta.get("sparse_vectors") or {}
         if not sparse:
@@ -693,7 +701,7 @@ class EdgeStore(QdrantBase):
                     coll.shard.close()
                     with coll.meta_lock:
                         if info.points_count == 0:
-                            schema = {key: str(idx.data_type).rsplit(".", 1)[-1].lower() for key, idx in info.payload_schema.items()}
+                            schema = {key: _schema_name(idx) for key, idx in info.payload_schema.items()}
                             coll.meta[EMPTY_MARK] = {"payload_schema": schema, "wal": _wal_fingerprint(coll.path)}
                             coll.save_meta()
                         elif coll.meta.pop(EMPTY_MARK, None) is not None:  # a void mark (see EMPTY_MARK)
@@ -751,8 +759,7 @@ class EdgeStore(QdrantBase):
             for name in self.outdated():
                 coll = self._collections[name]
                 coll.before_write()
-                dense = coll.vectors_params()
-                dense = {DENSE: dense} if isinstance(dense, models.VectorParams) else dense
+                dense = coll.dense_params()
                 sparse = coll.sparse_params() or {}
                 _ensure_space(coll.path, _blocks_bytes(coll.path / "segments"))
                 try:
@@ -801,14 +808,14 @@ class EdgeStore(QdrantBase):
 
     def get_collection(self, collection_name: str, **kwargs: Any) -> models.CollectionInfo:
         coll = self._get(collection_name)
-        mark = coll.meta.get(EMPTY_MARK)
-        if coll.known_empty() and isinstance(mark, dict):  # as the shard said at the last close
-            schema = {key: models.PayloadIndexInfo(data_type=models.PayloadSchemaType(t), points=0) for key, t in mark.get("payload_schema", {}).items()}
+        if coll.known_empty():  # as the shard said at the last close
+            marked = (coll.meta.get(EMPTY_MARK) or {}).get("payload_schema", {})
+            schema = {key: models.PayloadIndexInfo(data_type=models.PayloadSchemaType(t), points=0) for key, t in marked.items()}
             counts = {"indexed_vectors_count": 0, "points_count": 0, "segments_count": 0}
         else:
             info = coll.shard.info()
             schema = {
-                key: models.PayloadIndexInfo(data_type=models.PayloadSchemaType(str(idx.data_type).rsplit(".", 1)[-1].lower()), points=idx.points)
+                key: models.PayloadIndexInfo(data_type=models.PayloadSchemaType(_schema_name(idx)), points=idx.points)
                 for key, idx in info.payload_schema.items()
             }
             counts = {"indexed_vectors_count": info.indexed_vectors_count, "points_count": info.points_count, "segments_count": info.segments_count}

@@ -34,6 +34,11 @@ def _vectors(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
 
 
+def _sidecar(path: Path, name: str = NAME) -> dict:
+    """The collection's sidecar as it is on disk."""
+    return json.loads((path / name / SIDECAR).read_text())
+
+
 def _create(client: QdrantClient, name: str = NAME) -> None:
     client.create_collection(
         name,
@@ -101,8 +106,8 @@ class TestCollections:
         _fill(c, 10, name="docs_parents")
         empty_info = c.get_collection(NAME)
         c.close()
-        assert json.loads((path / NAME / SIDECAR).read_text())[edge.EMPTY_MARK]
-        assert edge.EMPTY_MARK not in json.loads((path / "docs_parents" / SIDECAR).read_text())
+        assert _sidecar(path)[edge.EMPTY_MARK]
+        assert edge.EMPTY_MARK not in _sidecar(path, "docs_parents")
 
         c = EdgeClient(path, keyword_indexes=INDEXES)
         try:
@@ -116,14 +121,14 @@ class TestCollections:
             c.optimize()
             assert not coll.loaded
             ids, _ = _fill(c, 12)  # the first write drops the mark on disk, then loads the shard
-            assert coll.loaded and edge.EMPTY_MARK not in json.loads((path / NAME / SIDECAR).read_text())
+            assert coll.loaded and edge.EMPTY_MARK not in _sidecar(path)
             assert c.count(NAME).count == 12
         finally:
             c.close()
         c = EdgeClient(path, keyword_indexes=INDEXES)
         try:
             assert c.store._collections[NAME].loaded and c.count(NAME).count == 12
-            assert edge.EMPTY_MARK not in json.loads((path / NAME / SIDECAR).read_text())
+            assert edge.EMPTY_MARK not in _sidecar(path)
         finally:
             c.close()
 
@@ -132,7 +137,7 @@ class TestCollections:
         c = EdgeClient(path, keyword_indexes=INDEXES)
         _create(c)
         c.close()
-        assert json.loads((path / NAME / SIDECAR).read_text())[edge.EMPTY_MARK]
+        assert _sidecar(path)[edge.EMPTY_MARK]
         shard = edge.qe.EdgeShard.load(str(path / NAME))  # e.g. an older version of this package, which keeps no mark
         shard.update(edge.qe.UpdateOperation.upsert_points([edge.qe.Point(_ids(1)[0], {"": [1.0] * DIM}, {"doc_id": "d0"})]))
         shard.flush()
@@ -143,7 +148,7 @@ class TestCollections:
             assert c.count(NAME).count == 1 and c.get_collection(NAME).points_count == 1
         finally:
             c.close()
-        assert edge.EMPTY_MARK not in json.loads((path / NAME / SIDECAR).read_text())  # a void mark is dropped at close
+        assert edge.EMPTY_MARK not in _sidecar(path)  # a void mark is dropped at close
 
     def test_a_write_to_an_empty_collection_survives_a_crash_before_close(self, tmp_path: Path) -> None:
         path = tmp_path / "edge"
