@@ -123,6 +123,7 @@ def replicate_parents(docstore: Path, replicas: int) -> None:
     store = ParentStore(docstore)
     try:
         originals = list(store.get_many(store.ids()).values())
+        store.put(originals)  # as this version writes them (with their self-reference ids, docstore.SELF_REFS)
         for replica in range(1, replicas + 1):
             store.put([node.model_copy(update={"id_": replica_parent(node.node_id, replica)}) for node in originals])
     finally:

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 NAMESPACE = "parents"
 LEDGER = "ledger"
 FAILURES = "failures"
+# A parent's self-reference (its point in the parents collection, id ``layout.ref_id_for(parent,
+# PARENT, 0)``) -> {"parent_id": parent}, written with the parent. Retrieval reads the parents of its
+# hits there in one indexed query, instead of hashing every parent id of the store once per process
+# (0.18 s at the first retrieve of a 17k-parent, 300k-reference store) or reading the engine's payloads.
+SELF_REFS = f"{NAMESPACE}/self_refs"
 
 
 class ParentStore:
@@ -55,12 +60,18 @@ class ParentStore:
     def put(self, parents: Sequence[BaseNode]) -> None:
         with self.kv.transaction():
             self.docstore.add_documents(list(parents), allow_update=True)
+            self.kv.put_all([(_self_ref(p.node_id), {"parent_id": p.node_id}) for p in parents], SELF_REFS)
 
     def delete(self, parent_ids: Sequence[str]) -> None:
         with self.kv.transaction():
             for pid in parent_ids:
                 if self.docstore.document_exists(pid):
                     self.docstore.delete_document(pid, raise_error=False)
+                self.kv.delete(_self_ref(pid), SELF_REFS)
+
+    def parents_of_self_refs(self, ref_ids: Sequence[str]) -> dict[str, str]:
+        """The parent of each given self-reference id the store knows (``SELF_REFS``), in one query."""
+        return {rid: row["parent_id"] for rid, row in self.kv.get_many(list(ref_ids), SELF_REFS).items()}
 
     def ids(self) -> list[str]:
         return self.kv.keys(self._data)
@@ -94,6 +105,13 @@ class ParentStore:
 
     def close(self) -> None:
         self.kv.close()
+
+
+def _self_ref(parent_id: str) -> str:
+    from pipeline.models import RefKind
+    from pipeline.store.layout import ref_id_for
+
+    return ref_id_for(parent_id, RefKind.PARENT, 0)
 
 
 class LedgerReader:

@@ -23,7 +23,7 @@ from pipeline.models import MatchedRef, Mode, RefKind
 from pipeline.retrieve.engine import Engine
 from pipeline.retrieve.modes import Search
 from pipeline.retrieve.parents import KINDS_IN, MATCHED, Hit, ParentRetriever, _sparse_query
-from pipeline.store import layout
+from pipeline.store import docstore, layout
 from pipeline.store.layout import Collection
 
 HANDWRITTEN = [
@@ -196,14 +196,18 @@ def test_parents_read_in_one_query_equal_those_read_one_by_one(engine: Engine) -
 @pytest.mark.e2e
 def test_parent_self_references_resolve_without_payloads_even_when_unknown(engine: Engine, queries: list[tuple[str, list[float]]]) -> None:
     """The parents collection is searched without payloads, its point ids mapped to parents
-    (``Rehydrated.parents_of_self_refs``); an id the map lacks (a parent ingested since) is read once."""
+    (``Rehydrated.parents_of_self_refs``): from the docstore's ``SELF_REFS`` (written with each parent),
+    in a store written before them from every parent id hashed once, and an id neither knows is read
+    from Qdrant once; each way gives the hits that reading the payloads gives."""
     search = Search(Collection.PARENTS, (RefKind.PARENT,))
     retriever = make(ParentRetriever, engine, Mode.CHUNK, 3, None, True)
     store = engine.store
-    store.parents_of_self_refs([])  # builds the map from the docstore
-    for forget in (False, True):
-        if forget:
-            store._self_refs.clear()  # every id now unknown: each must be read from Qdrant, then kept
+    ids = store.parents.ids()
+    refs = {layout.ref_id_for(pid, RefKind.PARENT, 0): pid for pid in ids}
+    assert store.parents.parents_of_self_refs(list(refs)) == refs  # ingest wrote them
+
+    def same_hits() -> None:
+        store._self_refs.clear()
         for query, embedding in queries[:8]:
             sparse = _sparse_query(query)
             lean = retriever._search_collection(search, embedding, sparse, with_text=False)
@@ -211,6 +215,17 @@ def test_parent_self_references_resolve_without_payloads_even_when_unknown(engin
             assert len(lean) == len(read) and lean[0]
             for n, o in zip(lean, read):
                 assert_same_hits(n, o)
-        assert set(store._self_refs.values()) <= set(store.parents.ids())
-    assert store._self_refs  # the ids read are kept
+        assert store._self_refs and set(store._self_refs.values()) <= set(ids)  # the ids read are kept
+
+    store._self_refs_built = False
+    same_hits()
+    assert not store._self_refs_built  # nothing hashed: the docstore knew every one
+    try:
+        for rid in refs:  # a store written before SELF_REFS
+            store.parents.kv.delete(rid, docstore.SELF_REFS)
+        same_hits()
+        assert store._self_refs_built
+        same_hits()  # built already: what the map lacks (nothing here, a point made otherwise) comes from Qdrant
+    finally:
+        store.parents.kv.put_all([(rid, {"parent_id": pid}) for rid, pid in refs.items()], docstore.SELF_REFS)
     assert store.parents_of_self_refs(["00000000-0000-0000-0000-000000000000"]) == {}  # a point that is not there
