@@ -121,7 +121,14 @@ def check_store(client: QdrantClient, collections: dict[Collection, str], parent
     if no_bm25:
         problems.append(Problem(kind="no-bm25", detail=f"{', '.join(no_bm25)}: references without BM25 vectors (written before hybrid search); --repair adds them without re-embedding", count=len(no_bm25)))
 
+    unindexed = parents.unindexed()
+    if unindexed:
+        problems.append(Problem(kind="no-self-ref-index", detail=f"{len(unindexed)} parents written before the docstore indexed their self-references: each new process hashes every parent id at its first retrieve instead; --repair adds the index", count=len(unindexed)))
+
     if repair:
+        if unindexed:
+            parents.index_self_refs(unindexed)
+            repaired.append(f"indexed the self-references of {len(unindexed)} parents")
         if no_bm25:
             added = add_sparse_vectors(client, collections)
             repaired.append(f"added BM25 vectors to {added} references")

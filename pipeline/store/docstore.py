@@ -69,6 +69,15 @@ class ParentStore:
                     self.docstore.delete_document(pid, raise_error=False)
                 self.kv.delete(_self_ref(pid), SELF_REFS)
 
+    def unindexed(self) -> list[str]:
+        """Parents without their ``SELF_REFS`` row (written before it)."""
+        indexed = {row["parent_id"] for row in self.kv.get_all(SELF_REFS).values()}
+        return sorted(set(self.ids()) - indexed)
+
+    def index_self_refs(self, parent_ids: Sequence[str]) -> None:
+        """Write the ``SELF_REFS`` rows of ``parent_ids`` (``check --repair`` for an older store)."""
+        self.kv.put_all([(_self_ref(pid), {"parent_id": pid}) for pid in parent_ids], SELF_REFS)
+
     def parents_of_self_refs(self, ref_ids: Sequence[str]) -> dict[str, str]:
         """The parent of each given self-reference id the store knows (``SELF_REFS``), in one query."""
         return {rid: row["parent_id"] for rid, row in self.kv.get_many(list(ref_ids), SELF_REFS).items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from qdrant_client import models
 from pipeline.config import Settings
 from pipeline.providers import sparse
 from pipeline.retrieve.engine import Engine
+from pipeline.store.docstore import SELF_REFS
 from tests.e2e.conftest import NO_LLM, copy_store, Run, run_cli, store_client
 
 QUERY = "How does SciBERT differ from a BERT model pretrained on S2ORC?"
@@ -74,7 +76,8 @@ def test_hybrid_finds_an_exact_rare_term_that_dense_ranks_lower(notes_store: Pat
 
 @pytest.fixture
 def dense_only_store(any_store: tuple[Path, Run], tmp_path: Path) -> Path:
-    """A copy of the sample store as written before hybrid search: no BM25 vector in any collection."""
+    """A copy of the sample store as written before hybrid search: no BM25 vector in any collection (and
+    no self-reference index in the docstore, which came later still)."""
     original, _ = any_store
     store = tmp_path / "old"
     copy_store(original, store)
@@ -85,6 +88,8 @@ def dense_only_store(any_store: tuple[Path, Run], tmp_path: Path) -> Path:
             assert not client.get_collection(name).config.params.sparse_vectors
     finally:
         client.close()
+    with sqlite3.connect(store / "docstore.sqlite") as conn:
+        assert conn.execute("DELETE FROM kv WHERE collection = ?", (SELF_REFS,)).rowcount > 0
     return store
 
 
@@ -98,9 +103,13 @@ def test_a_store_from_before_hybrid_answers_then_repair_adds_bm25_without_embedd
     assert status["hybrid"].startswith("dense only") and set(status["points_without_bm25"]) >= set(COLLECTIONS)
 
     check = run_cli("check", "--store", str(store), "--json", env=NO_LLM)
-    assert check.code != 0 and any(p["kind"] == "no-bm25" for p in check.json["problems"])
+    assert check.code != 0 and {"no-bm25", "no-self-ref-index"} <= {p["kind"] for p in check.json["problems"]}
     repair = run_cli("check", "--repair", "--store", str(store), "--json", env=NO_LLM)
     assert any("added BM25 vectors to" in line for line in repair.json["repaired"]), repair.stdout
+    assert any(line.startswith("indexed the self-references of ") for line in repair.json["repaired"]), repair.stdout
+    with sqlite3.connect(store / "docstore.sqlite") as conn:
+        indexed = conn.execute("SELECT COUNT(*) FROM kv WHERE collection = ?", (SELF_REFS,)).fetchone()[0]
+    assert indexed == status["parents"] > 0
 
     status = run_cli("status", "--store", str(store), "--json", env=NO_LLM).json
     assert status["hybrid"] == "ready" and status["points_without_bm25"] == {}
