@@ -31,6 +31,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 1500
     """Run `python -m pipeline ...` in a new process, as a user or a cron job would."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "QDRANT_", "OPENAI_"))}
     full_env["PIPELINE_CONFIG"] = str(ROOT / "tests" / "no-config.toml")
+    if "PIPELINE_MODEL_CACHE" in os.environ:  # the run's own (tests/conftest.py), not the user's
+        full_env["PIPELINE_MODEL_CACHE"] = os.environ["PIPELINE_MODEL_CACHE"]
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
