@@ -644,6 +644,15 @@ def render_edge() -> list[str]:
                    + (f" ({r['rss_anon_mb']} / {r['rss_file_mb']})" if 'rss_anon_mb' in r else "") + " | "
                    + f"{w.get('upsert_points_per_s') or 0:,} | {w.get('flush_optimize_s', 0):.0f} |")
     out.append(f"\nCommand: `{lat['command']}` ({lat['date']}, load {lat['machine']['loadavg_1m']}).\n")
+    prev = load_bench("latency_edge_before_wal")
+    if prev:
+        out.append("The same benchmark before small write-ahead-log segments, the page cache kept across close, MiniLM's "
+                   "int8 embedding table and replica parents in the docstore (" + f"{prev['date'][:16]}, load {prev['machine']['loadavg_1m']}"
+                   + "): open + first retrieve " + " / ".join(f"{s['open_first_median_s']:.2f}" for s in prev["sizes"])
+                   + " s (median of 5), query peak RSS " + " / ".join(f"{s['query_peak_rss_mb']}" for s in prev["sizes"])
+                   + " MB (heap " + " / ".join(f"{s.get('rss_anon_mb', 0)}" for s in prev["sizes"]) + "), chunk search p95 "
+                   + " / ".join(f"{s['modes']['chunk']['no_embed_p95_ms']:.1f}" for s in prev["sizes"]) + " ms, bulk upsert "
+                   + " / ".join(f"{s['write']['upsert_points_per_s']:,}" for s in prev["sizes"]) + " points/s.\n")
     fixed = load_bench("latency_edge_ef512")
     if fixed:
         out.append("The same benchmark with ef 512 at every size, before `auto_ef` (" + f"{fixed['date'][:16]}, load {fixed['machine']['loadavg_1m']}"
