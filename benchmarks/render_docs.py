@@ -644,6 +644,15 @@ def render_edge() -> list[str]:
                    + (f" ({r['rss_anon_mb']} / {r['rss_file_mb']})" if 'rss_anon_mb' in r else "") + " | "
                    + f"{w.get('upsert_points_per_s') or 0:,} | {w.get('flush_optimize_s', 0):.0f} |")
     out.append(f"\nCommand: `{lat['command']}` ({lat['date']}, load {lat['machine']['loadavg_1m']}).\n")
+    warm = load_bench("latency_edge_warm_restore")
+    if warm:
+        out.append("The run before it, when close re-read only the warm-up's files (not also what was "
+                   "cached; " + f"{warm['date'][:16]}, load {warm['machine']['loadavg_1m']}" + "): open + first retrieve "
+                   + " / ".join(f"{s['open_first_median_s']:.2f}" for s in warm["sizes"]) + " s (median of 5; runs "
+                   + "; ".join("–".join(f"{f(s['open_first_runs_s']):.2f}" for f in (min, max)) for s in warm["sizes"])
+                   + "), query peak RSS " + " / ".join(f"{s['query_peak_rss_mb']}" for s in warm["sizes"])
+                   + " MB, recall " + " / ".join(f"{s['recall']['recall']:.3f}" for s in warm["sizes"]) + ", bulk upsert "
+                   + " / ".join(f"{s['write']['upsert_points_per_s']:,}" for s in warm["sizes"]) + " points/s.\n")
     prev = load_bench("latency_edge_before_wal")
     if prev:
         out.append("The same benchmark before small write-ahead-log segments, the page cache kept across close, MiniLM's "
@@ -735,7 +744,13 @@ def render_edge() -> list[str]:
                         ("retrieve_41papers_16x60_edge_st1_r2", "edge, one search thread, run 2"),
                         ("retrieve_41papers_16x60_edge_code_af0d849_r2", "edge, code before it, run 2"),
                         ("retrieve_41papers_16x60_edge_st1_r3", "edge, one search thread, run 3"),
-                        ("retrieve_41papers_16x60_edge_code_af0d849_r3", "edge, code before it, run 3")):
+                        ("retrieve_41papers_16x60_edge_code_af0d849_r3", "edge, code before it, run 3"),
+                        ("retrieve_41papers_16x60_edge_s8_r1", "edge, small WAL + cache kept + int8 table, run 1"),
+                        ("retrieve_41papers_16x60_edge_code_0c091c5_r1", "edge, code before it (0c091c5), run 1"),
+                        ("retrieve_41papers_16x60_edge_s8_r2", "edge, small WAL + cache kept + int8 table, run 2"),
+                        ("retrieve_41papers_16x60_edge_code_0c091c5_r2", "edge, code before it, run 2"),
+                        ("retrieve_41papers_16x60_edge_s8_r3", "edge, small WAL + cache kept + int8 table, run 3"),
+                        ("retrieve_41papers_16x60_edge_code_0c091c5_r3", "edge, code before it, run 3")):
         r = load_service(name)
         if r:
             rows.append(f"| {label} | {r['throughput_rps']:.1f} | {r['latency_ms']['p50']:.0f} | {r['latency_ms']['p95']:.0f} | {r['errors']} | "
