@@ -252,7 +252,7 @@ def _to_recache(folder: Path) -> list[tuple[Path, list[tuple[int, int]]]]:
 
 
 def _keep_cached(ranges: Sequence[tuple[Path, list[tuple[int, int]]]], chunk: int = 8 << 20) -> None:
-    """Ask the kernel to read ``ranges`` (``_cached_ranges`` before the close) back into the page cache.
+    """Ask the kernel to read ``ranges`` (``_to_recache`` before the close) back into the page cache.
 
     Closing a shard makes qdrant-edge drop its files from the page cache (``fincore``: 0 pages after
     ``close()``), so the next process to open the store (a restarted service, the next CLI query)
