@@ -613,6 +613,18 @@ def load_service(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _edge_run(run: dict[str, Any]) -> str:
+    """One benchmark-7 run in a sentence: open + first (median, range), query RSS (heap), search p95, recall, upsert."""
+    sizes = run["sizes"]
+    return ("open + first retrieve " + " / ".join(f"{s['open_first_median_s']:.2f}" for s in sizes) + " s (median of 5; runs "
+            + "; ".join("–".join(f"{f(s['open_first_runs_s']):.2f}" for f in (min, max)) for s in sizes)
+            + "), query peak RSS " + " / ".join(f"{s['query_peak_rss_mb']}" for s in sizes)
+            + " MB (heap " + " / ".join(f"{s.get('rss_anon_mb', 0)}" for s in sizes) + "), chunk search p95 "
+            + " / ".join(f"{s['modes']['chunk']['no_embed_p95_ms']:.1f}" for s in sizes) + " ms, recall "
+            + " / ".join(f"{s['recall']['recall']:.3f}" for s in sizes) + ", bulk upsert "
+            + " / ".join(f"{s['write']['upsert_points_per_s']:,}" for s in sizes) + " points/s")
+
+
 def render_edge() -> list[str]:
     """§6: the embedded engine (qdrant-edge, the default) against local mode, issue 12's targets."""
     lat = load_bench("latency_edge")
@@ -644,24 +656,18 @@ def render_edge() -> list[str]:
                    + (f" ({r['rss_anon_mb']} / {r['rss_file_mb']})" if 'rss_anon_mb' in r else "") + " | "
                    + f"{w.get('upsert_points_per_s') or 0:,} | {w.get('flush_optimize_s', 0):.0f} |")
     out.append(f"\nCommand: `{lat['command']}` ({lat['date']}, load {lat['machine']['loadavg_1m']}).\n")
+    again = load_bench("latency_edge_r3")
+    if again:
+        out.append(f"Run again after it ({again['date'][:16]}, load {again['machine']['loadavg_1m']}): {_edge_run(again)}.\n")
     warm = load_bench("latency_edge_warm_restore")
     if warm:
-        out.append("The run before it, when close re-read only the warm-up's files (not also what was "
-                   "cached; " + f"{warm['date'][:16]}, load {warm['machine']['loadavg_1m']}" + "): open + first retrieve "
-                   + " / ".join(f"{s['open_first_median_s']:.2f}" for s in warm["sizes"]) + " s (median of 5; runs "
-                   + "; ".join("–".join(f"{f(s['open_first_runs_s']):.2f}" for f in (min, max)) for s in warm["sizes"])
-                   + "), query peak RSS " + " / ".join(f"{s['query_peak_rss_mb']}" for s in warm["sizes"])
-                   + " MB, recall " + " / ".join(f"{s['recall']['recall']:.3f}" for s in warm["sizes"]) + ", bulk upsert "
-                   + " / ".join(f"{s['write']['upsert_points_per_s']:,}" for s in warm["sizes"]) + " points/s.\n")
+        out.append("The run before it, when close re-read only the warm-up's files (not also what was cached; "
+                   f"{warm['date'][:16]}, load {warm['machine']['loadavg_1m']}): {_edge_run(warm)}.\n")
     prev = load_bench("latency_edge_before_wal")
     if prev:
         out.append("The same benchmark before small write-ahead-log segments, the page cache kept across close, MiniLM's "
-                   "int8 embedding table and replica parents in the docstore (" + f"{prev['date'][:16]}, load {prev['machine']['loadavg_1m']}"
-                   + "): open + first retrieve " + " / ".join(f"{s['open_first_median_s']:.2f}" for s in prev["sizes"])
-                   + " s (median of 5), query peak RSS " + " / ".join(f"{s['query_peak_rss_mb']}" for s in prev["sizes"])
-                   + " MB (heap " + " / ".join(f"{s.get('rss_anon_mb', 0)}" for s in prev["sizes"]) + "), chunk search p95 "
-                   + " / ".join(f"{s['modes']['chunk']['no_embed_p95_ms']:.1f}" for s in prev["sizes"]) + " ms, bulk upsert "
-                   + " / ".join(f"{s['write']['upsert_points_per_s']:,}" for s in prev["sizes"]) + " points/s.\n")
+                   f"int8 embedding table and replica parents in the docstore ({prev['date'][:16]}, load "
+                   f"{prev['machine']['loadavg_1m']}): {_edge_run(prev)}.\n")
     fixed = load_bench("latency_edge_ef512")
     if fixed:
         out.append("The same benchmark with ef 512 at every size, before `auto_ef` (" + f"{fixed['date'][:16]}, load {fixed['machine']['loadavg_1m']}"
@@ -750,7 +756,10 @@ def render_edge() -> list[str]:
                         ("retrieve_41papers_16x60_edge_s8_r2", "edge, small WAL + cache kept + int8 table, run 2"),
                         ("retrieve_41papers_16x60_edge_code_0c091c5_r2", "edge, code before it, run 2"),
                         ("retrieve_41papers_16x60_edge_s8_r3", "edge, small WAL + cache kept + int8 table, run 3"),
-                        ("retrieve_41papers_16x60_edge_code_0c091c5_r3", "edge, code before it, run 3")):
+                        ("retrieve_41papers_16x60_edge_code_0c091c5_r3", "edge, code before it, run 3"),
+                        ("retrieve_41papers_16x60_edge_s8b_r1", "edge, same code, 45 min later, run 1"),
+                        ("retrieve_41papers_16x60_edge_s8b_r2", "edge, same code, 45 min later, run 2"),
+                        ("retrieve_41papers_16x60_edge_s8b_r3", "edge, same code, 45 min later, run 3")):
         r = load_service(name)
         if r:
             rows.append(f"| {label} | {r['throughput_rps']:.1f} | {r['latency_ms']['p50']:.0f} | {r['latency_ms']['p95']:.0f} | {r['errors']} | "
