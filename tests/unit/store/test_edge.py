@@ -61,6 +61,15 @@ def _fill(client: QdrantClient, n: int = 30, name: str = NAME) -> tuple[list[str
     return ids, vecs
 
 
+def _closed_store(tmp_path: Path) -> Path:
+    """An edge store holding one empty collection (``NAME``), closed; its path."""
+    path = tmp_path / "edge"
+    c = EdgeClient(path, keyword_indexes=INDEXES)
+    _create(c)
+    c.close()
+    return path
+
+
 @pytest.fixture
 def client(tmp_path: Path):
     c = EdgeClient(tmp_path / "edge", keyword_indexes=INDEXES)
@@ -155,10 +164,7 @@ class TestCollections:
             c.close()
 
     def test_a_write_by_other_code_voids_the_empty_mark(self, tmp_path: Path) -> None:
-        path = tmp_path / "edge"
-        c = EdgeClient(path, keyword_indexes=INDEXES)
-        _create(c)
-        c.close()
+        path = _closed_store(tmp_path)
         assert _sidecar(path)[edge.EMPTY_MARK]
         shard = edge.qe.EdgeShard.load(str(path / NAME))  # e.g. an older version of this package, which keeps no mark
         shard.update(edge.qe.UpdateOperation.upsert_points([edge.qe.Point(_ids(1)[0], {"": [1.0] * DIM}, {"doc_id": "d0"})]))
@@ -173,10 +179,7 @@ class TestCollections:
         assert edge.EMPTY_MARK not in _sidecar(path)  # a void mark is dropped at close
 
     def test_a_write_to_an_empty_collection_survives_a_crash_before_close(self, tmp_path: Path) -> None:
-        path = tmp_path / "edge"
-        c = EdgeClient(path, keyword_indexes=INDEXES)
-        _create(c)
-        c.close()
+        path = _closed_store(tmp_path)
         script = textwrap.dedent(
             """
             import os, sys
@@ -581,13 +584,10 @@ class TestLayout:
             c.close()
 
     def test_the_write_ahead_log_keeps_small_segments_also_for_shards_written_before(self, tmp_path: Path) -> None:
-        path = tmp_path / "edge"
-        c = EdgeClient(path, keyword_indexes=INDEXES)
-        _create(c)
-        c.close()
+        path = _closed_store(tmp_path)
         config = path / NAME / edge.ENGINE_CONFIG
-        assert json.loads(config.read_text())["wal_options"] == edge.WAL_OPTIONS
         old = json.loads(config.read_text())
+        assert old["wal_options"] == edge.WAL_OPTIONS
         del old["wal_options"]  # as a shard written before WAL_OPTIONS
         config.write_text(json.dumps(old))
         c = EdgeClient(path, keyword_indexes=INDEXES)
