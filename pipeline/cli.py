@@ -17,7 +17,7 @@ from rich.text import Text
 from pipeline.errors import PipelineError
 from pipeline.config import AnswerMode, EnrichPolicy
 from pipeline.models import Answer, IngestReport, IngestStats, Mode
-from pipeline.output import emit_json, err, fail, fatal, out, settings_for, setup_logging
+from pipeline.output import emit_json, err, fail, fatal, log_file_failure, out, settings_for, setup_logging
 from pipeline.progress import TerminalProgress
 
 # Plain click help: the rich renderer of this typer shows a "<bool>" placeholder after every flag and
@@ -232,6 +232,7 @@ def query(
     """
     setup_logging(verbose)
     settings = settings_for(store)
+    check_query_text(text, doc_id, settings.service.max_query_chars)  # before any store or model is opened
     from pipeline.retrieve.engine import Engine, check_top_k
 
     filters = {"doc_id": doc_id} if doc_id else None
@@ -249,6 +250,26 @@ def query(
         print_answer(result)
         err.print("[dim]next: ingest your own documents with[/] python -m pipeline ingest PATH_TO_PDFS"
                   + ("" if settings.store == Path("storage") else f" --store {settings.store}"), highlight=False)
+
+
+def check_query_text(text: str, doc_id: str | None, max_chars: int) -> None:
+    """Refuse (exit 2, ``InvalidQuery``) a query or ``--doc-id`` that is not UTF-8, and a query over
+    ``service.max_query_chars``, before anything is loaded.
+
+    Python hands undecodable argv bytes over as lone surrogates (``$'\\xff'`` becomes ``'\\udcff'``); the
+    tokenizer and the store cannot take them, and no stored document has such an id. A query's cost
+    grows with its length, so the service's cap applies here too.
+    """
+    for what, value in (("the query", text), ("--doc-id", doc_id)):
+        if value is None:
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = value.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            fail(f"{what} is not valid UTF-8 text ('{raw}'): pass it as UTF-8", kind="InvalidQuery")
+    if len(text) > max_chars:
+        fail(f"the query is {len(text)} characters, the limit is {max_chars} (service.max_query_chars)", kind="InvalidQuery")
 
 
 @app.command()
@@ -414,9 +435,15 @@ _register_subcommands()
 
 def main() -> None:
     """``python -m pipeline``: the typer app; any exception that escapes a command goes through ``fatal``
-    (one message naming the file and the next step, exit 2), never a traceback."""
+    (one message naming the file and the next step, exit 2), never a traceback. A command whose
+    ``--log-file`` could not be written ends with exit 2 whatever it did (the failure was reported
+    when it happened): a scheduled run must not look clean with an empty log."""
     try:
         app()
+    except SystemExit as done:
+        if done.code in (0, 1, None) and log_file_failure():
+            raise SystemExit(2) from None
+        raise
     except Exception as exc:
         try:
             fatal(exc)

@@ -151,6 +151,18 @@ class IngestSettings(BaseModel):
     questions: int = Field(5, ge=1, le=20, description="Questions per parent")
     pdf_passwords: dict[str, str] = Field(default_factory=dict, description="File name or path → PDF password")
 
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> "IngestSettings":
+        # The splitter refuses an overlap as large as a chunk, but only when it first splits a document:
+        # checked here, a bad value is a configuration error before any store is opened or created.
+        smallest = min(self.child_chunk_sizes, default=None)
+        if smallest is not None and self.chunk_overlap >= smallest:
+            raise ValueError(
+                f"ingest.chunk_overlap ({self.chunk_overlap}) must be smaller than every child chunk size "
+                f"(ingest.child_chunk_sizes {self.child_chunk_sizes}, the smallest {smallest})"
+            )
+        return self
+
     @field_validator("enrich", mode="before")
     @classmethod
     def _enrich_bool(cls, value: Any) -> Any:
@@ -234,15 +246,24 @@ class ServiceSettings(BaseModel):
     )
     embed_batch_max: int = Field(16, ge=1, description="Most queries in one batched embedding call")
     max_body_bytes: int = Field(65536, ge=1024, description="Largest request body accepted (413 above)")
+    max_query_chars: int = Field(
+        1000, ge=1, le=4000, description="Longest query accepted by /retrieve, /query and `pipeline query` (422 / exit 2 above): "
+        "a query's cost grows with its length (a 4,000-character one cost ~100x a short one)"
+    )
+    header_timeout: float = Field(10.0, gt=0.0, description="Seconds a connection may take to send a request's headers (or stay idle before its first request); then it is closed (408 if headers had started)")
+    body_timeout: float = Field(30.0, gt=0.0, description="Seconds a request may take to send its whole body after its headers (408 and the connection closed above)")
     shutdown_timeout: float = Field(30.0, ge=0.0, description="Seconds in-flight requests get to finish on shutdown")
     warm_llm: bool = Field(True, description="Load the LLM at startup (in the background) rather than on the first /query")
     ingest_roots: list[Path] = Field(
         default_factory=list, description="POST /ingest reads only files that resolve under these folders; empty = POST /ingest is refused (403)"
     )
     ingest_lock_timeout: float = Field(0.0, ge=0.0, description="Seconds an ingest job waits for another ingest to finish")
-    ingest_max_files: int = Field(1000, ge=1, description="Files one POST /ingest may name or find in its folders (422 above)")
+    ingest_max_files: int = Field(1000, ge=1, description="Files one POST /ingest may name or find in its folders (above: the job fails, nothing is ingested)")
     ingest_max_file_bytes: int = Field(100 * 1024 * 1024, ge=1, description="Larger files are skipped by ingest jobs (\"skipped: over limit\")")
     ingest_file_timeout: float = Field(120.0, gt=0.0, description="Seconds an ingest job may spend reading and parsing one file before it skips it")
+    ingest_allow_hardlinks: bool = Field(
+        False, description="Ingest jobs also read files with more than one name (hard links); off: such a file is skipped, as its other name may lie outside the ingest roots"
+    )
     ingest_stop_timeout: float = Field(
         10.0, ge=0.0, description="Seconds a cancelled job (DELETE /jobs/{id}, shutdown) gets to stop at its next file or parent before it is abandoned"
     )
@@ -287,7 +308,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get("PIPELINE_CONFIG", "pipeline.toml"))
+        named = os.environ.get("PIPELINE_CONFIG")
+        toml_path = Path(named or "pipeline.toml")
+        if named and not toml_path.is_file():  # a named file that is not there is a mistake, not "no config"
+            why = "is not a file" if toml_path.exists() else "does not exist"
+            raise ValueError(f"PIPELINE_CONFIG names {named}, which {why}: fix the path, or unset PIPELINE_CONFIG")
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
 
     @property

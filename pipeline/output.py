@@ -5,8 +5,8 @@ and ``pipeline/cli.py``, which registers them, can both use it without importing
 
 Errors take one path: ``fatal(exc)`` turns any exception into a ``PipelineError`` (``fatal_error`` maps
 OS and SQLite errors: disk full, permission denied, damaged store) and ``fail`` prints it on stderr,
-with ``--json`` also as ``{"error": {"type", "message"}}`` on stdout, then exits 2. Never a traceback
-(``--verbose`` logs it, for bugs).
+with ``--json`` also as ``{"error": {"type", "message"}}`` on stdout, then exits 2. The type is passed
+along with the message, never read back out of it. Never a traceback (``--verbose`` logs it, for bugs).
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ _store_in_use: list[Path] = []  # the running command's store, for the lock hint
 
 
 def setup_logging(verbose: bool, log_file: Path | None = None) -> None:
-    """Plain log lines on stderr (``pipeline`` at INFO, the rest at WARNING), optionally JSON lines to a file."""
+    """Plain log lines on stderr (``pipeline`` at INFO, the rest at WARNING), optionally JSON lines to a file.
+
+    A log file that cannot be opened or written (``--log-file /dev/full``, a folder, no permission) is
+    a usage error, exit 2, before the command does anything: a run whose log silently stays empty is
+    worse than no run. A write that fails later is reported once and makes the exit status 2
+    (``LogFileHandler``, ``log_file_failure``).
+    """
     root = logging.getLogger()
     root.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
@@ -39,10 +45,82 @@ def setup_logging(verbose: bool, log_file: Path | None = None) -> None:
     logging.getLogger("pipeline").setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("httpx", "openai", "httpcore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _log_handlers.clear()
     if log_file is not None:
-        from pipeline.logs import JsonLinesHandler
+        try:
+            handler = LogFileHandler(log_file)
+        except OSError as exc:
+            fail(f"--log-file {log_file}: cannot open it ({exc.strerror or exc}): choose a writable file", kind="ConfigError")
+        try:
+            handler.probe()
+        except OSError as exc:
+            handler.close()
+            fail(f"--log-file {log_file}: cannot write it ({exc.strerror or exc}): choose a writable file", kind="ConfigError")
+        root.addHandler(handler)
+        _log_handlers.append(handler)
 
-        root.addHandler(JsonLinesHandler(log_file))
+
+class LogFileHandler(logging.Handler):
+    """JSON lines to ``--log-file``, failing visibly: a write error (disk full, I/O error) is kept instead
+    of logging's "--- Logging error ---" traceback on stderr, reported once, the file is not written to
+    again, and the command ends with exit 2 naming the cause (``log_file_failure``, ``pipeline.cli.main``).
+
+    Text a terminal could not show either (a file name that is not UTF-8) is written backslash-escaped
+    rather than failing the line.
+    """
+
+    def __init__(self, path: Path) -> None:
+        from pipeline.logs import JsonFormatter
+
+        super().__init__()
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.stream = open(path, "a", encoding="utf-8", errors="backslashreplace")
+        self.setFormatter(JsonFormatter())
+        self.error: OSError | None = None
+
+    def probe(self) -> None:
+        """Write the first line now (the command line), so a file that takes no bytes fails before the command starts.
+
+        Raises:
+            OSError: the file cannot be written (``/dev/full``: ENOSPC).
+        """
+        record = logging.LogRecord("pipeline", logging.INFO, __file__, 0, "log opened: %s", (" ".join(sys.argv[1:]),), None)
+        self.stream.write(self.format(record) + "\n")
+        self.stream.flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.error is not None:
+            return
+        try:
+            line = self.format(record) + "\n"
+        except Exception:
+            self.handleError(record)  # a bad log call (wrong %-args) is a bug, reported as logging does
+            return
+        try:
+            self.stream.write(line)
+            self.stream.flush()
+        except OSError as exc:
+            self.error = exc
+            err.print(f"[bold red]error:[/] --log-file {self.path}: cannot write it ({exc.strerror or exc}); the command exits 2", highlight=False)
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except OSError as exc:
+            self.error = self.error or exc
+        super().close()
+
+
+_log_handlers: list[LogFileHandler] = []
+
+
+def log_file_failure() -> str | None:
+    """Why the ``--log-file`` could not be written during the command, or None if it could."""
+    for handler in _log_handlers:
+        if handler.error is not None:
+            return f"--log-file {handler.path}: cannot write it ({handler.error.strerror or handler.error})"
+    return None
 
 
 def settings_for(store: Path) -> Settings:
@@ -50,7 +128,7 @@ def settings_for(store: Path) -> Settings:
     try:
         settings = Settings(store=store)
     except Exception as exc:  # pydantic ValidationError from env or config file
-        fail(f"ConfigError: configuration error: {exc}")
+        fail(f"configuration error: {exc}", kind="ConfigError")
         raise  # unreachable
     _store_in_use[:] = [settings.store]
     return settings
@@ -61,16 +139,15 @@ def json_requested() -> bool:
     return "--json" in sys.argv[1:]
 
 
-def fail(message: str, code: int = 2) -> None:
-    """Print ``error: message`` on stderr (with --json also the error object on stdout) and exit with ``code``.
+def fail(message: str, code: int = 2, kind: str | None = None) -> None:
+    """Print ``error: [kind: ]message`` on stderr (with --json also the error object on stdout) and exit with ``code``.
 
-    A message that starts with an error class name ("StoreLocked: ...") gives the JSON ``type``.
+    ``kind`` (an error class name, "StoreLocked") is the JSON ``type``; without one it is "PipelineError".
+    It is passed, not parsed out of the message: a message may well start with "Something: ".
     """
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {kind + ': ' if kind else ''}{message}", highlight=False)
     if json_requested():
-        head, sep, rest = message.partition(": ")
-        kind, text = (head, rest) if sep and head.isidentifier() and head[:1].isupper() else ("PipelineError", message)
-        emit_json({"error": {"type": kind, "message": text}})
+        emit_json({"error": {"type": kind or "PipelineError", "message": message}})
     raise typer.Exit(code)
 
 
@@ -81,7 +158,7 @@ def fatal(exc: BaseException) -> None:
     error = fatal_error(exc, _store_in_use[0] if _store_in_use else "the store")
     if error is None:
         logger.debug("internal error", exc_info=exc)
-        fail(f"InternalError: {type(exc).__name__}: {exc} (a bug: run again with --verbose for the traceback, and report it)")
+        fail(f"{type(exc).__name__}: {exc} (a bug: run again with --verbose for the traceback, and report it)", kind="InternalError")
         return
     message = str(error)
     if isinstance(error, StoreLocked):
@@ -92,7 +169,7 @@ def fatal(exc: BaseException) -> None:
             holders = describe_holders(_store_in_use[0])
             if holders:
                 message = message.replace(" (a running `pipeline serve`?)", "") + f" Held by {holders}."
-    fail(f"{type(error).__name__}: {message}")
+    fail(message, kind=type(error).__name__)
 
 
 # What to send to a running service instead, per command: the generic hint names POST /ingest,
@@ -127,5 +204,10 @@ def _lock_advice(message: str, command: str) -> str:
 
 def emit_json(obj: object) -> None:
     """The one JSON object a ``--json`` command prints on stdout."""
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):  # a lone surrogate (undecodable argv or file name): \\u escapes
+        text = json.dumps(obj, indent=2, ensure_ascii=True)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()

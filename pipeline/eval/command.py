@@ -123,7 +123,7 @@ def eval_command(
             data = load_dataset(dataset, sources).limited(limit)
             report = EvalRunner(settings, modes=mode_list, ks=ks, store=eval_store, progress=progress, ingest=not no_ingest, variants=[v.strip() for v in variants.split(",") if v.strip()]).run(data)
     except PipelineError as exc:
-        fail(f"{type(exc).__name__}: {exc}")
+        fail(str(exc), kind=type(exc).__name__)
         raise  # unreachable
     result = report.to_json()
     if out is not None:

@@ -1,0 +1,117 @@
+"""Issue 21, point 6: inputs that used to end in ``InternalError … (a bug)`` or a silent exit 0 are clear
+errors with exit 2, refused before any store is opened or model loaded."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from pipeline import output
+from pipeline.cli import app
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env=env, terminal_width=300)
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["\udcff\udcfe"], "the query is not valid UTF-8 text ('\\xff\\xfe')"),  # argv b'\xff\xfe' under surrogateescape
+        (["ferry", "--doc-id", "/data/\udcff.pdf"], "--doc-id is not valid UTF-8 text ('/data/\\xff.pdf')"),
+    ],
+)
+def test_invalid_utf8_query_or_doc_id_is_invalid_query(tmp_path: Path, args: list[str], needle: str) -> None:
+    store = tmp_path / "store"
+    code, text = run("query", *args, "--store", str(store))
+    assert code == 2, text
+    assert f"InvalidQuery: {needle}" in text and "a bug" not in text
+    assert not store.exists()
+
+
+def test_query_over_the_length_limit_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    code, text = run("query", "ferry " * 200, "--store", str(store))
+    assert code == 2 and "InvalidQuery: the query is 1200 characters, the limit is 1000 (service.max_query_chars)" in text, text
+    code, text = run("query", "ferry " * 20, "--store", str(store), env={"PIPELINE_SERVICE__MAX_QUERY_CHARS": "50"})
+    assert code == 2 and "the limit is 50 (service.max_query_chars)" in text, text
+    assert not store.exists()
+
+
+def test_chunk_overlap_larger_than_a_chunk_is_a_config_error(tmp_path: Path) -> None:
+    from pipeline.config import Settings
+
+    with pytest.raises(ValueError, match=r"ingest.chunk_overlap \(600\) must be smaller than every child chunk size"):
+        Settings(ingest={"chunk_overlap": 600})
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The ferry carries bicycles. " * 50)
+    code, text = run("ingest", str(docs), "--store", str(tmp_path / "store"), env={"PIPELINE_INGEST__CHUNK_OVERLAP": "600"})
+    assert code == 2 and "ConfigError: configuration error" in text and "ingest.chunk_overlap (600)" in text, text
+    assert not (tmp_path / "store").exists()
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    code, text = run("status", "--store", str(tmp_path / "store"), env={"PIPELINE_CONFIG": str(missing)})
+    assert code == 2, text
+    assert f"PIPELINE_CONFIG names {missing}, which does not exist" in text
+    code, text = run("status", "--store", str(tmp_path / "store"), env={"PIPELINE_CONFIG": str(tmp_path)})
+    assert code == 2 and "which is not a file" in text, text
+
+
+def test_log_file_that_takes_no_bytes_fails_before_the_command(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The ferry carries bicycles. " * 50)
+    code, text = run("ingest", str(docs), "--store", str(tmp_path / "store"), "--log-file", "/dev/full")
+    assert code == 2, text
+    assert "ConfigError: --log-file /dev/full: cannot write it (No space left on device)" in text
+    assert "Logging error" not in text and "Traceback" not in text
+    assert not (tmp_path / "store").exists()
+
+
+class _FullStream(io.StringIO):
+    def write(self, s: str) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_log_file_that_fills_up_later_makes_the_exit_status_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline import cli
+
+    handler = output.LogFileHandler(tmp_path / "run.jsonl")
+    handler.stream.close()
+    handler.stream = _FullStream()
+    monkeypatch.setattr(output, "_log_handlers", [handler])
+    record = logging.LogRecord("pipeline", logging.INFO, __file__, 0, "ingesting %s", ("a.pdf",), None)
+    handler.emit(record)
+    handler.emit(record)  # reported once, not once per line
+    assert output.log_file_failure() == f"--log-file {tmp_path / 'run.jsonl'}: cannot write it (No space left on device)"
+
+    def finished_fine() -> None:
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli, "app", finished_fine)
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 2
+
+
+def test_error_type_is_passed_not_parsed_from_the_message(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.errors import StoreUnavailable
+
+    monkeypatch.setattr(output, "json_requested", lambda: True)
+    with pytest.raises(typer.Exit):
+        output.fail("Qdrant: unreachable at the given URL")  # a message that happens to start with "Word: "
+    assert json.loads(capsys.readouterr().out)["error"] == {"type": "PipelineError", "message": "Qdrant: unreachable at the given URL"}
+    with pytest.raises(typer.Exit):
+        output.fatal(StoreUnavailable("Docstore: cannot open"))
+    assert json.loads(capsys.readouterr().out)["error"] == {"type": "StoreUnavailable", "message": "Docstore: cannot open"}
