@@ -1,9 +1,12 @@
 """Paths → one ``Document`` per file (PDF, .txt, .md), with page offsets, doc_id and content hash.
 
 Every failure is a ``LoadError`` naming the file, the cause and what to do; callers log it and go on.
-Only regular files are opened, and without blocking (a FIFO named ``x.pdf`` must not wedge a run);
-``load_document`` can cap the bytes read and the seconds spent per file. Which files to read at all
-(roots, symlinks, caps) is decided before, by ``pipeline.ingest.scan``.
+Which files to read at all (roots, symlinks, caps) is decided before, by ``pipeline.ingest.scan``; how
+a file is opened is ``pipeline.ingest.fsopen``: once, non-blocking (a FIFO named ``x.pdf`` must not
+wedge a run), under ingest roots without following any link, checked on the descriptor and read only
+through it. ``read_source`` returns those bytes; the caller hashes them (is the file unchanged?) and
+hands the same bytes to ``load_document(..., data=...)``, so the hash in the ledger is the hash of the
+text that was parsed, and no second open by name can read another file.
 """
 
 from __future__ import annotations
@@ -11,25 +14,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import stat
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 from llama_index.core.schema import Document
 
 from pipeline.errors import LoadError
-from pipeline.ingest.scan import SUPPORTED_SUFFIXES, scan
+from pipeline.ingest.fsopen import check_descriptor, open_file, read_checked, with_timeout
+from pipeline.ingest.scan import SUPPORTED_SUFFIXES, ScanLimits, scan
 from pipeline.store import layout
+
+__all__ = ["discover", "file_hash", "load_document", "read_file", "read_source", "with_timeout"]
 
 logger = logging.getLogger(__name__)
 
 PAGE_OFFSETS = "page_offsets"  # document-only metadata: char offset where each page starts
 PAGE_SEPARATOR = "\n\n"
-
-
-T = TypeVar("T")
 
 
 def discover(paths: Iterable[Path]) -> Iterator[Path]:
@@ -41,40 +41,46 @@ def discover(paths: Iterable[Path]) -> Iterator[Path]:
     yield from scan(paths).files
 
 
-def _open_regular(path: Path) -> int:
-    """A read-only descriptor of ``path`` if it is a regular file.
+def read_source(path: Path, limits: ScanLimits = ScanLimits(), expect: tuple[int, int] | None = None) -> bytes:
+    """The bytes of a file the scan accepted, read through one descriptor under ``limits``.
 
-    ``O_NONBLOCK`` makes opening a FIFO return at once instead of waiting for a writer; the type is
-    then checked on the open descriptor, so a file swapped after a ``stat`` is still caught.
+    With roots the file is reached from its root without following links, must be a regular file with
+    one name (unless ``limits.allow_hardlinks``), the inode ``expect`` (from ``Scan.identity``) when
+    given, and within ``limits.max_file_bytes``; opening and reading take at most ``limits.file_timeout``.
 
     Raises:
-        OSError: cannot be opened; LoadError: not a regular file.
+        LoadError: naming the file and why it was not read.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = "FIFO" if stat.S_ISFIFO(mode) else "folder" if stat.S_ISDIR(mode) else "socket or device"
-        raise LoadError(path, f"skipped: not a regular file ({kind})", "only regular files are read")
-    return fd
+    roots = tuple(Path(os.path.realpath(r)) for r in limits.roots)
+    return read_checked(
+        path,
+        roots,
+        max_bytes=limits.max_file_bytes,
+        hardlinks_ok=limits.allow_hardlinks or not roots,
+        expect=expect,
+        timeout=limits.file_timeout,
+    )
 
 
 def file_hash(path: Path) -> str | None:
     """sha256 of the file's bytes, or None if it cannot be read (``load_document`` then says why).
 
-    Lets an unchanged file be skipped without parsing it: a no-change sync costs a hash per file.
+    Streams the file (no size cap). The ingest itself hashes the bytes of ``read_source`` instead, so
+    the hash and the parsed text cannot come from two different opens.
     """
     try:
-        fd = _open_regular(path)
-    except (OSError, LoadError):
+        fd = open_file(path)
+    except LoadError:
         return None
     h = hashlib.sha256()
-    with os.fdopen(fd, "rb") as f:
-        try:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        except OSError:
-            return None
+    try:
+        check_descriptor(fd, path)
+        while block := os.read(fd, 1 << 20):
+            h.update(block)
+    except (OSError, LoadError):
+        return None
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 
@@ -84,51 +90,7 @@ def read_file(path: Path, max_bytes: int | None = None) -> bytes:
     Raises:
         LoadError: missing, unreadable, not a regular file, or over ``max_bytes``.
     """
-    try:
-        fd = _open_regular(path)
-    except FileNotFoundError as exc:
-        raise LoadError(path, "file not found", "check the path") from exc
-    except PermissionError as exc:
-        raise LoadError(path, "permission denied", "make it readable by this user") from exc
-    except IsADirectoryError as exc:
-        raise LoadError(path, "is a directory", "pass files or folders") from exc
-    except OSError as exc:
-        raise LoadError(path, f"cannot open ({exc.strerror or exc})", "check the file") from exc
-    with os.fdopen(fd, "rb") as f:
-        try:
-            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
-        except OSError as exc:
-            raise LoadError(path, f"read failed ({exc.strerror or exc})", "check the file and its file system") from exc
-    if max_bytes is not None and len(data) > max_bytes:
-        raise LoadError(path, f"skipped: over limit (more than {max_bytes} bytes per file)", "split the file or raise the limit")
-    return data
-
-
-def with_timeout(fn: Callable[[], T], timeout: float | None, path: Path) -> T:
-    """``fn()``, or a LoadError after ``timeout`` seconds.
-
-    A thread cannot be killed: a parse that never ends keeps running in its daemon thread, but the
-    ingest moves on (and the process can still exit). Used for the service, where one malformed PDF
-    or a hung network file system must not stop every later file and job.
-    """
-    if timeout is None:
-        return fn()
-    box: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the caller below
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, name=f"load:{path.name}", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise LoadError(path, f"skipped: reading and parsing took longer than {timeout:g} s", "check the file (malformed PDF, hung file system)")
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
+    return read_checked(path, max_bytes=max_bytes)
 
 
 def _pdf_pages(path: Path, data: bytes, passwords: dict[str, str]) -> list[str]:
@@ -167,23 +129,29 @@ def _pdf_pages(path: Path, data: bytes, passwords: dict[str, str]) -> list[str]:
 
 
 def load_document(
-    path: Path, passwords: dict[str, str] | None = None, max_bytes: int | None = None, timeout: float | None = None
+    path: Path,
+    passwords: dict[str, str] | None = None,
+    max_bytes: int | None = None,
+    timeout: float | None = None,
+    data: bytes | None = None,
 ) -> Document:
     """Read one file into a Document whose id is the normalised path.
 
     Args:
         max_bytes: refuse larger files ("over limit"); None = no limit.
         timeout: seconds to read and parse it; None = no limit.
+        data: the file's bytes, already read by ``read_source``: parse these, do not open the file again.
 
     Raises:
         LoadError: empty, unreadable, not a regular file, over a limit, too slow, encrypted,
             malformed, or without any text.
     """
-    return with_timeout(lambda: _load(path, passwords, max_bytes), timeout, path)
+    return with_timeout(lambda: _load(path, passwords, max_bytes, data), timeout, path)
 
 
-def _load(path: Path, passwords: dict[str, str] | None, max_bytes: int | None) -> Document:
-    data = read_file(path, max_bytes)
+def _load(path: Path, passwords: dict[str, str] | None, max_bytes: int | None, data: bytes | None = None) -> Document:
+    if data is None:
+        data = read_file(path, max_bytes)
     if not data:
         raise LoadError(path, "empty file (0 bytes)", "remove it or re-export it")
     suffix = path.suffix.lower()

@@ -34,7 +34,7 @@ from pipeline.errors import IngestError, LoadError, StoreLocked
 from pipeline.ingest.cache import CountingCache
 from pipeline.ingest.embed import ReferenceEmbedder
 from pipeline.ingest.enrich import EnrichmentPhase, ParentEnricher, enriched_count
-from pipeline.ingest.load import PAGE_OFFSETS, file_hash, load_document
+from pipeline.ingest.load import PAGE_OFFSETS, load_document, read_source
 from pipeline.ingest.reference import ReferenceBuilder
 from pipeline.ingest.scan import ScanLimits, scan
 from pipeline.ingest.split import ParentSplitter
@@ -263,7 +263,10 @@ class Ingestor:
             split_pipe = IngestionPipeline(transformations=split, cache=cache)
             parent_pipe = IngestionPipeline(transformations=per_parent, cache=cache)
             kinds: Counter[str] = Counter()
-            found = scan(paths, self.limits)
+            found = self.scanned = scan(paths, self.limits)  # _ingest_file reads each file as this scan saw it
+            if found.over_limit:  # all or nothing: a partial run would stop at the same file every time
+                raise IngestError(f"over limit: more than {self.limits.max_files} files in one ingest (service.ingest_max_files); "
+                                  "nothing was ingested: ingest fewer folders or sub-folders per request, or raise the limit")
             for skipped in found.skipped:  # files the scan did not let through, each with its reason
                 files.append(FileResult(path=skipped.path, status="failed", reason=skipped.reason))
                 self.progress("done", {"path": skipped.path, "status": "failed", "reason": skipped.reason})
@@ -317,14 +320,19 @@ class Ingestor:
     ) -> FileResult:
         doc_id = doc_id_for(path)
         old = parents.ledger_entry(doc_id)
-        quick_hash = file_hash(path)
+        try:  # one open (no links followed under the roots): the hash and the parse use these same bytes
+            data = read_source(path, self.limits, self.scanned.identity.get(path))
+        except LoadError as exc:
+            logger.debug("failed %s", exc)
+            return self._failed(parents, path, doc_id, exc.reason + (f"; {exc.hint}" if exc.hint else ""))
+        quick_hash = hashlib.sha256(data).hexdigest()
         if old and not phase1_pending(old) and old.get("content_hash") == quick_hash and old.get("fingerprint") == fingerprint:
             parents.clear_failure(doc_id)
             stats.parents += len(old["parents"])
             kinds.update(old.get("kinds", {}))
             return FileResult(path=str(path), doc_id=doc_id, status="unchanged", parents=len(old["parents"]))
         try:
-            doc = load_document(path, self.settings.ingest.pdf_passwords, self.limits.max_file_bytes, self.limits.file_timeout)
+            doc = load_document(path, self.settings.ingest.pdf_passwords, timeout=self.limits.file_timeout, data=data)
         except LoadError as exc:
             logger.debug("failed %s", exc)
             return self._failed(parents, path, doc_id, exc.reason + (f"; {exc.hint}" if exc.hint else ""))

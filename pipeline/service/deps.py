@@ -401,6 +401,7 @@ class ServiceState:
             max_files=cfg.ingest_max_files,
             max_file_bytes=cfg.ingest_max_file_bytes,
             file_timeout=cfg.ingest_file_timeout,
+            allow_hardlinks=cfg.ingest_allow_hardlinks,
         )
 
     def _ingest(self, paths: Sequence[Path], prune: bool, progress: ProgressFn) -> IngestReport:

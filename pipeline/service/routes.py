@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from pipeline.errors import PipelineError
-from pipeline.ingest.scan import ScanLimits, scan, under
+from pipeline.ingest.scan import ScanLimits, under
 from pipeline.models import Answer
 from pipeline.retrieve.engine import Engine
 from pipeline.retrieve.extract import answer_mode_for
@@ -50,6 +50,8 @@ docs = APIRouter()
 
 INVALID = {422: {"model": ErrorBody, "description": "Invalid input: empty or oversized query, top_k out of range, unknown mode or filter"}}
 FORBIDDEN = {403: {"model": ErrorBody, "description": "POST /ingest is off: service.ingest_roots is not set"}}
+PATH_CHECK_SECONDS = 5.0  # POST /ingest waits at most this long for the file system (realpath, stat)
+BUSY_FS = {503: {"model": ErrorBody, "description": "The server's file system did not answer the path checks within 5 s"}}
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No such job (jobs are kept in memory, the last 100)"}}
 MAX_LISTED = 100  # /status lists at most this many failed or pending documents (and says how many there are)
 JobId = Annotated[str, PathParam(max_length=64, description="The job id from POST /ingest (32 hex digits)")]
@@ -233,7 +235,7 @@ async def metrics(state: StateDep) -> Response:
         "Runs `python -m pipeline ingest` in the service, on its open store: the way to ingest into an embedded "
         "store the service owns. Poll `GET /jobs/{id}`; new documents are searchable as soon as each is written."
     ),
-    responses={**FORBIDDEN, **INVALID},
+    responses={**FORBIDDEN, **INVALID, **BUSY_FS},
 )
 async def ingest(body: IngestRequest, state: StateDep, response: Response) -> IngestJob:
     cfg = state.settings.service
@@ -244,7 +246,16 @@ async def ingest(body: IngestRequest, state: StateDep, response: Response) -> In
             "(env PIPELINE_SERVICE__INGEST_ROOTS='[\"/data/docs\"]')",
         )
     paths = body.path_list()
-    problems = await anyio.to_thread.run_sync(check_ingest_paths, paths, state.ingest_limits())
+    # Bounded: a hung network file system must not hold the request (the thread is left to end on its own).
+    with anyio.move_on_after(PATH_CHECK_SECONDS) as waited:
+        problems = await anyio.to_thread.run_sync(check_ingest_paths, paths, state.ingest_limits(), abandon_on_cancel=True)
+    if waited.cancelled_caught:
+        logger.warning("ingest refused: the path checks took over %g s", PATH_CHECK_SECONDS)
+        raise HTTPException(
+            status_code=503,
+            detail=f"the server's file system did not answer the path checks within {PATH_CHECK_SECONDS:g} s; retry later",
+            headers={"Retry-After": "30"},
+        )
     if problems:
         logger.warning("ingest refused: %s", "; ".join(problems))  # e.g. a probe for files outside the roots
         raise HTTPException(status_code=422, detail="; ".join(problems))
@@ -255,8 +266,13 @@ async def ingest(body: IngestRequest, state: StateDep, response: Response) -> In
 
 def check_ingest_paths(paths: list[Path], limits: ScanLimits) -> list[str]:
     """Why these paths cannot be ingested (empty: they can): outside the roots after resolving
-    symlinks, missing, or more files than ``service.ingest_max_files``. Messages name the client's own
-    path, never the roots or what a symlink points to."""
+    symlinks, or missing. Messages name the client's own path, never the roots or what a symlink
+    points to.
+
+    Only cheap checks that open nothing (``realpath``, ``stat``: a FIFO cannot block them): walking the
+    folders, reading ``.pipelineignore`` and counting files against ``service.ingest_max_files`` happen
+    in the job, which fails with "over limit" when there are too many.
+    """
     problems = []
     for path in paths:
         try:
@@ -267,10 +283,6 @@ def check_ingest_paths(paths: list[Path], limits: ScanLimits) -> list[str]:
                 problems.append(f"{path}: no such file or folder on the server")
         except (OSError, ValueError) as exc:
             problems.append(f"{path}: cannot be used ({type(exc).__name__})")
-    if not problems and scan(paths, limits).over_limit:
-        problems.append(
-            f"more than {limits.max_files} files (service.ingest_max_files): ingest fewer folders or sub-folders per request, or raise the limit"
-        )
     return problems
 
 

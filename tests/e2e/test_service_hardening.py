@@ -1,5 +1,6 @@
-"""The service under the inputs of issue 9, in-process on a real store: symlink escapes, FIFOs, odd path
-text, 10,000 files, loose JSON types, cancellation, and what responses may reveal.
+"""The service under the inputs of issues 9 and 21, in-process on a real store: symlink escapes (also
+swapped in between the job's scan and its read), hard links, FIFOs (also as .pipelineignore), odd path
+text and file names, 10,000 files, loose JSON types, cancellation, and what responses may reveal.
 """
 
 from __future__ import annotations
@@ -110,14 +111,92 @@ class TestIngestRoots:
         reasons = {Path(f["path"]).name: f["reason"] for f in in_folder["report"]["files"]}
         assert reasons["pipe.txt"].startswith("skipped: not a regular file (FIFO)") and reasons["violin.txt"] == ""
 
-    def test_ten_thousand_files_are_refused_with_the_limit(self, client: TestClient, layout: Path) -> None:
+    def test_ten_thousand_files_fail_the_job_with_the_limit(self, client: TestClient, layout: Path) -> None:
+        """The folder is walked in the job, not in the request (issue 21): the job fails, nothing is ingested."""
         many = layout / "many"
         many.mkdir()
         for i in range(10_000):
-            (many / f"{i:05d}.txt").touch()
+            (many / f"{i:05d}.txt").write_text(f"file {i}")
         r = client.post("/ingest", json={"paths": [str(many)]})
-        assert r.status_code == 422 and "more than 1000 files (service.ingest_max_files)" in r.json()["detail"]
-        assert len(r.content) < 1000
+        assert r.status_code == 202, r.text
+        job = finished(client, r.json()["id"])
+        assert job["state"] == "failed" and job["report"] is None
+        assert "over limit: more than 1000 files in one ingest (service.ingest_max_files)" in job["error"]
+        assert str(layout) not in job["error"] and len(json.dumps(job)) < 2000
+
+    def test_file_swapped_for_a_symlink_after_the_scan_is_not_served(
+        self, client: TestClient, layout: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Issue 21 point 2: the swap happens in a hook between the job's scan and its read."""
+        import importlib
+
+        run = importlib.import_module("pipeline.ingest.run")  # the attribute pipeline.ingest is the ingest() function
+        (layout / "note.txt").write_text("A harmless note about copper kettles and brass lamps. " * 10)
+        os.link(layout.parent / "secret.txt", layout / "linked.txt")  # a hard link out of the root
+        real_scan = run.scan
+
+        def scan_then_swap(*args: Any, **kwargs: Any) -> Any:
+            found = real_scan(*args, **kwargs)
+            (layout / "swap").symlink_to(layout.parent / "secret.txt")
+            os.replace(layout / "swap", layout / "note.txt")
+            return found
+
+        monkeypatch.setattr(run, "scan", scan_then_swap)
+        job = ingest(client, layout)
+        assert job["state"] == "succeeded"
+        by_name = {Path(f["path"]).name: f for f in job["report"]["files"]}
+        assert by_name["violin.txt"]["status"] == "added"
+        assert by_name["note.txt"]["status"] == "failed"
+        assert by_name["note.txt"]["reason"].startswith("skipped: it is a symlink now (replaced after the scan?)")
+        assert by_name["linked.txt"]["reason"].startswith("skipped: hard link (2 names for one file")
+        hits = client.post("/retrieve", json={"query": "walrus-bone secret of osric root bash", "top_k": 10}).json()
+        assert hits["sources"] and not any("secret-of-osric" in s["text"] for s in hits["sources"])
+
+    def test_fifo_pipelineignore_holds_neither_the_request_nor_the_job(self, client: TestClient, layout: Path) -> None:
+        """Issue 21 point 3: the request only checks the paths; the job refuses the folder with the reason."""
+        import threading
+
+        sub = layout / "sub"
+        sub.mkdir()
+        (sub / "kettle.txt").write_text("Brass kettles whistle in Quillmoor. " * 10)
+        fifo = sub / ".pipelineignore"
+        os.mkfifo(fifo)
+
+        def unblock() -> None:  # today's code waits on the FIFO: let it go after 10 s, so the test fails, not hangs
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+
+        timer = threading.Timer(10, unblock)
+        timer.start()
+        try:
+            started = time.monotonic()
+            r = client.post("/ingest", json={"paths": [str(sub)]})
+            took = time.monotonic() - started
+            assert r.status_code == 202 and took < 5, (r.status_code, took)
+            job = finished(client, r.json()["id"], timeout=60)
+        finally:
+            timer.cancel()
+            unblock()
+        assert job["state"] == "succeeded" and time.monotonic() - started < 10
+        [only] = job["report"]["files"]
+        assert only["status"] == "failed"
+        assert only["reason"].startswith("skipped: its .pipelineignore is unusable: not a regular file (FIFO); the folder was not scanned")
+
+    def test_file_name_that_is_not_utf8_is_one_skip(self, client: TestClient, layout: Path) -> None:
+        """Issue 21 point 6: the job goes on after the bad name, and GET/DELETE /jobs/{id} answer 200."""
+        fd = os.open(os.fsencode(layout) + b"/\xff.txt", os.O_CREAT | os.O_WRONLY, 0o644)
+        os.write(fd, b"Latin-1 named file. " * 10)
+        os.close(fd)
+        (layout / "zebra.txt").write_text("Zebras of Lake Vantor graze by the ferry pier. " * 10)
+        job = ingest(client, layout)
+        assert job["state"] == "succeeded", job
+        by_name = {Path(f["path"]).name: f for f in job["report"]["files"]}
+        assert by_name["\\xff.txt"]["reason"] == "skipped: file name is not valid UTF-8; rename it (e.g. convmv -f latin1 -t utf8)"
+        assert by_name["violin.txt"]["status"] == "added" and by_name["zebra.txt"]["status"] == "added"
+        assert client.get(f"/jobs/{job['id']}").status_code == 200
+        assert client.delete(f"/jobs/{job['id']}").status_code == 200
 
     @pytest.mark.parametrize("client", [{"ingest_max_file_bytes": 1024}], indirect=True)
     def test_file_over_the_byte_cap_is_skipped_over_limit(self, client: TestClient, layout: Path) -> None:

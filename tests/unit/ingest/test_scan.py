@@ -1,4 +1,5 @@
-"""scan and the hardened loaders on real files: symlinks, FIFOs, sockets, caps, slow parses, odd path text."""
+"""scan and the hardened loaders on real files: symlinks, FIFOs, sockets, caps, slow parses, odd path text,
+swaps between scan and read, hard links, hostile .pipelineignore files, names that are not UTF-8."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from hypothesis import strategies as st
 
 from pipeline.errors import LoadError
 from pipeline.ingest import load
-from pipeline.ingest.load import file_hash, load_document, read_file, with_timeout
-from pipeline.ingest.scan import MAX_NAME_BYTES, MAX_PATH_BYTES, ScanLimits, check_path_text, scan
+from pipeline.ingest.load import file_hash, load_document, read_file, read_source, with_timeout
+from pipeline.ingest.scan import IGNORE_MAX_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, ScanLimits, check_path_text, scan
 
 
 @pytest.fixture()
@@ -202,3 +203,164 @@ class TestFolders:
             f"no supported files found under {tmp_path} (skipped: 2 .docx, 1 .png)",
             f"no supported files found under {empty} (empty)",
         ]
+
+
+def unblock_fifo(fifo: Path) -> None:
+    """Open the FIFO for writing and close it, so a reader stuck in open() gets EOF (test cleanup)."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass  # nobody was waiting on it
+
+
+def scan_within(seconds: float, paths: list[Path], lim: ScanLimits, fifo: Path | None = None) -> object:
+    """``scan`` in a thread: the result, or a test failure (not a hung suite) when it takes longer."""
+    box: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: box.update(found=scan(paths, lim)), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    hung = worker.is_alive()
+    if fifo is not None:
+        unblock_fifo(fifo)
+        worker.join(5)
+    assert not hung, f"scan still running after {seconds} s"
+    return box["found"]
+
+
+class TestSwapsAndLinks:
+    """Issue 21 point 2: what the scan checked is what is read, and nothing below a root is followed out."""
+
+    def test_file_swapped_for_a_symlink_between_scan_and_read_is_not_read(self, root: Path) -> None:
+        lim = limits(root)
+        found = scan([root], lim)
+        path = found.files[0]
+        (root / "swap").symlink_to(root.parent / "secret.txt")  # the hook: swap after the scan, before the read
+        os.replace(root / "swap", root / "good.txt")
+        with pytest.raises(LoadError, match=r"good.txt: skipped: it is a symlink now") as caught:
+            read_source(path, lim, found.identity[path])
+        assert "secret" not in str(caught.value)
+
+    def test_folder_on_the_way_swapped_for_a_symlink_is_not_followed(self, root: Path) -> None:
+        (root / "sub").mkdir()
+        (root / "sub" / "note.txt").write_text("harmless")
+        outside = root.parent / "outside"
+        outside.mkdir()
+        (outside / "note.txt").write_text("root:x:0:0:secret")
+        lim = limits(root)
+        found = scan([root / "sub"], lim)
+        path = found.files[0]
+        os.rename(root / "sub", root / "old-sub")
+        (root / "sub").symlink_to(outside)
+        with pytest.raises(LoadError, match="a folder on its path is now a symlink or not a folder"):
+            read_source(path, lim, found.identity[path])
+
+    def test_file_replaced_by_another_inode_is_refused(self, root: Path) -> None:
+        lim = limits(root)
+        found = scan([root], lim)
+        path = found.files[0]
+        (root / "new.txt").write_text("other text")
+        os.replace(root / "new.txt", root / "good.txt")
+        with pytest.raises(LoadError, match="replaced between the scan and the read"):
+            read_source(path, lim, found.identity[path])
+        assert read_source(path, lim) == b"other text"  # without an expected inode: a regular file in the root
+
+    def test_read_source_hashes_and_parses_one_read(self, root: Path) -> None:
+        lim = limits(root, max_file_bytes=1024)
+        found = scan([root], lim)
+        data = read_source(found.files[0], lim, found.identity[found.files[0]])
+        doc = load_document(found.files[0], data=data)
+        assert data == b"good text" and doc.text.startswith("good text")
+
+    def test_hard_link_to_a_file_outside_the_roots_is_refused_by_default(self, root: Path) -> None:
+        os.link(root.parent / "secret.txt", root / "linked.txt")
+        found = scan([root], limits(root))
+        assert [f.name for f in found.files] == ["good.txt"]
+        assert reasons(found)["linked.txt"] == (
+            "skipped: hard link (2 names for one file; another may lie outside the ingest roots); "
+            "set service.ingest_allow_hardlinks to allow"
+        )
+        allowed = limits(root, allow_hardlinks=True)
+        found = scan([root], allowed)
+        assert [f.name for f in found.files] == ["good.txt", "linked.txt"]
+        assert read_source(root / "linked.txt", allowed).startswith(b"root:x")
+
+    def test_hard_link_made_after_the_scan_is_refused_at_the_read(self, root: Path) -> None:
+        lim = limits(root)
+        found = scan([root], lim)
+        os.link(root / "good.txt", root.parent / "elsewhere.txt")
+        with pytest.raises(LoadError, match="hard link"):
+            read_source(found.files[0], lim, found.identity[found.files[0]])
+
+    def test_symlink_inside_the_root_is_still_read_by_its_real_path(self, root: Path) -> None:
+        (root / "alias.txt").symlink_to(root / "good.txt")
+        lim = limits(root)
+        found = scan([root / "alias.txt"], lim)
+        assert read_source(found.files[0], lim, found.identity[found.files[0]]) == b"good text"
+
+    def test_without_roots_the_cli_still_follows_given_symlinks(self, root: Path) -> None:
+        (root / "passwd.txt").symlink_to(root.parent / "secret.txt")
+        assert read_source(root / "passwd.txt").startswith(b"root:x")
+
+
+class TestIgnoreFile:
+    """Issue 21 point 3: a .pipelineignore gets the rules of a document, and a bad one refuses its folder."""
+
+    def test_fifo_pipelineignore_does_not_hang_the_scan(self, root: Path) -> None:
+        fifo = root / ".pipelineignore"
+        os.mkfifo(fifo)
+        found = scan_within(5, [root], limits(root), fifo=fifo)
+        assert found.files == []  # type: ignore[attr-defined]
+        assert [s.reason for s in found.skipped] == [  # type: ignore[attr-defined]
+            "skipped: its .pipelineignore is unusable: not a regular file (FIFO); the folder was not scanned "
+            f"(a .pipelineignore must be a regular file, not a link, of at most {IGNORE_MAX_BYTES} bytes)"
+        ]
+
+    def test_pipelineignore_linked_to_dev_zero_is_not_read(self, root: Path) -> None:
+        (root / ".pipelineignore").symlink_to("/dev/zero")
+        for lim in (limits(root), ScanLimits()):
+            found = scan_within(5, [root], lim)
+            assert found.files == [] and "its .pipelineignore is unusable: a symlink (not followed)" in found.skipped[0].reason  # type: ignore[attr-defined]
+
+    def test_pipelineignore_linked_out_of_the_root_is_not_read(self, root: Path) -> None:
+        (root.parent / "patterns").write_text("nothing.txt\n")
+        (root / ".pipelineignore").symlink_to(root.parent / "patterns")
+        found = scan([root], limits(root))
+        assert found.files == [] and "a symlink (not followed)" in found.skipped[0].reason
+
+    def test_oversized_pipelineignore_refuses_the_folder(self, root: Path) -> None:
+        (root / ".pipelineignore").write_text("#" * (IGNORE_MAX_BYTES + 1))
+        found = scan([root])
+        assert found.files == []
+        assert f"over limit ({IGNORE_MAX_BYTES + 1} bytes, the limit is {IGNORE_MAX_BYTES} bytes per file)" in found.skipped[0].reason
+
+    def test_small_regular_pipelineignore_still_works_under_roots(self, root: Path) -> None:
+        (root / "LICENSE.md").write_text("licence")
+        (root / ".pipelineignore").write_text("LICENSE.md\n")
+        found = scan([root], limits(root))
+        assert [f.name for f in found.files] == ["good.txt"] and not found.skipped
+
+
+class TestFileNames:
+    """Issue 21 point 6: a name that is not UTF-8 is one clear skip; the rest of the folder goes on."""
+
+    def test_invalid_utf8_name_is_skipped_and_the_report_is_serialisable(self, root: Path) -> None:
+        import json
+
+        os.close(os.open(os.fsencode(root) + b"/\xff.txt", os.O_CREAT | os.O_WRONLY, 0o644))
+        (root / "z.txt").write_text("after the bad name")
+        for lim in (limits(root), ScanLimits()):
+            found = scan([root], lim)
+            assert [f.name for f in found.files] == ["good.txt", "z.txt"]
+            assert [(s.path, s.reason) for s in found.skipped] == [
+                (f"{root.resolve() if lim.roots else root}/\\xff.txt", "skipped: file name is not valid UTF-8; rename it (e.g. convmv -f latin1 -t utf8)")
+            ]
+            json.dumps([s.__dict__ for s in found.skipped]).encode("utf-8")
+
+    def test_invalid_utf8_given_path_and_suffix_are_shown_escaped(self, tmp_path: Path) -> None:
+        bad = os.fsdecode(os.fsencode(tmp_path) + b"/a.\xfe")
+        Path(bad).touch()
+        found = scan([Path(bad), tmp_path])
+        assert found.skipped[0].reason.startswith("skipped: file name is not valid UTF-8")
+        assert found.skipped[1].reason == f"no supported files found under {tmp_path} (skipped: 1 .\\xfe)"
+        for s in found.skipped:
+            (s.path + s.reason).encode("utf-8")
