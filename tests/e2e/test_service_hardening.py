@@ -184,6 +184,24 @@ class TestIngestRoots:
         assert only["status"] == "failed"
         assert only["reason"].startswith("skipped: its .pipelineignore is unusable: not a regular file (FIFO); the folder was not scanned")
 
+    def test_path_checks_that_hang_are_a_503_not_a_held_request(self, client: TestClient, layout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A file system that does not answer (a hung NFS mount) costs the request a bounded wait."""
+        import threading
+
+        from pipeline.service import routes
+
+        release = threading.Event()
+        monkeypatch.setattr(routes, "check_ingest_paths", lambda paths, limits: release.wait(30) and [])
+        monkeypatch.setattr(routes, "PATH_CHECK_SECONDS", 0.5)
+        try:
+            started = time.monotonic()
+            r = client.post("/ingest", json={"paths": [str(layout)]})
+            assert r.status_code == 503 and time.monotonic() - started < 5
+            assert "did not answer the path checks within 0.5 s" in r.json()["detail"] and r.headers["retry-after"] == "30"
+        finally:
+            release.set()
+        assert client.get("/healthz").status_code == 200
+
     def test_file_name_that_is_not_utf8_is_one_skip(self, client: TestClient, layout: Path) -> None:
         """Issue 21 point 6: the job goes on after the bad name, and GET/DELETE /jobs/{id} answer 200."""
         fd = os.open(os.fsencode(layout) + b"/\xff.txt", os.O_CREAT | os.O_WRONLY, 0o644)
