@@ -345,7 +345,8 @@ def status(store: StoreOpt = Path("storage"), json_out: JsonOpt = False, verbose
 
 @app.command()
 def check(
-    repair: Annotated[bool, typer.Option("--repair", help="Delete orphans and mark broken documents for rebuild.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Register or delete stray references, rebuild damaged ones from the docstore and the cache.")] = False,
+    deep: Annotated[bool, typer.Option("--deep", help="Compare every stored vector with its cached embedding (default: a sample of parents).")] = False,
     store: StoreOpt = Path("storage"),
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -361,12 +362,12 @@ def check(
     """
     setup_logging(verbose)
     settings = settings_for(store)
-    from pipeline.store.check import run_check
+    from pipeline.ingest.repair import run_check
 
     if not (settings.store / "docstore.sqlite").exists():
         fail(f"no ingested data in {settings.store}: nothing to check")
     try:
-        report = run_check(settings, repair)
+        report = run_check(settings, repair, deep)
     except PipelineError as exc:
         fatal(exc)
     if json_out:

@@ -32,13 +32,12 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from pipeline.errors import EnrichError
 from pipeline.ingest.embed import ReferenceEmbedder
 from pipeline.ingest.reference import is_parent, make_ref
-from pipeline.ingest.write import DocumentWriter, checkpoint
+from pipeline.ingest.write import DocumentWriter
 from pipeline.models import RefKind
 from pipeline.providers.llm import llm_calls
 from pipeline.store import layout
 from pipeline.store.layout import KIND_TO_COLLECTION, Collection
-from pipeline.store.qdrant import delete_points, with_retries
-from pipeline.store.qdrant import flush as qstore_flush
+from pipeline.store.ledger import ENRICH_COLLECTIONS, ENRICH_KINDS, Change, LedgerEntry, Op, checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +52,6 @@ QUESTIONS_RETRY_PROMPT = (
     "Passage:\n{context_str}\n\nList {num_questions} more questions about other facts in the passage, "
     "numbered 1 to {num_questions}, one per line. Do not repeat these: {previous}"
 )
-ENRICH_KINDS = (RefKind.SUMMARY, RefKind.QUESTION)
-ENRICH_COLLECTIONS = tuple(KIND_TO_COLLECTION[k] for k in ENRICH_KINDS)
 
 _MARKER = re.compile(r"^\s*(?:[-*•]+|\(?\d{1,2}\s*[.):\]-]|Q\d*\s*[.:)-]|Question\s*\d*\s*[.:)-])\s*", re.IGNORECASE)
 _INLINE_NUMBER = re.compile(r"(?:(?<=\s)|^)\(?\d{1,2}[.)]\s+")
@@ -179,20 +176,18 @@ class EnrichStats:
     failed: int = 0
 
 
-def enriched_count(ledger: dict[str, dict[str, Any]]) -> int:
-    """Parents with summary/question references, over all documents of a ledger (for ``status``)."""
-    return sum(len(e.get("enriched") or {}) for e in ledger.values())
+def enriched_count(entries: Iterable[LedgerEntry]) -> int:
+    """Parents with summary/question references, over ledger entries (for ``status``)."""
+    return sum(len(e.enriched) for e in entries)
 
 
 class EnrichmentPhase:
     """Adds summary and question references to the searchable parents of a store, parent by parent.
 
     Per parent: LLM + embedding through an ``IngestionPipeline`` with the persistent cache (so a
-    parent interrupted after its LLM calls costs no call the next time), then
-    1. the ledger records the refs about to be written as ``pending`` (with ``enrich`` = parent id);
-    2. the refs are upserted into the summaries and questions collections (deterministic ids);
-    3. refs of an older enrichment of this parent that are not in the new set are deleted;
-    4. the ledger entry gets the refs, updated kind counts and ``enriched[parent_id]``.
+    parent interrupted after its LLM calls costs no call the next time), then one ``Change`` of the
+    document through the ledger protocol (``store/ledger.py``): intent, upserts, the parent's older
+    summary/question references deleted, flush, the entry with ``enriched[parent_id]``.
     A parent whose ``enriched`` fingerprint matches is skipped without touching the LLM or the cache.
 
     Example:
@@ -229,11 +224,11 @@ class EnrichmentPhase:
         done = 0
         for doc_id in doc_ids:
             entry = self.parents.ledger_entry(doc_id)
-            if not entry or (entry.get("pending") and "enrich" not in entry["pending"]):
+            if entry is None or entry.interrupted_write:
                 continue
-            enriched = entry.get("enriched") or {}
-            for pid in entry.get("parents", []):
-                if (enriched.get(pid) or {}).get("fingerprint") == self.fingerprint:
+            finished = entry.enriched_with(self.fingerprint)
+            for pid in entry.parents:
+                if pid in finished:
                     done += 1
                 else:
                     todo.append((doc_id, pid))
@@ -262,51 +257,20 @@ class EnrichmentPhase:
         return stats
 
     def _enrich_parent(self, doc_id: str, pid: str) -> tuple[int, int]:
+        """LLM + embedding (cached), then one ``Change`` of the document through the ledger protocol:
+        the parent's new summary/question references replace its older ones (and whatever a run
+        killed on this document left pending)."""
         parent = self.parents.get(pid)
         if parent is None:  # replaced by a newer ingest since the list was made
             return 0, 0
         nodes = self.pipe.run(nodes=[parent])
         refs = [n for n in nodes if isinstance(n, IndexNode) and n.embedding is not None and n.metadata.get(layout.KIND) in {k.value for k in ENRICH_KINDS}]
-        by_coll: dict[Collection, list[BaseNode]] = {c: [] for c in ENRICH_COLLECTIONS}
+        new_ids: dict[str, list[str]] = {c.value: [] for c in ENRICH_COLLECTIONS}
         for ref in refs:
-            by_coll[KIND_TO_COLLECTION[RefKind(ref.metadata[layout.KIND])]].append(ref)
-        new_ids = {c.value: [n.node_id for n in by_coll[c]] for c in ENRICH_COLLECTIONS}
-
+            new_ids[KIND_TO_COLLECTION[RefKind(ref.metadata[layout.KIND])].value].append(ref.node_id)
         entry = self.parents.ledger_entry(doc_id)
-        if not entry or pid not in entry.get("parents", []):
+        if entry is None or entry.interrupted_write or pid not in entry.parents:
             return 0, 0
-        previous = (entry.get("enriched") or {}).get(pid) or {}
-        old_ids = {c.value: set((previous.get("refs") or {}).get(c.value, [])) for c in ENRICH_COLLECTIONS}
-        pending = entry.get("pending") or {}
-        if pending.get("enrich") == pid:  # this parent was in flight when a run stopped
-            for c in ENRICH_COLLECTIONS:
-                old_ids[c.value] |= set((pending.get("refs") or {}).get(c.value, []))
-        intent = {c.value: sorted(old_ids[c.value] | set(new_ids[c.value])) for c in ENRICH_COLLECTIONS}
-        self.parents.put_ledger(doc_id, dict(entry, pending={"parents": [], "refs": intent, "enrich": pid}))
-
-        for coll, nodes_c in by_coll.items():
-            if nodes_c:
-                self.writer.timed(with_retries(self.writer.stores[coll].add), nodes_c)
-        for coll in ENRICH_COLLECTIONS:
-            stale = sorted(old_ids[coll.value] - set(new_ids[coll.value]))
-            if stale:
-                self.writer.timed(delete_points, self.writer.client, self.writer.collections[coll], stale)
-
-        refs_all = {k: list(v) for k, v in (entry.get("refs") or {}).items()}
-        for coll in ENRICH_COLLECTIONS:
-            kept = [i for i in refs_all.get(coll.value, []) if i not in old_ids[coll.value]]
-            refs_all[coll.value] = kept + new_ids[coll.value]
-        enriched = dict(entry.get("enriched") or {})
-        enriched[pid] = {"fingerprint": self.fingerprint, "refs": new_ids}
-        kinds = dict(entry.get("kinds") or {})
-        for kind in ENRICH_KINDS:
-            count = len(refs_all.get(KIND_TO_COLLECTION[kind].value, []))
-            if count:
-                kinds[kind.value] = count
-            else:
-                kinds.pop(kind.value, None)
-        final = {k: v for k, v in entry.items() if k != "pending"}
-        final.update(refs=refs_all, kinds=kinds, enriched=enriched)
-        self.writer.timed(qstore_flush, self.writer.client)  # the ledger never runs ahead of what Qdrant holds on disk
-        self.parents.put_ledger(doc_id, final)
+        final = entry.committed().with_enrichment(pid, self.fingerprint, new_ids)
+        self.writer.apply(doc_id, Change(Op.ENRICH, final, refs=refs, enrich=pid))
         return len(new_ids[Collection.SUMMARIES.value]), len(new_ids[Collection.QUESTIONS.value])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -11,7 +11,7 @@ from pipeline.config import Settings
 from pipeline.errors import LoadError
 from pipeline.ingest.load import discover, file_hash, load_document
 from pipeline.ingest.split import ParentSplitter
-from pipeline.store.docstore import ParentStore
+from pipeline.store.docstore import DOCSTORE, ParentStore
 from pipeline.store.layout import doc_id_for
 
 
@@ -30,17 +30,49 @@ class Plan(BaseModel):
     files: list[PlannedFile] = Field(default_factory=list)
 
 
+def prune_candidates(roots: Sequence[Path], ledger: Iterable[str], seen: set[str]) -> list[str]:
+    """Documents ``--sync`` removes: under one of the given folders, not seen by this run, file gone.
+    Never outside the folders given (the real run and the dry run share this rule)."""
+    prefixes = [doc_id_for(r).rstrip("/") + "/" for r in roots if r.is_dir()]
+    return [
+        doc_id for doc_id in sorted(ledger)
+        if doc_id not in seen and any(doc_id.startswith(p) for p in prefixes) and not Path(doc_id).exists()
+    ]
+
+
+def _fingerprint(settings: Settings, has_store: bool) -> str:
+    """Phase 1's fingerprint as the real run computes it (following the store's model where it can
+    read it; a store open in another process falls back to the configured model)."""
+    from pipeline.ingest.run import Ingestor
+
+    ingestor = Ingestor(settings, enrich=False)
+    if not has_store:
+        return ingestor.phase1_fingerprint()
+    from pipeline.errors import PipelineError
+    from pipeline.store import qdrant as qstore
+
+    try:
+        client = qstore.open_client(settings)
+    except PipelineError:
+        return ingestor.phase1_fingerprint()
+    try:
+        return ingestor.phase1_fingerprint(client)
+    finally:
+        client.close()
+
+
 def plan_ingest(settings: Settings, paths: Sequence[Path], prune: bool) -> Plan:
     """Compare the files with the ledger; for changed files, count parents that would be redone.
 
     Parent ids are content-addressed, so splitting (cheap, no models) tells exactly which parents
     a real run would re-summarise and re-embed.
     """
-    docstore = settings.store / "docstore.sqlite"
+    docstore = settings.store / DOCSTORE
     store = ParentStore(docstore) if docstore.exists() else None
     ledger = store.ledger() if store else {}
     if store:
         store.close()
+    fingerprint = _fingerprint(settings, bool(ledger))
     splitter = ParentSplitter(chunk_size=settings.ingest.parent_chunk_size)
     plan = Plan(store=str(settings.store))
     seen: set[str] = set()
@@ -48,10 +80,8 @@ def plan_ingest(settings: Settings, paths: Sequence[Path], prune: bool) -> Plan:
         doc_id = doc_id_for(path)
         seen.add(doc_id)
         old = ledger.get(doc_id)
-        # An interrupted enrichment leaves the document searchable: `enrich`, not `ingest`, finishes it.
-        interrupted = bool((old or {}).get("pending")) and "enrich" not in (old or {}).get("pending", {})
-        if old and not interrupted and old.get("content_hash") == file_hash(path):
-            plan.files.append(PlannedFile(path=str(path), action="unchanged", parents_kept=len(old["parents"])))
+        if old is not None and old.unchanged(file_hash(path), fingerprint):  # the real run's own rule
+            plan.files.append(PlannedFile(path=str(path), action="unchanged", parents_kept=len(old.parents)))
             continue
         try:
             doc = load_document(path, settings.ingest.pdf_passwords)
@@ -59,7 +89,7 @@ def plan_ingest(settings: Settings, paths: Sequence[Path], prune: bool) -> Plan:
             plan.files.append(PlannedFile(path=str(path), action="fail", reason=exc.reason))
             continue
         new_ids = [p.node_id for p in splitter([doc])]
-        old_ids = set((old or {}).get("parents", []))
+        old_ids = set(old.parents) if old else set()
         plan.files.append(
             PlannedFile(
                 path=str(path),
@@ -70,10 +100,8 @@ def plan_ingest(settings: Settings, paths: Sequence[Path], prune: bool) -> Plan:
             )
         )
     if prune:
-        prefixes = [doc_id_for(r).rstrip("/") + "/" for r in paths if r.is_dir()]
-        for doc_id in sorted(ledger):
-            if doc_id not in seen and any(doc_id.startswith(p) for p in prefixes) and not Path(doc_id).exists():
-                plan.files.append(PlannedFile(path=doc_id, action="remove", parents_dropped=len(ledger[doc_id].get("parents", []))))
+        for doc_id in prune_candidates(paths, ledger, seen):
+            plan.files.append(PlannedFile(path=doc_id, action="remove", parents_dropped=len(ledger[doc_id].parents)))
     for f in plan.files:
         plan.counts[f.action] = plan.counts.get(f.action, 0) + 1
     return plan

@@ -35,6 +35,7 @@ from pipeline.ingest.cache import CountingCache
 from pipeline.ingest.embed import ReferenceEmbedder
 from pipeline.ingest.enrich import EnrichmentPhase, ParentEnricher, enriched_count
 from pipeline.ingest.load import PAGE_OFFSETS, load_document, read_source
+from pipeline.ingest.plan import prune_candidates
 from pipeline.ingest.reference import ReferenceBuilder
 from pipeline.ingest.scan import ScanLimits, scan
 from pipeline.ingest.split import ParentSplitter
@@ -42,9 +43,11 @@ from pipeline.ingest.write import DocumentWriter
 from pipeline.models import FileResult, IngestReport, IngestStats
 from pipeline.providers.embeddings import build_embedder, embed_dim
 from pipeline.providers.llm import build_llm, llm_calls, llm_is_capable
-from pipeline.retrieve.extract import PAGE_OFFSETS as EXTRACT_PAGE_OFFSETS
 from pipeline.store import qdrant as qstore
+from pipeline.store.check import check_store
 from pipeline.store.docstore import ParentStore
+from pipeline.store.layout import Collection
+from pipeline.store.ledger import total_refs
 from pipeline.store.layout import doc_id_for
 from pipeline.store.migrate import add_sparse_vectors, migrate_parent_refs
 
@@ -72,10 +75,28 @@ def enrich_during_ingest(settings: Settings) -> bool:
     return policy is EnrichPolicy.AUTO and llm_is_capable(settings)
 
 
-def phase1_pending(entry: dict | None) -> bool:
-    """A document whose first-phase write was interrupted (an interrupted enrichment does not count)."""
-    pending = (entry or {}).get("pending")
-    return bool(pending) and "enrich" not in pending
+def mark_damaged(client: QdrantClient, collections: dict[Collection, str], parents: ParentStore) -> list[str]:
+    """Mark for rebuild the documents whose references are not all in the engine; returns them.
+
+    So ``ingest`` never calls a document unchanged whose references are gone (a collection folder
+    moved aside, a lost write). Cheap when all is well: one count per collection against the
+    ledger's totals; only when they differ are the point ids compared (``check_store``, read-only).
+    """
+    ledger = parents.ledger()
+    listed = total_refs(ledger.values())
+    counts = {c.value: qstore.count_points(client, n) for c, n in collections.items()}
+    if counts == listed:
+        return []
+    report = check_store(client, collections, parents)
+    marked = []
+    for doc_id in report.rebuild:
+        entry = ledger.get(doc_id)
+        if entry is not None and not entry.rebuild:
+            parents.put_ledger(doc_id, entry.model_copy(update={"rebuild": True}))
+            marked.append(doc_id)
+    if marked:
+        logger.warning("%d documents have references missing from the store (%s): ingesting them again", len(marked), ", ".join(marked))
+    return marked
 
 
 class Ingestor:
@@ -134,6 +155,14 @@ class Ingestor:
             return False
         self.embedder = build_embedder(self.settings, stored)
         return True
+
+    def phase1_fingerprint(self, client: Any | None = None) -> str:
+        """The fingerprint the ledger records for phase 1 (following the store's model, given a client);
+        ``ingest --dry-run`` compares it as the real run does."""
+        if client is not None:
+            self._follow_store_model(client)
+        split, per_parent = self._transforms(embed_dim(self.embedder))
+        return self.fingerprint(split + per_parent)
 
     def output_fingerprint(self) -> str:
         """The fingerprint of this ingestor's transforms (models, prompts, sizes), without touching a store.
@@ -215,10 +244,10 @@ class Ingestor:
                 stats.store_seconds = round(writer.store_seconds, 3)
                 ledger = parents.ledger()
                 stats.documents = len(ledger)
-                stats.parents = sum(len(e.get("parents", [])) for e in ledger.values())
+                stats.parents = sum(len(e.parents) for e in ledger.values())
                 kinds: Counter[str] = Counter()
                 for e in ledger.values():
-                    kinds.update(e.get("kinds", {}))
+                    kinds.update(e.kinds)
                 stats.references = dict(sorted(kinds.items()))
             finally:
                 parents.close()
@@ -258,6 +287,7 @@ class Ingestor:
             migrate_parent_refs(client, collections, parents)
             add_sparse_vectors(client, collections)  # a store from before hybrid search: no re-embedding
             writer = DocumentWriter(client, collections, parents)
+            mark_damaged(client, collections, parents)
             split, per_parent = self._transforms(dim)
             fingerprint = self.fingerprint(split + per_parent)
             split_pipe = IngestionPipeline(transformations=split, cache=cache)
@@ -284,12 +314,13 @@ class Ingestor:
                 self._enrich_phase(self.llm, dim, cache, writer, searchable, stats)
                 kinds = Counter()
                 for doc_id in searchable:
-                    kinds.update((parents.ledger_entry(doc_id) or {}).get("kinds", {}))
+                    if (done := parents.ledger_entry(doc_id)) is not None:
+                        kinds.update(done.kinds)
             else:
                 stats.enrich = "none" if self.settings.llm.provider.value == "none" else (
                     "later" if self.settings.ingest.enrich is EnrichPolicy.LATER or self.enrich else "skipped")
-                entries = [parents.ledger_entry(d) or {} for d in searchable]
-                stats.parents_unenriched = sum(len(e.get("parents", [])) for e in entries) - enriched_count({str(i): e for i, e in enumerate(entries)})
+                entries = [e for d in searchable if (e := parents.ledger_entry(d)) is not None]
+                stats.parents_unenriched = sum(len(e.parents) for e in entries) - enriched_count(entries)
             if stats.parents_enriched or any(f.status in ("added", "updated", "removed") for f in files):
                 writer.timed(qstore.optimize, client)  # edge: build HNSW once after the bulk writes, not per document
             stats.store_seconds = round(writer.store_seconds, 3)
@@ -326,11 +357,11 @@ class Ingestor:
             logger.debug("failed %s", exc)
             return self._failed(parents, path, doc_id, exc.reason + (f"; {exc.hint}" if exc.hint else ""))
         quick_hash = hashlib.sha256(data).hexdigest()
-        if old and not phase1_pending(old) and old.get("content_hash") == quick_hash and old.get("fingerprint") == fingerprint:
+        if old is not None and old.unchanged(quick_hash, fingerprint):
             parents.clear_failure(doc_id)
-            stats.parents += len(old["parents"])
-            kinds.update(old.get("kinds", {}))
-            return FileResult(path=str(path), doc_id=doc_id, status="unchanged", parents=len(old["parents"]))
+            stats.parents += len(old.parents)
+            kinds.update(old.kinds)
+            return FileResult(path=str(path), doc_id=doc_id, status="unchanged", parents=len(old.parents))
         try:
             doc = load_document(path, self.settings.ingest.pdf_passwords, timeout=self.limits.file_timeout, data=data)
         except LoadError as exc:
@@ -350,15 +381,15 @@ class Ingestor:
                 self.progress("parent", {"path": str(path), "done": i + 1, "total": len(parent_nodes)})
             entry = writer.write(doc_id, content_hash, fingerprint, nodes)
             # Where each page starts, so an extractive answer cites a sentence's own page (retrieve/extract.py).
-            parents.kv.put(doc_id, {"offsets": list(doc.metadata.get(PAGE_OFFSETS) or [0])}, EXTRACT_PAGE_OFFSETS)
+            parents.put_page_offsets(doc_id, doc.metadata.get(PAGE_OFFSETS) or [0])
         except IngestError as exc:
             logger.debug("failed %s: %s", path, exc)
             return self._failed(parents, path, doc_id, f"{exc}; nothing was written, the next run retries it")
         parents.clear_failure(doc_id)
-        stats.parents += len(entry["parents"])
-        kinds.update(entry["kinds"])
-        status = "added" if not old or "content_hash" not in old else "updated"
-        return FileResult(path=str(path), doc_id=doc_id, status=status, parents=len(entry["parents"]))
+        stats.parents += len(entry.parents)
+        kinds.update(entry.kinds)
+        status = "added" if old is None or not old.parents else "updated"
+        return FileResult(path=str(path), doc_id=doc_id, status=status, parents=len(entry.parents))
 
     @staticmethod
     def _failed(parents: ParentStore, path: Path, doc_id: str, reason: str) -> FileResult:
@@ -368,12 +399,8 @@ class Ingestor:
 
     def _prune(self, roots: Sequence[Path], writer: DocumentWriter, parents: ParentStore, seen: list[Path]) -> list[FileResult]:
         """Remove documents under the given folders whose files no longer exist (never outside them)."""
-        seen_ids = {doc_id_for(p) for p in seen}
-        prefixes = [doc_id_for(r).rstrip("/") + "/" for r in roots if r.is_dir()]
         out = []
-        for doc_id in sorted(parents.ledger()):
-            if doc_id in seen_ids or not any(doc_id.startswith(p) for p in prefixes) or Path(doc_id).exists():
-                continue
+        for doc_id in prune_candidates(roots, parents.ledger(), {doc_id_for(p) for p in seen}):
             writer.remove(doc_id)
             out.append(FileResult(path=doc_id, doc_id=doc_id, status="removed"))
         return out

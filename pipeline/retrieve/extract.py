@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 # Scores (query, passages) → one float per passage, higher = more relevant (the reranker's contract).
 Scorer = Callable[[str, list[str]], list[float]]
 
-PAGE_OFFSETS = "page_offsets"  # docstore KV collection: doc_id → {"offsets": [char offset of each page]}
 _ABBREV = re.compile(r"(?:\b(?:al|e\.g|i\.e|etc|Fig|Figs|Eq|Eqs|Sec|Tab|vs|cf|approx|No|pp|Vol|Dr|Mr|Ms)\.|\b[A-Z]\.)$")
 _SENT_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\s*[•▪◦]\s+")
 _QUANTITY = re.compile(r"(?:how (?:many|much|large|big|long|old)|what (?:number|percentage|share|fraction|size))\b", re.IGNORECASE)
@@ -284,8 +283,7 @@ def _answerer(engine: "Engine") -> tuple[ExtractiveAnswerer, Callable[[SourceRef
 
     def locate(source: SourceRef) -> tuple[int | None, list[int] | None]:
         node = parents.get(source.parent_id)
-        row = parents.kv.get(source.doc_id, PAGE_OFFSETS)
-        return (getattr(node, "start_char_idx", None) if node else None), (row or {}).get("offsets")
+        return (getattr(node, "start_char_idx", None) if node else None), parents.page_offsets(source.doc_id)
 
     return ExtractiveAnswerer(scorer=scorer, sentences=engine.settings.answer.sentences), locate
 

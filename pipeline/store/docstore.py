@@ -19,9 +19,13 @@ from pipeline.errors import sqlite_error
 if TYPE_CHECKING:
     from llama_index.core.schema import BaseNode
 
+    from pipeline.store.ledger import LedgerEntry
+
+DOCSTORE = "docstore.sqlite"  # the file name inside a store folder
 NAMESPACE = "parents"
 LEDGER = "ledger"
 FAILURES = "failures"
+PAGE_OFFSETS = "page_offsets"  # doc_id -> {"offsets": [char offset where each page starts]}
 # A parent's self-reference (its point in the parents collection, id ``layout.ref_id_for(parent,
 # PARENT, 0)``) -> {"parent_id": parent}, written with the parent. Retrieval reads the parents of its
 # hits there in one indexed query, instead of hashing every parent id of the store once per process
@@ -88,18 +92,41 @@ class ParentStore:
     def count(self) -> int:
         return self.kv.count(self._data)
 
-    # The ledger: doc_id -> {"content_hash", "parents": [...], "refs": {collection: [...]}, "pending": {...}}
-    def ledger(self) -> dict[str, dict[str, Any]]:
+    # The ledger: doc_id -> LedgerEntry (store/ledger.py), stored as JSON.
+    def ledger(self) -> dict[str, LedgerEntry]:
+        from pipeline.store.ledger import LedgerEntry
+
+        return {doc: LedgerEntry.model_validate(raw) for doc, raw in self.kv.get_all(LEDGER).items()}
+
+    def raw_ledger(self) -> dict[str, dict[str, Any]]:
+        """The stored JSON as it is (the layout migration reads what older versions wrote)."""
         return self.kv.get_all(LEDGER)
 
-    def ledger_entry(self, doc_id: str) -> dict[str, Any] | None:
-        return self.kv.get(doc_id, LEDGER)
+    def ledger_entry(self, doc_id: str) -> LedgerEntry | None:
+        from pipeline.store.ledger import LedgerEntry
 
-    def put_ledger(self, doc_id: str, entry: dict[str, Any]) -> None:
-        self.kv.put(doc_id, entry, LEDGER)
+        return LedgerEntry.load(self.kv.get(doc_id, LEDGER))
+
+    def put_ledger(self, doc_id: str, entry: LedgerEntry | dict[str, Any]) -> None:
+        self.kv.put(doc_id, entry if isinstance(entry, dict) else entry.dump(), LEDGER)
 
     def delete_ledger(self, doc_id: str) -> None:
         self.kv.delete(doc_id, LEDGER)
+
+    def put_page_offsets(self, doc_id: str, offsets: Sequence[int]) -> None:
+        """Where each page of a document starts, so an extractive answer cites a sentence's own page."""
+        self.kv.put(doc_id, {"offsets": list(offsets) or [0]}, PAGE_OFFSETS)
+
+    def page_offsets(self, doc_id: str) -> list[int] | None:
+        row = self.kv.get(doc_id, PAGE_OFFSETS)
+        return None if row is None else list(row.get("offsets") or [0])
+
+    def delete_document_rows(self, doc_id: str) -> None:
+        """The last step of a removal: the ledger entry and the page offsets, in one transaction."""
+        with self.kv.transaction():
+            self.kv.delete(doc_id, LEDGER)
+            self.kv.delete(doc_id, PAGE_OFFSETS)
+            self.kv.delete(doc_id, FAILURES)
 
     # Failures: doc_id -> {"path", "reason", "attempts", "at"}; cleared when the document lands.
     def record_failure(self, doc_id: str, path: str, reason: str, at: str) -> None:
@@ -150,8 +177,10 @@ class LedgerReader:
         except ValueError as exc:
             raise sqlite_error(self.path, sqlite3.DatabaseError(f"database corrupt: a stored value is not JSON ({exc})")) from exc
 
-    def ledger(self) -> dict[str, dict[str, Any]]:
-        return self._all(LEDGER)
+    def ledger(self) -> dict[str, LedgerEntry]:
+        from pipeline.store.ledger import LedgerEntry
+
+        return {doc: LedgerEntry.model_validate(raw) for doc, raw in self._all(LEDGER).items()}
 
     def failures(self) -> dict[str, dict[str, Any]]:
         return self._all(FAILURES)

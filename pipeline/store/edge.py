@@ -301,7 +301,14 @@ def _engine_error(exc: Exception, path: Path) -> Exception:
         from pipeline.errors import DiskFull
 
         return DiskFull(path, f"qdrant-edge: {text}")
+    if any(s in text.lower() for s in DAMAGE_SIGNS):  # a file the engine cannot read: retrying cannot help
+        return StoreDamaged(path, f"qdrant-edge: {text}", "run `python -m pipeline check --repair`: it rebuilds the collection from the docstore and the ingest cache")
     return StoreUnavailable(f"embedded Qdrant (edge) at {path}: {text}")
+
+
+# Engine errors that mean a collection's files are damaged (truncated pages, garbage JSON), seen with
+# qdrant-edge 0.9.0 on files cut or overwritten by hand (tests/e2e/test_damage.py).
+DAMAGE_SIGNS = ("io error", "out of bounds", "deserialize", "corrupt", "checksum", "failed to load segment", "failed to read")
 
 
 # --- qdrant-client models → qdrant_edge -------------------------------------------------------------

@@ -31,15 +31,20 @@ def _parent_refs_filter() -> models.Filter:
 
 
 def _legacy(entry: dict[str, Any]) -> bool:
-    """A layout-1 ledger entry: its refs have no ``parents`` list (layout 2 always writes one)."""
-    return any(
-        part.get("refs") and Collection.PARENTS.value not in part["refs"] for part in (entry, entry.get("pending") or {})
-    )
+    """A layout-1 ledger entry: its refs have no ``parents`` list (layout 2 always writes one).
+
+    Only the committed part and a phase-1 intent tell: an enrichment's intent listed its own two
+    collections only, and reading it as layout 1 emptied the document's parent references (which
+    ``check --repair`` then deleted as orphans).
+    """
+    pending = entry.get("pending") or {}
+    parts = [entry] + ([pending] if not pending.get("enrich") and pending.get("op", "write") == "write" else [])
+    return any(part.get("refs") and Collection.PARENTS.value not in part["refs"] for part in parts)
 
 
 def needs_migration(parents: ParentStore) -> bool:
     """Cheap (reads the ledger only), so every ingest can ask before opening any collection."""
-    return any(_legacy(entry) for entry in parents.ledger().values())
+    return any(_legacy(entry) for entry in parents.raw_ledger().values())
 
 
 def migrate_parent_refs(client: QdrantClient, collections: dict[Collection, str], parents: ParentStore) -> int:
@@ -76,10 +81,11 @@ def migrate_parent_refs(client: QdrantClient, collections: dict[Collection, str]
         if offset is None:
             break
     qstore.delete_points(client, src, moved)
-    for doc_id, entry in parents.ledger().items():
+    for doc_id, entry in parents.raw_ledger().items():
         if not _legacy(entry):
             continue
-        for part in (entry, entry.get("pending") or {}):
+        pending = entry.get("pending") or {}
+        for part in (entry, pending) if not pending.get("enrich") else (entry,):
             refs = part.get("refs")
             if refs is None:
                 continue

@@ -16,7 +16,7 @@ from qdrant_client import QdrantClient, models
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from pipeline.config import QdrantBackend, Settings
-from pipeline.errors import ConfigError, ModelMismatch, StoreLocked, StoreUnavailable
+from pipeline.errors import ConfigError, ModelMismatch, StoreDamaged, StoreLocked, StoreUnavailable
 from pipeline.providers.sparse import VECTOR_NAME as SPARSE
 from pipeline.store import layout
 from pipeline.store.layout import Collection
@@ -29,6 +29,8 @@ PAYLOAD_INDEXES = (layout.DOC_ID, layout.KIND, layout.PARENT_ID)
 
 
 def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, StoreDamaged):  # damaged files stay damaged: say so at once, not "unreachable"
+        return False
     text = f"{type(exc).__name__} {exc}".lower()
     return any(s in text for s in ("connect", "timeout", "timed out", "unavailable", "refused", "reset"))
 

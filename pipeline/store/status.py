@@ -55,9 +55,9 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
             "collections": collections,
             "parents": parents.count() if parents else 0,
             # parents with LLM summary/question references (the second ingest phase, `pipeline enrich`)
-            "enriched_parents": sum(len(e.get("enriched") or {}) for e in ledger.values()),
+            "enriched_parents": sum(len(e.enriched) for e in ledger.values()),
             "documents": len(ledger),
-            "pending_documents": sorted(d for d, e in ledger.items() if e.get("pending")),
+            "pending_documents": sorted(d for d, e in ledger.items() if e.pending is not None),
             "failed_documents": parents.failures() if parents else {},
             "embed_model": model,
             "embed_dim": dim,
