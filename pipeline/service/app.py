@@ -4,11 +4,13 @@ auth, the request middleware, and one mapping from the error tree to HTTP status
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from http import HTTPStatus
+from typing import Any
 
 import anyio
 from fastapi import Depends, FastAPI, Request
@@ -19,10 +21,10 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, IngestError, InvalidQuery, PipelineError, QueryError, ShuttingDown, StoreError
+from pipeline.errors import ConfigError, IngestError, InvalidQuery, PipelineError, QueryError, ShuttingDown, StoreError, fatal_error
 from pipeline.service import routes
 from pipeline.service.deps import ServiceState, require_token
-from pipeline.service.middleware import RequestContext
+from pipeline.service.middleware import CleanStartupFailure, RequestContext
 from pipeline.service.redact import redact_paths
 
 logger = logging.getLogger("pipeline.service")
@@ -102,6 +104,19 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, exc.status_code, error, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
+def _openapi_with_limits(app: FastAPI, build: Callable[[], dict[str, Any]], settings: Settings) -> dict[str, Any]:
+    """The OpenAPI schema with the configured query limit (``service.max_query_chars``) as the query's
+    ``maxLength``: the request models carry only the engine's hard limit, fixed at import time."""
+    schema = build()
+    limit = settings.service.max_query_chars
+    for model in schema.get("components", {}).get("schemas", {}).values():
+        query = model.get("properties", {}).get("query") if model.get("title") in ("RetrieveRequest", "QueryRequest") else None
+        if query is not None and query.get("maxLength") != limit:
+            query["maxLength"] = limit
+            query["description"] = f"The question (1 to {limit} characters: service.max_query_chars)"
+    return schema
+
+
 def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
     """The service for one store.
 
@@ -118,7 +133,13 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(service.open)
+        try:
+            await anyio.to_thread.run_sync(service.open)
+        except Exception as exc:
+            error = fatal_error(exc, settings.store)  # None: a bug, whose traceback uvicorn prints
+            if error is not None:
+                service.startup_error = f"cannot start the service: {type(error).__name__}: {error}"
+            raise
         from pipeline.store.qdrant import location
 
         qdrant = location(settings)
@@ -139,7 +160,11 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         openapi_url=None,
     )
     app.state.service = service
-    app.add_middleware(RequestContext, metrics=service.metrics, max_body_bytes=settings.service.max_body_bytes)
+    app.openapi = functools.partial(_openapi_with_limits, app, app.openapi, settings)  # type: ignore[method-assign]
+    app.add_middleware(
+        RequestContext, metrics=service.metrics, max_body_bytes=settings.service.max_body_bytes, body_timeout=settings.service.body_timeout
+    )
+    app.add_middleware(CleanStartupFailure, reason=lambda: service.startup_error)
     app.add_exception_handler(PipelineError, _pipeline_error)
     app.add_exception_handler(ResponseHandlingException, _qdrant_unreachable)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from pipeline.config import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def setup_service_logging(settings: Settings, level: str = "info") -> None:
@@ -53,35 +56,64 @@ def serve(
     Example:
       PIPELINE_SERVICE__INGEST_ROOTS='["/srv/docs"]' python -m pipeline serve --store storage --port 8000
     """
-    try:
-        settings = Settings(store=store)
-    except Exception as exc:  # pydantic ValidationError from env or config file
-        typer.echo(f"error: configuration error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    from pipeline.output import fail, settings_for
+
+    settings = settings_for(store)  # a bad environment or config file: exit 2 with the cause
     updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     if updates:
         settings = settings.with_overrides(service=settings.service.model_copy(update=updates))
+    problem = store_problem(settings.store)
+    if problem:
+        fail(problem, kind="StoreUnavailable")
     setup_service_logging(settings, log_level)
 
     import uvicorn
 
     from pipeline.service.app import create_app
 
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    try:
+        server.run()
+    except SystemExit as exc:  # uvicorn exits 3 when startup fails (port in use, store locked)
+        raise typer.Exit(2 if exc.code else 0) from None
+    if not server.started:  # startup failed: the reason was logged, in one line
+        raise typer.Exit(2)
+
+
+def store_problem(store: Path) -> str | None:
+    """Why the service cannot own this store folder (it writes its lock, the docstore and the engine
+    there), or None: checked before uvicorn starts, so the answer is one line and exit 2 rather than a
+    failed startup. Anything subtler (a damaged file) is caught at startup, also in one line."""
+    import os
+
+    if store.exists() and not store.is_dir():
+        return f"--store {store} is not a folder: give the store folder (it is created if missing)"
+    existing = next((p for p in (store, *store.absolute().parents) if p.exists()), None)
+    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        which = "the store folder" if existing == store else f"{existing}, where the store folder would be created,"
+        return f"--store {store}: {which} is not writable by this user: the service writes its lock, docstore and index there"
+    return None
+
+
+def uvicorn_config(app: object, settings: Settings) -> "uvicorn.Config":
+    """How ``serve`` runs the app: our JSON logs, our access lines, the shutdown grace, and connections
+    that must send each request's head within ``service.header_timeout`` (``GuardedH11Protocol``)."""
+    import uvicorn
+
+    from pipeline.service.protocol import guarded_protocol
+
     cfg = settings.service
-    config = uvicorn.Config(
-        create_app(settings),
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
         host=cfg.host,
         port=cfg.port,
+        http=guarded_protocol(cfg.header_timeout),
         log_config=None,  # keep ours: JSON lines
         access_log=False,  # the app writes one JSON access line per request, with its id
         timeout_graceful_shutdown=cfg.shutdown_timeout,  # type: ignore[arg-type]  # uvicorn takes seconds as a number
         lifespan="on",
         server_header=False,
     )
-    server = uvicorn.Server(config)
-    server.run()
-    if not server.started:  # startup failed (e.g. StoreLocked): the reason was logged
-        raise typer.Exit(2)
 
 
 if __name__ == "__main__":  # `python -m pipeline.service.command --store ...` (what `python -m pipeline serve` runs)

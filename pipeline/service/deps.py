@@ -33,7 +33,9 @@ from pipeline.providers.llm import build_llm
 from pipeline.retrieve.engine import Engine
 from pipeline.service.jobs import JobRunner
 from pipeline.service.metrics import ServiceMetrics
+from pipeline.service.redact import redact_paths
 from pipeline.service.schemas import IngestJob
+from pipeline.service.slots import GenerationSlot, GenerationSlots  # noqa: F401  (re-exported: routes, tests)
 from pipeline.store import qdrant as qstore
 from pipeline.store.layout import Collection
 
@@ -122,57 +124,6 @@ class SerializedClient:
                 self._client.upload_points(collection_name, batch, **kwargs)
 
 
-class GenerationSlots:
-    """At most ``size`` LLM answers at once; a request that finds none free within ``wait`` seconds gets
-    429 with ``Retry-After``. Used from the event loop only (acquire and release)."""
-
-    def __init__(self, size: int, wait: float, retry_after: int, metrics: ServiceMetrics) -> None:
-        self.size = size
-        self.wait = wait
-        self.retry_after = retry_after
-        self.metrics = metrics
-        self._semaphore = anyio.Semaphore(size)
-
-    async def acquire(self) -> "GenerationSlot":
-        acquired = False
-        if self.wait > 0:
-            with anyio.move_on_after(self.wait):
-                await self._semaphore.acquire()
-                acquired = True
-        else:
-            try:
-                self._semaphore.acquire_nowait()
-                acquired = True
-            except anyio.WouldBlock:
-                pass
-        if not acquired:
-            self.metrics.generations_rejected.inc()
-            raise HTTPException(
-                status_code=429,
-                detail=f"all {self.size} generation slot(s) are busy: retry after {self.retry_after} s, or use /retrieve",
-                headers={"Retry-After": str(self.retry_after)},
-            )
-        self.metrics.generations_in_flight.inc()
-        return GenerationSlot(self)
-
-    def _release(self) -> None:
-        self.metrics.generations_in_flight.dec()
-        self._semaphore.release()
-
-
-class GenerationSlot:
-    """One held slot; ``release()`` may be called more than once (stream end and cleanup both call it)."""
-
-    def __init__(self, slots: GenerationSlots) -> None:
-        self._slots = slots
-        self._held = True
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            self._slots._release()
-
-
 class ServiceState:
     """One per app: the store client (the only one in embedded mode), the engine, models, limits, jobs.
 
@@ -202,7 +153,10 @@ class ServiceState:
         self._embedder_loaded = False
         self.retrieval_limiter = anyio.CapacityLimiter(cfg.retrieval_threads)
         self.generations = GenerationSlots(cfg.max_concurrent_generations, cfg.generation_wait, cfg.retry_after, self.metrics)
-        self.jobs = JobRunner(self._ingest, on_finish=self._job_finished, stop_timeout=cfg.ingest_stop_timeout)
+        self.jobs = JobRunner(
+            self._ingest, on_finish=self._job_finished, stop_timeout=cfg.ingest_stop_timeout, redact=lambda text: redact_paths(text, settings)
+        )
+        self.startup_error: str | None = None  # why ``open()`` failed, in one line, when it is not a bug
 
     # --- lifecycle
     def open(self) -> None:

@@ -42,6 +42,32 @@ class JobCancelled(Exception):
     """Raised inside a running job (from its progress callback) when it is cancelled or the service stops."""
 
 
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (lone surrogates: how Python reads a name that
+    is not UTF-8) shown as ``\\xNN``: a job's JSON must be UTF-8, and one such name once made every
+    ``GET /jobs/{id}`` of its job a 500."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    out = []
+    for ch in text:
+        if "\udc80" <= ch <= "\udcff":  # surrogateescape: the original byte
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif "\ud800" <= ch <= "\udfff":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def printable_report(report: IngestReport) -> IngestReport:
+    """The report with every file's path, doc_id and reason ``printable``."""
+    files = [f.model_copy(update={k: printable(getattr(f, k)) for k in ("path", "doc_id", "reason")}) for f in report.files]
+    return report.model_copy(update={"files": files})
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -80,9 +106,15 @@ class JobRunner:
     """
 
     def __init__(
-        self, ingest: IngestFn, keep: int = 100, on_finish: Callable[[IngestJob], None] | None = None, stop_timeout: float = 10.0
+        self,
+        ingest: IngestFn,
+        keep: int = 100,
+        on_finish: Callable[[IngestJob], None] | None = None,
+        stop_timeout: float = 10.0,
+        redact: Callable[[str], str] = lambda text: text,
     ) -> None:
         self.ingest = ingest
+        self.redact = redact  # job errors are read by clients: the service passes one that removes its own paths
         self.keep = keep
         self.on_finish = on_finish
         self.stop_timeout = stop_timeout
@@ -187,7 +219,7 @@ class JobRunner:
                 prog = self._jobs[job_id].progress
                 if event == "file":
                     prog.files_total = detail.get("total", prog.files_total)
-                    prog.current = detail.get("path")
+                    prog.current = printable(str(detail["path"])) if detail.get("path") is not None else None
                 elif event == "done":
                     prog.files_done += 1
                     prog.current = None
@@ -205,7 +237,8 @@ class JobRunner:
             self._finish(job_id, JobState.FAILED, error=f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug must not kill the worker thread or hide the job's end
             logger.exception("ingest job %s crashed", job_id, extra={"job_id": job_id})
-            self._finish(job_id, JobState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+            # The exception's text is for the log: it can hold anything (server paths, file contents).
+            self._finish(job_id, JobState.FAILED, error=f"internal error ({type(exc).__name__}): see the service log for job {job_id}")
         else:
             self._finish(job_id, JobState.SUCCEEDED, report=report)
 
@@ -258,7 +291,8 @@ class JobRunner:
             job = self._jobs.get(job_id)
             if job is None or job.state in FINAL:  # e.g. an abandoned job whose thread ended later
                 return
-            job.state, job.finished, job.report, job.error = state, _now(), report, error
+            job.state, job.finished, job.error = state, _now(), printable(self.redact(error)) if error else error
+            job.report = printable_report(report) if report is not None else None
             job = job.model_copy(deep=True)
         log = logger.warning if state is not JobState.SUCCEEDED else logger.info
         log("ingest job %s %s%s", job_id, state.value, f": {error}" if error else "", extra={"job_id": job_id})

@@ -11,7 +11,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,9 +20,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from starlette.concurrency import iterate_in_threadpool
 
-from pipeline.errors import PipelineError
+from pipeline.errors import InvalidQuery, PipelineError
 from pipeline.ingest.scan import ScanLimits, under
 from pipeline.models import Answer
 from pipeline.retrieve.engine import Engine
@@ -76,6 +75,7 @@ async def healthz() -> dict[str, str]:
     responses={200: {"content": {"application/json": {"example": ANSWER_EXAMPLE}}}, **INVALID, **UNAVAILABLE},
 )
 async def retrieve(body: RetrieveRequest, state: StateDep) -> Answer:
+    check_query_length(body.query, state)
     engine = await get_engine(state)
     call = functools.partial(engine.retrieve, body.query, body.mode, body.top_k, body.filter_dict(), body.rerank)
     answer = await anyio.to_thread.run_sync(call, limiter=state.retrieval_limiter)
@@ -91,7 +91,9 @@ async def retrieve(body: RetrieveRequest, state: StateDep) -> Answer:
         "With `stream: true` the answer comes as server-sent events: `token` events (`{\"text\": ...}`) as the "
         "LLM writes, then one `sources` event holding the complete answer object (answer, sources, stats). "
         "A failure after the stream started arrives as an `error` event. At most "
-        "`service.max_concurrent_generations` answers are generated at once; beyond that: 429 with Retry-After."
+        "`service.max_concurrent_generations` LLM answers are generated at once; beyond that: 429 with Retry-After. "
+        "Extractive answers (`answer: extractive`, or auto without a capable LLM) and `answer: none` take no "
+        "generation slot: they run as concurrently as /retrieve."
     ),
     responses={
         200: {"content": {"application/json": {"example": {**ANSWER_EXAMPLE, "answer": "S2ORC is a large corpus of ..."}}, "text/event-stream": {"example": SSE_EXAMPLE}}},
@@ -101,45 +103,76 @@ async def retrieve(body: RetrieveRequest, state: StateDep) -> Answer:
     },
 )
 async def query(body: QueryRequest, state: StateDep) -> Any:
-    if answer_mode_for(state.settings, body.answer) == "llm":  # an extract needs no generator
+    check_query_length(body.query, state)
+    generate = answer_mode_for(state.settings, body.answer) == "llm"
+    if generate:  # an extract needs no generator
         state.require_llm()
     engine = await get_engine(state)
-    slot = await state.generations.acquire()
+    # Only LLM generation takes a slot; an extract or sources only cost what /retrieve costs, in its threads.
+    slot = await state.generations.acquire() if generate else None
+    limiter = None if generate else state.retrieval_limiter
     args = (body.query, body.mode, body.top_k, body.filter_dict(), body.answer, body.rerank)
     if body.stream:
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return AnswerStream(_answer_events(state, engine, args, slot), slot, media_type="text/event-stream", headers=headers)
+        return AnswerStream(_answer_events(state, engine, args, slot, limiter), slot, media_type="text/event-stream", headers=headers)
     try:
-        answer = await anyio.to_thread.run_sync(functools.partial(engine.query, *args))
+        answer = await anyio.to_thread.run_sync(functools.partial(engine.query, *args), limiter=limiter)
     finally:
-        slot.release()
+        if slot is not None:
+            slot.release()
     state.metrics.observe_answer(answer)
     return answer
 
 
-class AnswerStream(StreamingResponse):
-    """Releases the generation slot when the response ends, even if the client left before it started."""
+def check_query_length(query: str, state: ServiceState) -> None:
+    """422 for a query over ``service.max_query_chars``: a query's cost grows with its length (the
+    schema's own cap, 4,000, is the engine's hard limit; this one is the operator's)."""
+    limit = state.settings.service.max_query_chars
+    if len(query) > limit:
+        raise InvalidQuery(f"query is {len(query)} characters, the limit is {limit} (service.max_query_chars)")
 
-    def __init__(self, content: AsyncIterator[str], slot: GenerationSlot, **kwargs: Any) -> None:
+
+class AnswerStream(StreamingResponse):
+    """Releases the generation slot as soon as the client leaves (Starlette hears ``http.disconnect``
+    while it streams), not when the LLM thread next yields a token, which may be many seconds later
+    with a long prompt: the next answer can start at once. Also released when the response ends, even
+    if the client left before it started."""
+
+    def __init__(self, content: AsyncIterator[str], slot: GenerationSlot | None, **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
         self.slot = slot
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        slot = self.slot
+
+        async def watch_disconnect() -> Any:
+            message = await receive()
+            if message["type"] == "http.disconnect" and slot is not None:
+                slot.release()
+            return message
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, watch_disconnect, send)
         finally:
-            self.slot.release()
+            if slot is not None:
+                slot.release()
 
 
 def _event(name: str, data: str) -> str:
     return f"event: {name}\ndata: {data}\n\n"  # data is one line of JSON
 
 
-async def _answer_events(state: ServiceState, engine: Engine, args: tuple[Any, ...], slot: GenerationSlot) -> AsyncIterator[str]:
-    """``token`` events, then ``sources``; each step of the engine's generator runs in a worker thread."""
+async def _answer_events(
+    state: ServiceState, engine: Engine, args: tuple[Any, ...], slot: GenerationSlot | None, limiter: anyio.CapacityLimiter | None
+) -> AsyncIterator[str]:
+    """``token`` events, then ``sources``; each step of the engine's generator runs in a worker thread
+    (``limiter``'s for an extract, like /retrieve; the default pool while an LLM writes)."""
     stream = engine.stream_query(*args)
     try:
-        async for item in iterate_in_threadpool(stream):
+        while True:
+            item = await anyio.to_thread.run_sync(_next_or_done, stream, limiter=limiter)
+            if item is _DONE:
+                break
             if isinstance(item, Answer):
                 state.metrics.observe_answer(item)
                 yield _event("sources", item.model_dump_json())
@@ -147,14 +180,24 @@ async def _answer_events(state: ServiceState, engine: Engine, args: tuple[Any, .
                 yield _event("token", json.dumps({"text": item}, ensure_ascii=False))
     except PipelineError as exc:
         logger.warning("stream stopped: %s: %s", type(exc).__name__, exc)
-        yield _event("error", json.dumps({"error": type(exc).__name__, "detail": str(exc), "request_id": request_id_var.get()}))
+        detail = redact_paths(str(exc), state.settings)
+        yield _event("error", json.dumps({"error": type(exc).__name__, "detail": detail, "request_id": request_id_var.get()}))
     except Exception:
         logger.exception("stream failed")
         detail = f"internal error: see the service log for request {request_id_var.get()}"
         yield _event("error", json.dumps({"error": "InternalError", "detail": detail, "request_id": request_id_var.get()}))
     finally:
-        slot.release()
+        if slot is not None:
+            slot.release()
         stream.close()  # a client that left mid-answer: stop the LLM stream too
+
+
+_DONE = object()
+
+
+def _next_or_done(stream: Iterator[Any]) -> Any:
+    """The stream's next item, or ``_DONE`` (``StopIteration`` cannot cross a thread boundary)."""
+    return next(stream, _DONE)
 
 
 @api.get(
