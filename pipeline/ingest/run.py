@@ -47,7 +47,7 @@ from pipeline.store import qdrant as qstore
 from pipeline.store.check import check_store
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import Collection
-from pipeline.store.ledger import total_refs
+from pipeline.store.ledger import Op, total_refs
 from pipeline.store.layout import doc_id_for
 from pipeline.store.migrate import add_sparse_vectors, migrate_parent_refs
 
@@ -97,6 +97,18 @@ def mark_damaged(client: QdrantClient, collections: dict[Collection, str], paren
     if marked:
         logger.warning("%d documents have references missing from the store (%s): ingesting them again", len(marked), ", ".join(marked))
     return marked
+
+
+def finish_removals(writer: DocumentWriter, parents: ParentStore, keep: set[str]) -> list[str]:
+    """Finish removals a killed run left (``pending.op`` remove), except of documents this run writes anyway."""
+    done = []
+    for doc_id, entry in parents.ledger().items():
+        if entry.pending is not None and entry.pending.op is Op.REMOVE and doc_id not in keep:
+            writer.remove(doc_id)
+            done.append(doc_id)
+    if done:
+        logger.info("finished %d interrupted removals: %s", len(done), ", ".join(done))
+    return done
 
 
 class Ingestor:
@@ -301,6 +313,7 @@ class Ingestor:
                 files.append(FileResult(path=skipped.path, status="failed", reason=skipped.reason))
                 self.progress("done", {"path": skipped.path, "status": "failed", "reason": skipped.reason})
             sources = found.files
+            finish_removals(writer, parents, {doc_id_for(p) for p in sources})
             for path in sources:
                 self.progress("file", {"path": str(path), "total": len(sources)})
                 result = self._ingest_file(path, fingerprint, split_pipe, parent_pipe, writer, parents, stats, kinds)

@@ -52,7 +52,11 @@ class CheckReport(BaseModel):
     rebuild: list[str] = Field(default_factory=list, description="documents whose pieces repair must write again")
     damaged: list[Collection] = Field(default_factory=list, description="collections the engine cannot read: repair drops and rebuilds them")
     # Problems that are notes, not damage: the store is ok with them.
-    NOTES: ClassVar[frozenset[str]] = frozenset({"unverified-vectors"})
+    NOTES: ClassVar[frozenset[str]] = frozenset({"unverified-vectors", "pending-removal"})
+
+
+def removing(entry: LedgerEntry) -> bool:
+    return entry.pending is not None and entry.pending.op is Op.REMOVE
 
 
 @dataclass
@@ -107,15 +111,19 @@ def check_store(
 
     for doc_id, entry in ledger.items():
         expected_parents |= entry.parent_ids()
-        if entry.pending is not None:
-            what = {Op.WRITE: "an ingest was interrupted while writing this document", Op.ENRICH: f"an enrichment was interrupted (parent {entry.pending.enrich})", Op.REMOVE: "a removal was interrupted"}[entry.pending.op]
+        if entry.pending is not None and entry.pending.op is Op.REMOVE:
+            # Readers never see a dangling reference meanwhile (references go before parents), so this is
+            # a note: the next `ingest --sync`, `ingest` or `check --repair` finishes what was asked.
+            problems.append(Problem(kind="pending-removal", doc_id=doc_id, detail="a removal was interrupted; the next ingest (or check --repair) finishes it"))
+        elif entry.pending is not None:
+            what = "an ingest was interrupted while writing this document" if entry.pending.op is Op.WRITE else f"an enrichment was interrupted (parent {entry.pending.enrich})"
             problems.append(Problem(kind="pending", doc_id=doc_id, detail=what))
             if entry.pending.op is Op.WRITE:
                 needs_rebuild.add(doc_id)
-    listed = total_refs(ledger.values())
+    listed = total_refs(e for e in ledger.values() if not removing(e))
 
     for coll, name in collections.items():
-        wanted = {doc: e.ref_ids(pending=False)[coll.value] for doc, e in ledger.items()}
+        wanted = {doc: e.ref_ids(pending=False)[coll.value] for doc, e in ledger.items() if not removing(e)}
         if not client.collection_exists(name):
             missing_docs = sorted(d for d, ids in wanted.items() if ids)
             if missing_docs:
@@ -123,7 +131,7 @@ def check_store(
                 needs_rebuild.update(missing_docs)
             continue
         found: dict[str, set[str]] = defaultdict(set)
-        n = 0
+        n = leaving = 0
         try:
             scanned = list(qstore.scroll_payloads(client, name, [layout.DOC_ID, layout.PARENT_ID, layout.KIND]))
         except StoreDamaged as exc:
@@ -138,7 +146,10 @@ def check_store(
             if kind == RefKind.PARENT.value:
                 self_refs.add(pid)
             entry = ledger.get(doc_id)
-            if entry is not None and point_id in wanted[doc_id]:
+            if entry is not None and removing(entry):
+                leaving += 1  # the interrupted removal's: finished by the next run
+                continue
+            if entry is not None and point_id in wanted.get(doc_id, ()):
                 if pid not in parent_ids:
                     problems.append(Problem(kind="dangling-reference", doc_id=doc_id, detail=f"{name}: {point_id} points to missing parent {pid}"))
                     needs_rebuild.add(doc_id)
@@ -150,7 +161,7 @@ def check_store(
             else:
                 orphan_points[coll].append(point_id)
         points[name] = n
-        if n != listed[coll.value]:
+        if n - leaving != listed[coll.value]:
             problems.append(Problem(kind="count-mismatch", detail=f"{name}: {n} points, the ledger lists {listed[coll.value]}", count=abs(n - listed[coll.value])))
         for doc_id, refs in wanted.items():
             missing = refs - found.get(doc_id, set())
@@ -164,6 +175,8 @@ def check_store(
         problems.append(Problem(kind="unregistered-reference", doc_id=doc_id, detail=f"{len(items)} references not in the ledger, their parents in the docstore: --repair registers them", count=len(items)))
 
     for doc_id, entry in ledger.items():
+        if removing(entry):
+            continue
         missing = set(entry.parents) - parent_ids
         if missing:
             problems.append(Problem(kind="missing-parent", doc_id=doc_id, detail=f"{len(missing)} parents absent from the docstore", count=len(missing)))
@@ -180,7 +193,7 @@ def check_store(
     for coll, ids in (corrupt or {}).items():
         if ids:
             problems.append(Problem(kind="corrupt-vectors", detail=f"{collections[coll]}: {len(ids)} stored vectors differ from their cached embeddings", count=len(ids)))
-            needs_rebuild.update(d for d, e in ledger.items() if set(ids) & e.ref_ids(pending=False)[coll.value])
+            needs_rebuild.update(d for d, e in ledger.items() if not removing(e) and set(ids) & e.ref_ids(pending=False)[coll.value])
 
     no_bm25 = needs_sparse(client, {c: n for c, n in collections.items() if c not in damaged})
     if no_bm25:
