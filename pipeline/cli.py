@@ -27,7 +27,14 @@ app = typer.Typer(
 )
 logger = logging.getLogger("pipeline")
 
-StoreOpt = Annotated[Path, typer.Option("--store", envvar="PIPELINE_STORE", help="Store folder (cache, docstore, embedded Qdrant).")]
+def _store_path(text: str) -> Path:
+    """``--store``: an empty value is refused here, before typer turns it into "." (the current folder)."""
+    if not str(text).strip():
+        raise typer.BadParameter("the store path is empty: name a folder, e.g. --store storage")
+    return Path(text)
+
+
+StoreOpt = Annotated[Path, typer.Option("--store", envvar="PIPELINE_STORE", parser=_store_path, help="Store folder (cache, docstore, embedded Qdrant).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")]
 

@@ -269,6 +269,29 @@ class ServiceSettings(BaseModel):
     )
 
 
+def is_store(folder: Path) -> bool:
+    """A folder that holds a store: its docstore, or embedded-engine collections (edge or local mode)."""
+    try:
+        return (folder / "docstore.sqlite").is_file() or any((folder / "edge").glob("*/collection.json")) or (folder / "qdrant" / "collection").is_dir()
+    except OSError:
+        return False
+
+
+def enclosing_store(path: Path) -> Path | None:
+    """The store folder ``path`` lies inside (not ``path`` itself), or None.
+
+    ``--store clean/edge`` once wrote a new store into a store's engine folder and broke the outer one.
+    """
+    try:
+        resolved = path.expanduser().resolve()
+    except (OSError, RuntimeError):
+        return None
+    for ancestor in resolved.parents:
+        if is_store(ancestor):
+            return ancestor
+    return None
+
+
 class Settings(BaseSettings):
     """Everything configurable; see the README's configuration table."""
 
@@ -285,6 +308,20 @@ class Settings(BaseSettings):
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     openai_api_key: SecretStr | None = Field(None, description="OpenAI key (env OPENAI_API_KEY)")
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_named(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the store path is empty: name a folder, e.g. --store storage (an empty one would write into the current folder)")
+        return value
+
+    @field_validator("store", mode="after")
+    @classmethod
+    def _store_not_nested(cls, value: Path) -> Path:
+        if outer := enclosing_store(value):
+            raise ValueError(f"{value} is inside the store at {outer}: a store inside another breaks both; choose a folder outside it")
+        return value
 
     @model_validator(mode="after")
     def _established_env(self) -> "Settings":

@@ -47,3 +47,29 @@ def test_reference_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_RETRIEVAL__METADATA_WEIGHT", "1.5")
     with pytest.raises(ValueError, match="metadata_weight"):
         Settings()
+
+
+def test_an_empty_store_path_is_refused() -> None:
+    with pytest.raises(ValueError, match="store path is empty"):
+        Settings(store="")
+
+
+def test_a_store_inside_another_store_is_refused(tmp_path: Path) -> None:
+    outer = tmp_path / "clean"
+    (outer / "edge" / "docs_children").mkdir(parents=True)
+    (outer / "edge" / "docs_children" / "collection.json").write_text("{}")
+    (outer / "docstore.sqlite").write_bytes(b"")
+    for inner in (outer / "edge", outer / "edge" / "docs_children", outer / "sub" / "store"):
+        with pytest.raises(ValueError, match="inside the store at"):
+            Settings(store=inner)
+    assert Settings(store=outer).store == outer  # the store itself, and folders beside it, are fine
+    assert Settings(store=tmp_path / "other").store == tmp_path / "other"
+
+
+def test_an_empty_store_option_is_refused_before_it_becomes_the_current_folder(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "status", "--store", ""], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "store path is empty" in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written into the current folder
