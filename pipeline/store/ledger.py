@@ -119,6 +119,15 @@ class LedgerEntry(BaseModel):
     enriched: dict[str, Enrichment] = Field(default_factory=dict)
     pending: Pending | None = None
     rebuild: bool = False
+    # Issue 23 (store/documents.py): what people see and type. ``name``: the path relative to the folder
+    # it was ingested from; ``alias_of``: the doc_id of an indexed document with the same bytes (this
+    # entry then owns no parents or references); ``hidden``: content kept for its aliases after its own
+    # name was removed. All optional and written only when set, so older entries read unchanged.
+    name: str | None = None
+    alias_of: str | None = None
+    hidden: bool = False
+    size: int | None = None
+    ingested_at: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -149,6 +158,11 @@ class LedgerEntry(BaseModel):
             out["pending"] = self.pending.model_dump(mode="json")
         if self.rebuild:
             out["rebuild"] = True
+        for key in ("name", "alias_of", "size", "ingested_at"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.hidden:
+            out["hidden"] = True
         return out
 
     @property
