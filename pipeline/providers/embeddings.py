@@ -310,3 +310,7 @@ def embed_dim(embedder: BaseEmbedding) -> int:
     if embedder.model_name in OPENAI_DIMS and getattr(embedder, "dimensions", None) is None:
         return OPENAI_DIMS[embedder.model_name]
     return len(embedder.get_query_embedding("dimension probe"))
+
+
+if __name__ == "__main__":  # scripts/setup.sh: build MiniLM's gather-first rewrite at install time, not at the first query
+    OnnxMiniLMEmbedding().load()

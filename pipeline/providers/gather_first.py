@@ -149,8 +149,3 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
-
-if __name__ == "__main__":  # scripts/setup.sh: build the cache at install time, not at the first query
-    from pipeline.providers.embeddings import OnnxMiniLMEmbedding
-
-    OnnxMiniLMEmbedding().load()
