@@ -14,8 +14,6 @@ each question are nodes of their own that embed only their text. Both prompts op
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +29,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from pipeline.errors import EnrichError
 from pipeline.ingest.embed import ReferenceEmbedder
+from pipeline.ingest.fingerprint import fingerprint
 from pipeline.ingest.reference import is_parent, make_ref
 from pipeline.ingest.write import DocumentWriter
 from pipeline.models import RefKind
@@ -213,7 +212,7 @@ class EnrichmentPhase:
         embed = ReferenceEmbedder(model_name=embedder.model_name, dim=dim).with_model(embedder)
         self.transforms: list[TransformComponent] = [enricher, embed]
         self.pipe = IngestionPipeline(transformations=self.transforms, cache=cache)
-        self.fingerprint = hashlib.sha256(json.dumps([t.to_dict() for t in self.transforms], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.fingerprint = fingerprint(self.transforms)
 
     def todo(self, doc_ids: Iterable[str]) -> tuple[list[tuple[str, str]], int]:
         """(doc_id, parent_id) pairs still to enrich, in document order, and how many are done already.

@@ -115,7 +115,7 @@ class TestStoreIntegrity:
             assert sorted(p.payload["parent_id"] for p in selfs) == sorted(parent_ids)  # exactly one each
             assert {p.payload["parent_id"] for p in chunks} == parent_ids
             ledger = parents.ledger()[SAMPLE_PDF.resolve().as_posix()]
-            assert set(ledger["parents"]) == parent_ids and "pending" not in ledger
+            assert set(ledger.parents) == parent_ids and ledger.pending is None
         finally:
             client.close()
             parents.close()

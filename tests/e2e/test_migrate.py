@@ -29,7 +29,7 @@ def downgrade(store: Path, copy_first: bool = False) -> int:
         client.close()
     parents = ParentStore(store / "docstore.sqlite")
     try:
-        for doc_id, entry in parents.ledger().items():
+        for doc_id, entry in parents.raw_ledger().items():  # as layout 1 wrote it
             refs = entry["refs"]
             refs["children"] = refs["children"] + refs.pop("parents")
             parents.put_ledger(doc_id, entry)

@@ -32,7 +32,7 @@ def snapshot(store: Path) -> dict[str, Any]:
         for c in client.get_collections().collections:
             found, _ = client.scroll(c.name, limit=100_000, with_payload=["parent_id"])
             points[c.name] = {(str(p.id), p.payload["parent_id"]) for p in found}
-        ledger = {d: (e.get("content_hash"), sorted(e.get("parents", [])), "pending" in e) for d, e in parents.ledger().items()}
+        ledger = {d: (e.content_hash, sorted(e.parents), e.pending is not None) for d, e in parents.ledger().items()}
         return {"points": points, "parents": set(parents.ids()), "ledger": ledger}
     finally:
         client.close()
