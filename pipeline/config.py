@@ -22,6 +22,10 @@ from pydantic_settings import (
 
 from pipeline.models import RefKind
 
+DOCSTORE_FILE = "docstore.sqlite"  # the store's file names, defined once
+CACHE_FILE = "cache.sqlite"
+MAX_TOP_K = 50  # the one bound of top_k: settings, CLI, API schema and engine (retrieve/engine.check_top_k)
+
 
 class EmbedProvider(str, Enum):
     """ONNX: int8 all-MiniLM-L6-v2 in-process, offline. OPENAI: OpenAI (or compatible) embeddings API."""
@@ -178,7 +182,7 @@ class AnswerSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    top_k: int = Field(3, ge=1, le=50, description="Distinct parents returned")
+    top_k: int = Field(3, ge=1, le=MAX_TOP_K, description="Distinct parents returned")
     overfetch: int = Field(10, ge=1, description="References fetched per wanted parent")
     fusion: Fusion = Field(Fusion.MAX, description="How a parent is scored from its references")
     summary_weight: float = Field(
@@ -216,6 +220,9 @@ class RetrievalSettings(BaseModel):
     rerank_first_stage_weight: float = Field(0.5, ge=0.0, le=1.0, description="Share of the first-stage score kept when blending with the cross-encoder's")
     metadata_weight: float | None = Field(
         None, gt=0.0, le=1.0, description="Sets summary_weight and question_weight both (older setting)"
+    )
+    min_confidence: float = Field(
+        0.5, ge=0.0, le=1.0, description="A result is answerable when its confidence (calibrated probability that the top sources hold the answer, docs/quality.md) is at least this; below it the query abstains. Per call: query --min-confidence, \"min_confidence\""
     )
 
     @model_validator(mode="after")
@@ -272,7 +279,7 @@ class ServiceSettings(BaseModel):
 def is_store(folder: Path) -> bool:
     """A folder that holds a store: its docstore, or embedded-engine collections (edge or local mode)."""
     try:
-        return (folder / "docstore.sqlite").is_file() or any((folder / "edge").glob("*/collection.json")) or (folder / "qdrant" / "collection").is_dir()
+        return (folder / DOCSTORE_FILE).is_file() or any((folder / "edge").glob("*/collection.json")) or (folder / "qdrant" / "collection").is_dir()
     except OSError:
         return False
 
@@ -356,6 +363,16 @@ class Settings(BaseSettings):
     def qdrant_path(self) -> Path:
         """qdrant-client local mode's folder (``qdrant.backend=local``, and stores written before edge)."""
         return self.store / "qdrant"
+
+    @property
+    def docstore_path(self) -> Path:
+        """Parents, ledger, failures and page offsets (one SQLite file, LlamaIndex's KV format)."""
+        return self.store / DOCSTORE_FILE
+
+    @property
+    def cache_path(self) -> Path:
+        """The persistent ingest cache (LlamaIndex ``IngestionCache`` rows)."""
+        return self.store / CACHE_FILE
 
     @property
     def edge_path(self) -> Path:

@@ -27,7 +27,7 @@ from pipeline.providers.embeddings import embed_dim
 from pipeline.errors import StoreDamaged, StoreLocked, StoreUnavailable
 from pipeline.store import qdrant as qstore
 from pipeline.store.check import CheckReport, Problem, _verified, check_store, salvage_docstore
-from pipeline.store.docstore import DOCSTORE, ParentStore
+from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import KIND_TO_COLLECTION, Collection
 from pipeline.store.ledger import ENRICH_COLLECTIONS, Change, LedgerEntry, Op, entry_for_nodes
 
@@ -65,8 +65,8 @@ def run_check(settings: Settings, repair: bool, deep: bool = False) -> CheckRepo
 def _run_locked(settings: Settings, repair: bool, deep: bool) -> CheckReport:
     early: list[Problem] = []
     done: list[str] = []
-    path = settings.store / DOCSTORE
-    cache_path = settings.store / "cache.sqlite"
+    path = settings.docstore_path
+    cache_path = settings.cache_path
     if cache_path.exists() and (damage := _verified(cache_path)):
         early.append(Problem(kind="damaged-cache", detail=str(damage)))
         if repair:

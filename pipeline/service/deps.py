@@ -307,7 +307,7 @@ class ServiceState:
         except Exception as exc:
             fail("qdrant", f"Qdrant unreachable: {type(exc).__name__}: {exc}")
             client = None
-        docstore = self.settings.store / "docstore.sqlite"
+        docstore = self.settings.docstore_path
         if docstore.exists():
             checks["docstore"] = "ok"
         else:

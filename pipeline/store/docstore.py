@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config import DOCSTORE_FILE as DOCSTORE  # the file name inside a store folder (defined in config)
 from pipeline.errors import sqlite_error
 
 if TYPE_CHECKING:
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
     from pipeline.store.ledger import LedgerEntry
 
-DOCSTORE = "docstore.sqlite"  # the file name inside a store folder
+__all__ = ["DOCSTORE", "FAILURES", "LEDGER", "NAMESPACE", "PAGE_OFFSETS", "SELF_REFS", "LedgerReader", "ParentStore"]
+
 NAMESPACE = "parents"
 LEDGER = "ledger"
 FAILURES = "failures"

@@ -25,7 +25,7 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
         )
     own_client = client is None
     client = client or qstore.open_client(settings)
-    docstore_path = settings.store / "docstore.sqlite"
+    docstore_path = settings.docstore_path
     own_parents = parents is None and docstore_path.exists()
     if own_parents:
         parents = LedgerReader(docstore_path)  # plain sqlite3: status does not import LlamaIndex
