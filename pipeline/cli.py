@@ -214,7 +214,7 @@ def print_answer(result: Answer) -> None:
     for i, s in enumerate(result.sources, 1):
         pages = ", ".join(map(str, s.pages))
         kinds = ", ".join(sorted({m.kind.value for m in s.matched}))
-        out.print(f" [{i}] {Path(s.doc_id).name} p. {pages}  score {s.score:.3f}  ({s.readable_id}; matched {kinds})", highlight=False)
+        out.print(f" [{i}] {' = '.join(s.names) or Path(s.doc_id).name} p. {pages}  score {s.score:.3f}  ({s.readable_id}; matched {kinds})", highlight=False)
     out.print(f"[dim]retrieve {result.stats.retrieve_ms:.0f} ms, answer {result.stats.answer_ms:.0f} ms, corpus texts embedded {result.stats.embedded_texts}[/]", highlight=False)
 
 
@@ -225,7 +225,7 @@ def query(
     top_k: Annotated[Optional[int], typer.Option("--top-k", help="Distinct parents to return (default 3).")] = None,
     retrieve_only: Annotated[bool, typer.Option("--retrieve-only", help="Return parents without an answer (same as --answer none).")] = False,
     answer: Annotated[Optional[AnswerMode], typer.Option("--answer", help="extractive (cited sentences of the sources), llm, none, or auto (default: llm only with a capable generator).")] = None,
-    doc_id: Annotated[Optional[str], typer.Option(help="Only search this document (its doc_id).")] = None,
+    doc_id: Annotated[Optional[str], typer.Option("--doc", "--doc-id", help="Only search this document: its name as `docs list` shows it (or its id; --doc-id is the older spelling).")] = None,
     rerank: Annotated[Optional[bool], typer.Option("--rerank/--no-rerank", help="Re-score the top candidates with the cross-encoder (default: retrieval.rerank, off).")] = None,
     store: StoreOpt = Path("storage"),
     json_out: JsonOpt = False,
@@ -242,21 +242,25 @@ def query(
     check_query_text(text, doc_id, settings.service.max_query_chars)  # before any store or model is opened
     from pipeline.retrieve.engine import Engine, check_top_k
 
-    filters = {"doc_id": doc_id} if doc_id else None
     how = "none" if retrieve_only else (answer.value if answer else None)
     try:
         if top_k is not None:
             check_top_k(top_k)  # before anything is opened or loaded
+        from pipeline.store.documents import name_sources, only_sample, query_scope
+
+        catalog, filters = query_scope(settings.store, doc_id)  # "no store at …" or an unknown name: before models load
         with Engine(settings, load_llm=how != "none") as engine:
             result = engine.query(text, mode, top_k, filters, answer=how, rerank=rerank)
     except PipelineError as exc:
         fatal(exc)
+    name_sources(result, catalog)
     if json_out:
         emit_json(result.model_dump(mode="json"))
     else:
         print_answer(result)
-        err.print("[dim]next: ingest your own documents with[/] python -m pipeline ingest PATH_TO_PDFS"
-                  + ("" if settings.store == Path("storage") else f" --store {settings.store}"), highlight=False)
+        if only_sample(catalog):  # the hint is for a first run on the bundled sample only
+                err.print("[dim]next: ingest your own documents with[/] python -m pipeline ingest PATH_TO_PDFS"
+                      + ("" if settings.store == Path("storage") else f" --store {settings.store}"), highlight=False)
 
 
 def check_query_text(text: str, doc_id: str | None, max_chars: int) -> None:
@@ -436,6 +440,11 @@ def _register_subcommands() -> None:
 
     app.command("serve")(serve)  # help: its docstring, with the example
     app.command("eval", help="Evaluate retrieval quality on a labelled dataset.")(eval_command)
+    from pipeline.config_command import config_command
+    from pipeline.store.command import docs_app
+
+    app.add_typer(docs_app, name="docs")
+    app.command("config")(config_command)
 
 
 _register_subcommands()

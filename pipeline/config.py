@@ -357,6 +357,9 @@ class Settings(BaseSettings):
         if named and not toml_path.is_file():  # a named file that is not there is a mistake, not "no config"
             why = "is not a file" if toml_path.exists() else "does not exist"
             raise ValueError(f"PIPELINE_CONFIG names {named}, which {why}: fix the path, or unset PIPELINE_CONFIG")
+        from pipeline.settings_check import check_sources
+
+        check_sources(settings_cls, toml_path)  # an unknown PIPELINE_* variable or TOML key is an error, never ignored
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
 
     @property

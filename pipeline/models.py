@@ -57,6 +57,7 @@ class SourceRef(BaseModel):
     parent_id: str
     readable_id: str = ""
     doc_id: str
+    names: list[str] = Field(default_factory=list)  # the document's names (`docs list`); two when aliases share it
     pages: list[int] = Field(default_factory=list)
     score: float
     text: str

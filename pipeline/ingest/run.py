@@ -44,7 +44,8 @@ from pipeline.store import qdrant as qstore
 from pipeline.store.check import check_store
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import Collection
-from pipeline.store.ledger import Op, total_refs
+from pipeline.store.documents import IngestNames, remove_document
+from pipeline.store.ledger import Change, Op, total_refs
 from pipeline.store.layout import doc_id_for
 from pipeline.store.migrate import add_sparse_vectors, migrate_parent_refs
 
@@ -299,6 +300,7 @@ class Ingestor:
                 self.progress("done", {"path": skipped.path, "status": "failed", "reason": skipped.reason})
             sources = found.files
             finish_removals(writer, parents, {doc_id_for(p) for p in sources})
+            self.names = IngestNames(parents.ledger(), paths, fingerprint)  # names and same-content aliases (issue 23)
             for path in sources:
                 self.progress("file", {"path": str(path), "total": len(sources)})
                 result = self._ingest_file(path, fingerprint, split_pipe, parent_pipe, writer, parents, stats, kinds)
@@ -356,10 +358,18 @@ class Ingestor:
             return self._failed(parents, path, doc_id, exc.reason + (f"; {exc.hint}" if exc.hint else ""))
         quick_hash = hashlib.sha256(data).hexdigest()
         if old is not None and old.unchanged(quick_hash, fingerprint):
+            self.names.keep(parents, path, doc_id, old)
             parents.clear_failure(doc_id)
             stats.parents += len(old.parents)
             kinds.update(old.kinds)
             return FileResult(path=str(path), doc_id=doc_id, status="unchanged", parents=len(old.parents))
+        if (owner := self.names.owner_of(quick_hash, doc_id)) is not None:  # same bytes as an indexed document
+            alias = self.names.alias_entry(path, doc_id, old, quick_hash, len(data), owner)
+            writer.apply(doc_id, Change(Op.WRITE, final=alias))  # owns nothing; drops what the file held before
+            parents.clear_failure(doc_id)
+            owner_name = parents.ledger_entry(owner).name if parents.ledger_entry(owner) else None
+            return FileResult(path=str(path), doc_id=doc_id, status="added" if old is None else "updated",
+                              reason=f"same content as {owner_name or owner}: recorded as another name of it, nothing embedded")
         try:
             doc = load_document(path, self.settings.ingest.pdf_passwords, timeout=self.limits.file_timeout, data=data)
         except LoadError as exc:
@@ -378,6 +388,7 @@ class Ingestor:
                     stats.parents_rebuilt += 1
                 self.progress("parent", {"path": str(path), "done": i + 1, "total": len(parent_nodes)})
             entry = writer.write(doc_id, content_hash, fingerprint, nodes)
+            entry = self.names.stamp(parents, path, doc_id, old, entry, len(data))
             # Where each page starts, so an extractive answer cites a sentence's own page (retrieve/extract.py).
             parents.put_page_offsets(doc_id, doc.metadata.get(PAGE_OFFSETS) or [0])
         except IngestError as exc:
@@ -399,7 +410,7 @@ class Ingestor:
         """Remove documents under the given folders whose files no longer exist (never outside them)."""
         out = []
         for doc_id in prune_candidates(roots, parents.ledger(), {doc_id_for(p) for p in seen}):
-            writer.remove(doc_id)
+            remove_document(writer, parents, doc_id)  # content another name still needs stays
             out.append(FileResult(path=doc_id, doc_id=doc_id, status="removed"))
         return out
 

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, IngestError, InvalidQuery, PipelineError, QueryError, ShuttingDown, StoreError, fatal_error
-from pipeline.service import routes
+from pipeline.service import documents, routes
 from pipeline.service.deps import ServiceState, require_token
 from pipeline.service.middleware import CleanStartupFailure, RequestContext
 from pipeline.service.redact import redact_paths
@@ -46,6 +46,7 @@ DESCRIPTION = """Recursive retrieval with node references over ingested PDFs.
 * `POST /retrieve`: the top-k parents for a question (no LLM), as `query --json --retrieve-only`.
 * `POST /query`: an LLM answer with its sources; `"stream": true` for server-sent events.
 * `POST /ingest` + `GET /jobs/{id}`: ingest files on the server as a background job.
+* `GET /documents`, `GET /documents/{name}`, `DELETE /documents/{name}`: what is indexed, by name.
 * `GET /healthz` (no token), `/readyz`, `/status`, `/metrics` (Prometheus).
 
 When `PIPELINE_API_TOKEN` is set, every route but `/healthz` needs `Authorization: Bearer <token>`.
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     auth = [Depends(require_token)] if settings.service.api_token is not None else []
     app.include_router(routes.public)
     app.include_router(routes.api, dependencies=auth)
+    app.include_router(documents.router, dependencies=auth)
     app.include_router(routes.docs, dependencies=[] if settings.service.public_docs else auth)
     # The Swagger UI library itself (no data in it) is public, so a browser can load it offline.
     app.mount(routes.DOCS_ASSETS, StaticFiles(directory=routes.swagger_assets_dir()), name="docs-assets")

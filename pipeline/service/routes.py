@@ -30,6 +30,8 @@ from pipeline.service.deps import GenerationSlot, ServiceState, get_engine, get_
 from pipeline.service.middleware import request_id_var
 from pipeline.service.redact import redact_paths
 from pipeline.service.schemas import ANSWER_EXAMPLE, ErrorBody, IngestJob, IngestRequest, QueryRequest, Readiness, RetrieveRequest
+from pipeline.service.documents import scoped_filters
+from pipeline.store.documents import name_sources
 from pipeline.store.status import store_status
 
 logger = logging.getLogger(__name__)
@@ -77,8 +79,11 @@ async def healthz() -> dict[str, str]:
 async def retrieve(body: RetrieveRequest, state: StateDep) -> Answer:
     check_query_length(body.query, state)
     engine = await get_engine(state)
-    call = functools.partial(engine.retrieve, body.query, body.mode, body.top_k, body.filter_dict(), body.rerank)
+    catalog, filters = await anyio.to_thread.run_sync(scoped_filters, state, body.filter_dict())  # a document name → its doc_id
+    call = functools.partial(engine.retrieve, body.query, body.mode, body.top_k, filters, body.rerank)
     answer = await anyio.to_thread.run_sync(call, limiter=state.retrieval_limiter)
+    if catalog is not None:
+        name_sources(answer, catalog)
     state.metrics.observe_answer(answer)
     return answer
 
@@ -111,7 +116,8 @@ async def query(body: QueryRequest, state: StateDep) -> Any:
     # Only LLM generation takes a slot; an extract or sources only cost what /retrieve costs, in its threads.
     slot = await state.generations.acquire() if generate else None
     limiter = None if generate else state.retrieval_limiter
-    args = (body.query, body.mode, body.top_k, body.filter_dict(), body.answer, body.rerank)
+    catalog, filters = await anyio.to_thread.run_sync(scoped_filters, state, body.filter_dict())  # a document name → its doc_id
+    args = (body.query, body.mode, body.top_k, filters, body.answer, body.rerank)
     if body.stream:
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return AnswerStream(_answer_events(state, engine, args, slot, limiter), slot, media_type="text/event-stream", headers=headers)
@@ -120,6 +126,8 @@ async def query(body: QueryRequest, state: StateDep) -> Any:
     finally:
         if slot is not None:
             slot.release()
+    if catalog is not None:
+        name_sources(answer, catalog)
     state.metrics.observe_answer(answer)
     return answer
 

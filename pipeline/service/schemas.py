@@ -26,7 +26,8 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    doc_id: StrictStr | None = Field(None, min_length=1, max_length=MAX_PATH_BYTES, description="Only this document (its doc_id: the resolved file path)")
+    doc: StrictStr | None = Field(None, min_length=1, max_length=MAX_PATH_BYTES, description="Only this document, by name (GET /documents); unknown: 422 naming the closest")
+    doc_id: StrictStr | None = Field(None, min_length=1, max_length=MAX_PATH_BYTES, description="Only this document (its doc_id, or its name); unknown: 422 naming the closest")
     file_name: StrictStr | None = Field(None, min_length=1, max_length=255, description="Only documents with this file name")
     parent_id: StrictStr | None = Field(None, min_length=1, max_length=64, description="Only this parent")
 
