@@ -259,7 +259,7 @@ def query(
     else:
         print_answer(result)
         if only_sample(catalog):  # the hint is for a first run on the bundled sample only
-                err.print("[dim]next: ingest your own documents with[/] python -m pipeline ingest PATH_TO_PDFS"
+            err.print("[dim]next: ingest your own documents with[/] python -m pipeline ingest PATH_TO_PDFS"
                       + ("" if settings.store == Path("storage") else f" --store {settings.store}"), highlight=False)
 
 
