@@ -84,7 +84,7 @@ def apply_layout(shard: Path, opts: dict[str, str]) -> float:
     """Rewrite ``shard`` in a layout; returns the seconds of the rewrite (load with config + optimize)."""
     code = r'''
 import sys, json, time, qdrant_edge as qe
-from pipeline.store import edge
+from pipeline.store.edge import tuning as edge
 path, opts = sys.argv[1], json.loads(sys.argv[2])
 M = {"cold": qe.Memory.Cold, "cached": qe.Memory.Cached}
 quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, memory=M[opts["int8"]]) if "int8" in opts else None
@@ -108,7 +108,7 @@ print(time.perf_counter() - t)
 
 
 def child(shard: Path, mode: str, ef: int, queries: Path) -> dict:
-    from pipeline.store.edge import WARM_FILES
+    from pipeline.store.edge.tuning import WARM_FILES
 
     out = subprocess.run([PY, "-c", CHILD, str(shard), mode, str(ef), str(queries), json.dumps(WARM_FILES)],
                          capture_output=True, text=True, cwd=ROOT, check=True)

@@ -8,9 +8,8 @@ reached through ``QdrantClient``; ``open_client`` is the one place that chooses 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from qdrant_client import QdrantClient, models
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
@@ -134,10 +133,21 @@ def open_client(settings: Settings) -> QdrantClient:
         raise StoreUnavailable(f"cannot open embedded Qdrant at {path}: {exc}") from exc
 
 
-def _edge_client(client: Any) -> Any:
-    """``client`` if it is an edge client (never imports qdrant_edge to find out), else None."""
-    edge = sys.modules.get("pipeline.store.edge")
-    return client if edge is not None and isinstance(client, edge.EdgeClient) else None
+@runtime_checkable
+class MaintainedFiles(Protocol):
+    """A backend whose files this process maintains (the embedded engine): it flushes before each
+    ledger commit, optimizes after bulk writes, and rewrites an outdated on-disk layout. qdrant-client's
+    local mode and a server have none of these (they commit per write, or own their files)."""
+
+    def flush(self) -> None: ...
+    def optimize(self) -> None: ...
+    def outdated(self) -> list[str]: ...
+    def upgrade(self) -> list[str]: ...
+
+
+def _edge_client(client: Any) -> MaintainedFiles | None:
+    """``client`` if this process maintains its files, else None (asked of the object, not of sys.modules)."""
+    return client if isinstance(client, MaintainedFiles) else None
 
 
 def flush(client: Any) -> None:

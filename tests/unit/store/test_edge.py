@@ -17,7 +17,9 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from pipeline.errors import StoreDamaged, StoreLocked
-from pipeline.store import edge
+from pipeline.store.edge import client as edge_client
+from pipeline.store.edge import files as edge_files
+from pipeline.store.edge import pagecache, shard, tuning
 from pipeline.store.edge import SIDECAR, EdgeClient
 from tests.conftest import ROOT
 
@@ -137,8 +139,8 @@ class TestCollections:
         _fill(c, 10, name="docs_parents")
         empty_info = c.get_collection(NAME)
         c.close()
-        assert _sidecar(path)[edge.EMPTY_MARK]
-        assert edge.EMPTY_MARK not in _sidecar(path, "docs_parents")
+        assert _sidecar(path)[tuning.EMPTY_MARK]
+        assert tuning.EMPTY_MARK not in _sidecar(path, "docs_parents")
 
         c = EdgeClient(path, keyword_indexes=INDEXES)
         try:
@@ -152,22 +154,22 @@ class TestCollections:
             c.optimize()
             assert not coll.loaded
             ids, _ = _fill(c, 12)  # the first write drops the mark on disk, then loads the shard
-            assert coll.loaded and edge.EMPTY_MARK not in _sidecar(path)
+            assert coll.loaded and tuning.EMPTY_MARK not in _sidecar(path)
             assert c.count(NAME).count == 12
         finally:
             c.close()
         c = EdgeClient(path, keyword_indexes=INDEXES)
         try:
             assert c.store._collections[NAME].loaded and c.count(NAME).count == 12
-            assert edge.EMPTY_MARK not in _sidecar(path)
+            assert tuning.EMPTY_MARK not in _sidecar(path)
         finally:
             c.close()
 
     def test_a_write_by_other_code_voids_the_empty_mark(self, tmp_path: Path) -> None:
         path = _closed_store(tmp_path)
-        assert _sidecar(path)[edge.EMPTY_MARK]
-        shard = edge.qe.EdgeShard.load(str(path / NAME))  # e.g. an older version of this package, which keeps no mark
-        shard.update(edge.qe.UpdateOperation.upsert_points([edge.qe.Point(_ids(1)[0], {"": [1.0] * DIM}, {"doc_id": "d0"})]))
+        assert _sidecar(path)[tuning.EMPTY_MARK]
+        shard = tuning.qe.EdgeShard.load(str(path / NAME))  # e.g. an older version of this package, which keeps no mark
+        shard.update(tuning.qe.UpdateOperation.upsert_points([tuning.qe.Point(_ids(1)[0], {"": [1.0] * DIM}, {"doc_id": "d0"})]))
         shard.flush()
         shard.close()
         c = EdgeClient(path, keyword_indexes=INDEXES)
@@ -176,7 +178,7 @@ class TestCollections:
             assert c.count(NAME).count == 1 and c.get_collection(NAME).points_count == 1
         finally:
             c.close()
-        assert edge.EMPTY_MARK not in _sidecar(path)  # a void mark is dropped at close
+        assert tuning.EMPTY_MARK not in _sidecar(path)  # a void mark is dropped at close
 
     def test_a_write_to_an_empty_collection_survives_a_crash_before_close(self, tmp_path: Path) -> None:
         path = _closed_store(tmp_path)
@@ -488,7 +490,7 @@ def test_a_nearly_full_disk_is_disk_full_before_the_engine_writes(client: EdgeCl
 
     _create(client)
     _fill(client, 5)
-    monkeypatch.setattr(edge, "MIN_FREE_BYTES", 1 << 60)
+    monkeypatch.setattr(edge_files, "MIN_FREE_BYTES", 1 << 60)
     with pytest.raises(DiskFull, match="free disk space"):
         _fill(client, 6)
     assert client.optimize() is False  # skipped with a warning: nothing lost, nothing raised
@@ -497,7 +499,7 @@ def test_a_nearly_full_disk_is_disk_full_before_the_engine_writes(client: EdgeCl
 
 
 def test_the_store_default_hnsw_ef_fills_requests_without_one() -> None:
-    from pipeline.store.edge import _search_params
+    from pipeline.store.edge.convert import _search_params
 
     assert _search_params(None, None).hnsw_ef is None
     assert _search_params(None, 256).hnsw_ef == 256
@@ -507,7 +509,8 @@ def test_the_store_default_hnsw_ef_fills_requests_without_one() -> None:
 
 
 def test_quantized_vectors_are_rescored_unless_the_search_is_exact() -> None:
-    from pipeline.store.edge import OVERSAMPLING, _search_params
+    from pipeline.store.edge.convert import _search_params
+    from pipeline.store.edge.tuning import OVERSAMPLING
 
     default = _search_params(None, 256).quantization
     assert not default.ignore and default.rescore and default.oversampling == OVERSAMPLING
@@ -526,8 +529,8 @@ def test_auto_ef_grows_with_the_collection_within_bounds() -> None:
 
 
 def test_unset_hnsw_ef_is_recounted_after_writes(client: EdgeClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(edge, "EF_MIN", 1)
-    monkeypatch.setattr(edge, "POINTS_PER_EF", 1)
+    monkeypatch.setattr(tuning, "EF_MIN", 1)
+    monkeypatch.setattr(tuning, "POINTS_PER_EF", 1)
     _create(client)
     _fill(client, 5)
     coll = client._client._collections[NAME]
@@ -565,7 +568,7 @@ class TestLayout:
     def test_shards_search_with_one_thread_also_those_written_before_the_setting(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         path = tmp_path / "edge"
         with monkeypatch.context() as m:  # a store written before SEARCH_THREADS: the engine's default pool
-            m.setattr(edge, "SEARCH_THREADS", None)
+            m.setattr(shard, "SEARCH_THREADS", None)
             c = EdgeClient(path, keyword_indexes=INDEXES)
             _create(c)
             ids, _ = _fill(c)
@@ -575,8 +578,8 @@ class TestLayout:
         c = EdgeClient(path, keyword_indexes=INDEXES)
         try:
             config = json.loads((path / NAME / "edge_config.json").read_text())
-            assert config["max_search_threads"] == edge.SEARCH_THREADS == 1
-            assert config["vectors"][""]["quantization_config"]["scalar"]["quantile"] == edge.QUANTIZATION["quantile"]
+            assert config["max_search_threads"] == tuning.SEARCH_THREADS == 1
+            assert config["vectors"][""]["quantization_config"]["scalar"]["quantile"] == tuning.QUANTIZATION["quantile"]
             assert sorted(p.name for p in (path / NAME / "segments").iterdir()) == segments  # loaded, not rebuilt
             assert c.count(NAME).count == len(ids)
             assert len(c.query_points(NAME, query=_vectors(1, seed=5)[0].tolist(), limit=5).points) == 5
@@ -585,9 +588,9 @@ class TestLayout:
 
     def test_the_write_ahead_log_keeps_small_segments_also_for_shards_written_before(self, tmp_path: Path) -> None:
         path = _closed_store(tmp_path)
-        config = path / NAME / edge.ENGINE_CONFIG
+        config = path / NAME / tuning.ENGINE_CONFIG
         old = json.loads(config.read_text())
-        assert old["wal_options"] == edge.WAL_OPTIONS
+        assert old["wal_options"] == tuning.WAL_OPTIONS
         del old["wal_options"]  # as a shard written before WAL_OPTIONS
         config.write_text(json.dumps(old))
         c = EdgeClient(path, keyword_indexes=INDEXES)
@@ -596,7 +599,7 @@ class TestLayout:
             for start in range(0, 4500, 150):  # ~90 MB of log: past the two 32 MiB segments a new shard starts with
                 c.upsert(NAME, [models.PointStruct(id=i, vector={"": _vectors(1, seed=i)[0].tolist()}, payload={"text": text})
                                 for i in range(start, start + 150)])
-            assert json.loads(config.read_text())["wal_options"] == edge.WAL_OPTIONS  # set when the shard was loaded
+            assert json.loads(config.read_text())["wal_options"] == tuning.WAL_OPTIONS  # set when the shard was loaded
             c.flush()
             assert c.count(NAME).count == 4500
         finally:
@@ -604,7 +607,7 @@ class TestLayout:
         sizes = {f.name: f.stat().st_size for f in (path / NAME / "wal").iterdir() if "-" in f.name}
         # The engine keeps its last closed segment and the open ones: at its default capacity that was
         # 32 MiB each; a write larger than the capacity (here ~3 MB) gets a segment of its own size.
-        assert sizes and max(sizes.values()) <= 2 * edge.WAL_OPTIONS["segment_capacity"], sizes
+        assert sizes and max(sizes.values()) <= 2 * tuning.WAL_OPTIONS["segment_capacity"], sizes
         c = EdgeClient(path, keyword_indexes=INDEXES)
         try:
             assert c.count(NAME).count == 4500
@@ -632,7 +635,7 @@ class TestLayout:
     def test_closing_leaves_the_files_first_searches_read_in_the_page_cache(self, tmp_path: Path) -> None:
         c = EdgeClient(tmp_path / "edge", keyword_indexes=INDEXES)
         self._fill_big(c)
-        files = edge._warm_files(tmp_path / "edge" / NAME)
+        files = pagecache._warm_files(tmp_path / "edge" / NAME)
         assert any(f.name.startswith("quantized") for f in files)
         c.close()  # qdrant-edge drops a closed shard's pages; close() asks the kernel to read them back
         deadline = time.monotonic() + 5
@@ -667,10 +670,11 @@ class TestLayout:
     def test_check_repair_upgrades_a_collection_of_the_older_layout(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         path = tmp_path / "edge"
         with monkeypatch.context() as m:  # what create_collection wrote before this layout
-            m.setattr(edge, "_shard_config", lambda dense, sparse: edge.qe.EdgeConfig(
-                hnsw_config=edge.qe.HnswIndexConfig(**edge.HNSW),
-                vectors={n: edge.qe.EdgeVectorParams(size=p.size, distance=edge.qe.Distance.Cosine) for n, p in dense.items()}))
-            m.setattr(edge, "_index_params", lambda schema: edge.qe.PayloadSchemaType.Keyword)
+            m.setattr(edge_client, "_shard_config", lambda dense, sparse: tuning.qe.EdgeConfig(
+                hnsw_config=tuning.qe.HnswIndexConfig(**tuning.HNSW),
+                vectors={n: tuning.qe.EdgeVectorParams(size=p.size, distance=tuning.qe.Distance.Cosine) for n, p in dense.items()}))
+            m.setattr(edge_client, "_index_params", lambda schema: tuning.qe.PayloadSchemaType.Keyword)
+            m.setattr(shard, "_index_params", lambda schema: tuning.qe.PayloadSchemaType.Keyword)
             c = EdgeClient(path, keyword_indexes=INDEXES)
             vecs = self._fill_big(c)
             c.store._collections[NAME].meta.pop("quantization")
