@@ -28,7 +28,7 @@ __all__ = ["discover", "file_hash", "load_document", "read_file", "read_source",
 
 logger = logging.getLogger(__name__)
 
-PAGE_OFFSETS = "page_offsets"  # document-only metadata: char offset where each page starts
+PAGE_OFFSETS = layout.PAGE_OFFSETS  # document-only metadata: char offset where each page starts
 PAGE_SEPARATOR = "\n\n"
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config import DOCSTORE_FILE as DOCSTORE  # the file name inside a store folder (defined in config)
 from pipeline.errors import sqlite_error
+from pipeline.store import layout
 
 if TYPE_CHECKING:
     from llama_index.core.schema import BaseNode
@@ -27,7 +28,7 @@ __all__ = ["DOCSTORE", "FAILURES", "LEDGER", "NAMESPACE", "PAGE_OFFSETS", "SELF_
 NAMESPACE = "parents"
 LEDGER = "ledger"
 FAILURES = "failures"
-PAGE_OFFSETS = "page_offsets"  # doc_id -> {"offsets": [char offset where each page starts]}
+PAGE_OFFSETS = layout.PAGE_OFFSETS  # doc_id -> {"offsets": [char offset where each page starts]}
 # A parent's self-reference (its point in the parents collection, id ``layout.ref_id_for(parent,
 # PARENT, 0)``) -> {"parent_id": parent}, written with the parent. Retrieval reads the parents of its
 # hits there in one indexed query, instead of hashing every parent id of the store once per process

@@ -20,6 +20,9 @@ READABLE_ID = "readable_id"
 FILE_NAME = "file_name"
 CONTENT_HASH = "content_hash"
 TEXT_HASH = "text_hash"
+# Where each page starts in a document's text: a Document's metadata key at load, and the docstore
+# collection that keeps it per document (so an extractive answer cites a sentence's own page).
+PAGE_OFFSETS = "page_offsets"
 
 # Never embedded and never shown to the LLM: ids and bookkeeping only, so that extractor output
 # and ids do not leak into the vectors of other nodes.
