@@ -199,6 +199,14 @@ def highlighted(text: str, query: str) -> Text:
 
 
 def print_answer(result: Answer) -> None:
+    if not result.answerable:  # abstain: say so plainly, then the nearest sources, marked weak
+        out.print(f"[bold]{result.message or 'The indexed documents do not seem to answer this.'}[/]", highlight=False)
+        if result.confidence is not None:
+            why = "the question's language is not the documents'" if result.reason == "language" else "below retrieval.min_confidence"
+            out.print(f"[dim]confidence {result.confidence:.2f} ({why}); no answer was extracted or generated[/]", highlight=False)
+        out.print()
+    if result.replaced:
+        out.print(f"[yellow]The LLM answer was replaced by the extract: {result.replaced}.[/]", highlight=False)
     if result.answer is not None:
         label = {"extractive": "Answer (extract: the best sentences of the sources, not generated)", "llm": "Answer (LLM)"}.get(result.answer_mode, "Answer")
         out.print(f"[bold]{label}[/]", highlight=False)
@@ -210,11 +218,13 @@ def print_answer(result: Answer) -> None:
         else:
             out.print(highlighted(result.answer, result.query))
         out.print()
-    out.print(f"[bold]Sources[/] (mode {result.mode.value}, top {result.top_k}):", highlight=False)
+    weak = "" if result.answerable else " [yellow]nearest, weak: they do not seem to answer this[/]"
+    sure = f", confidence {result.confidence:.2f}" if result.confidence is not None else ""
+    out.print(f"[bold]Sources[/] (mode {result.mode.value}, top {result.top_k}{sure}){weak}:", highlight=False)
     for i, s in enumerate(result.sources, 1):
         pages = ", ".join(map(str, s.pages))
         kinds = ", ".join(sorted({m.kind.value for m in s.matched}))
-        out.print(f" [{i}] {' = '.join(s.names) or Path(s.doc_id).name} p. {pages}  score {s.score:.3f}  ({s.readable_id}; matched {kinds})", highlight=False)
+        out.print(f" [{i}] {' = '.join(s.names) or Path(s.doc_id).name} p. {pages}  rank score {s.score:.3f}  ({s.readable_id}; matched {kinds})", highlight=False)
     out.print(f"[dim]retrieve {result.stats.retrieve_ms:.0f} ms, answer {result.stats.answer_ms:.0f} ms, corpus texts embedded {result.stats.embedded_texts}[/]", highlight=False)
 
 
@@ -227,6 +237,7 @@ def query(
     answer: Annotated[Optional[AnswerMode], typer.Option("--answer", help="extractive (cited sentences of the sources), llm, none, or auto (default: llm only with a capable generator).")] = None,
     doc_id: Annotated[Optional[str], typer.Option("--doc", "--doc-id", help="Only search this document: its name as `docs list` shows it (or its id; --doc-id is the older spelling).")] = None,
     rerank: Annotated[Optional[bool], typer.Option("--rerank/--no-rerank", help="Re-score the top candidates with the cross-encoder (default: retrieval.rerank, off).")] = None,
+    min_confidence: Annotated[Optional[float], typer.Option("--min-confidence", min=0.0, max=1.0, help="Answer only when the confidence is at least this (default retrieval.min_confidence); 0 always answers.")] = None,
     store: StoreOpt = Path("storage"),
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -250,7 +261,7 @@ def query(
 
         catalog, filters = query_scope(settings.store, doc_id)  # "no store at …" or an unknown name: before models load
         with Engine(settings, load_llm=how != "none") as engine:
-            result = engine.query(text, mode, top_k, filters, answer=how, rerank=rerank)
+            result = engine.query(text, mode, top_k, filters, answer=how, rerank=rerank, min_confidence=min_confidence)
     except PipelineError as exc:
         fatal(exc)
     name_sources(result, catalog)

@@ -59,7 +59,8 @@ class SourceRef(BaseModel):
     doc_id: str
     names: list[str] = Field(default_factory=list)  # the document's names (`docs list`); two when aliases share it
     pages: list[int] = Field(default_factory=list)
-    score: float
+    score: float  # relative to this query's other candidates (the best is often 1.0): not a confidence
+    score_kind: str = "relative"  # says so in the JSON; ``Answer.confidence`` is the absolute estimate
     text: str
     matched: list[MatchedRef] = Field(default_factory=list)
 
@@ -93,13 +94,25 @@ class Answer(BaseModel):
 
     ``answer_mode`` says how ``answer`` was made: ``extractive`` (sentences of the sources, each in
     ``citations``), ``llm`` (synthesis, with the supporting sentences in ``citations``) or ``none``.
+
+    ``confidence`` estimates the probability that the top sources hold the answer (calibrated on the
+    labelled sets, pipeline/retrieve/confidence.py); ``answerable`` is ``confidence >=
+    retrieval.min_confidence`` (or the request's ``min_confidence``) in the documents' language. When it
+    is false, ``reason`` says why (``low_confidence``, ``language``, ``no_sources``), ``answer`` is None
+    and no LLM is asked. ``replaced`` says why an LLM answer was replaced by the extract ("" if not).
     """
 
     query: str
     mode: Mode
     top_k: int
+    confidence: float | None = None  # None: not measured (an eval run that skips it)
+    answerable: bool = True
+    reason: str = ""
+    message: str = ""  # the plain sentence shown when not answerable
+    signals: dict[str, float | str | None] = Field(default_factory=dict)
     answer: str | None = None
     answer_mode: str = "none"
+    replaced: str = ""
     citations: list[Citation] = Field(default_factory=list)
     sources: list[SourceRef] = Field(default_factory=list)
     stats: QueryStats = Field(default_factory=QueryStats)

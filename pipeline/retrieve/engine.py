@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -18,13 +19,17 @@ from pipeline.errors import ConfigError, InvalidQuery, QueryError
 from pipeline.models import Answer, MatchedRef, Mode, QueryStats, SourceRef
 from pipeline.providers.embeddings import build_embedder
 from pipeline.providers.llm import build_llm
+from pipeline.retrieve import confidence as conf
 from pipeline.retrieve.answer import build_query_engine
 from pipeline.retrieve.extract import answer_from_sources, answer_mode_for, cite_llm_answer
-from pipeline.retrieve.parents import MATCHED, ParentRetriever
+from pipeline.retrieve.grounding import Replaced
+from pipeline.retrieve.parents import MATCHED, NODE_CONTENT, ParentRetriever
 from pipeline.retrieve.rehydrate import Rehydrated, rehydrate
 from pipeline.retrieve.rerank import CrossEncoderReranker
 from pipeline.store.qdrant import open_client, stored_model
 from pipeline.store import layout
+from pipeline.store import qdrant as qstore
+from pipeline.models import CHUNK_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -176,14 +181,75 @@ class Engine:
         top_k: int | None = None,
         filters: Mapping[str, Any] | None = None,
         rerank: bool | None = None,
+        min_confidence: float | None = None,
+        judge: bool = True,
         hybrid: bool | None = None,
     ) -> Answer:
-        """Top-k distinct parents for ``query``; only the query is embedded."""
+        """Top-k distinct parents for ``query``; only the query is embedded.
+
+        With ``judge`` (the default) the result carries ``confidence`` and ``answerable`` (threshold:
+        ``min_confidence``, else ``retrieval.min_confidence``); eval runs that measure ranking alone
+        skip it (it costs up to four cross-encoder pairs).
+        """
         mode, top_k = self._validate(query, mode, top_k)
         started = time.perf_counter()
         retriever = self.retriever(mode, top_k, filters, rerank, hybrid)
         hits = retriever.retrieve(QueryBundle(query_str=query))
-        return Answer(query=query, mode=mode, top_k=top_k, sources=[to_source(h) for h in hits], stats=self._stats(retriever, started))
+        result = Answer(query=query, mode=mode, top_k=top_k, sources=[to_source(h) for h in hits], stats=self._stats(retriever, started))
+        if judge:
+            self.assess(result, min_confidence)
+            result.stats.retrieve_ms = round((time.perf_counter() - started) * 1000, 2)
+        return result
+
+    def threshold(self, min_confidence: float | None) -> float:
+        """The request's ``min_confidence``, else ``retrieval.min_confidence``; outside [0, 1] is refused."""
+        value = self.settings.retrieval.min_confidence if min_confidence is None else min_confidence
+        if isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
+            raise InvalidQuery(f"min_confidence must be between 0 and 1, got {value}")
+        return float(value)
+
+    def _chunk_texts(self, sources: list[SourceRef]) -> dict[str, str]:
+        """Parent id → text of its best dense chunk reference, for the top parents (one Qdrant read)."""
+        name = self.store.names.get(layout.Collection.CHILDREN)
+        want: dict[str, str] = {}
+        for s in sources[: conf.TOP_PARENTS]:
+            refs = [m for m in s.matched if m.via == "dense" and m.kind in CHUNK_KINDS]
+            if refs:
+                want[max(refs, key=lambda m: m.score).node_id] = s.parent_id
+        if not want or not name:
+            return {}
+        try:
+            rows = qstore.payloads(self.store.client, name, list(want), [NODE_CONTENT])
+        except Exception as exc:  # a confidence signal is not worth failing the query for
+            logger.warning("could not read chunk texts for confidence (%s: %s)", type(exc).__name__, exc)
+            return {}
+        out = {}
+        for point_id, payload in rows:
+            content = payload.get(NODE_CONTENT)
+            if content and point_id in want:
+                out[want[point_id]] = json.loads(content).get("text", "")
+        return out
+
+    def assess(self, result: Answer, min_confidence: float | None = None) -> Answer:
+        """Fill ``confidence``, ``answerable``, ``reason``, ``message`` and ``signals`` of a retrieval."""
+        threshold = self.threshold(min_confidence)
+        started = time.perf_counter()
+        scorer = None
+        try:
+            scorer = self.reranker.score
+            self.reranker.load()
+        except Exception as exc:  # weights missing or changed: judge without the cross-encoder, say so
+            logger.warning("cross-encoder unavailable for confidence (%s: %s)", type(exc).__name__, exc)
+            scorer = None
+        signals = conf.signals(result.query, result.sources, scorer, self._chunk_texts(result.sources) if scorer else None)
+        verdict = conf.judge(signals, threshold, bool(result.sources), cross_encoder=scorer is not None)
+        result.confidence = verdict.confidence
+        result.answerable = verdict.answerable
+        result.reason = verdict.reason
+        result.message = "" if verdict.answerable else conf.explain(verdict.reason, signals)
+        result.signals = {k: v for k, v in signals.__dict__.items()}
+        result.stats.rerank_ms = round(result.stats.rerank_ms + (time.perf_counter() - started) * 1000, 2)
+        return result
 
     def _require_llm(self) -> LLM:
         llm = self.llm
@@ -192,53 +258,85 @@ class Engine:
         return llm
 
     def _retrieve_for_answer(
-        self, query: str, mode: Mode | str | None, top_k: int | None, filters: Mapping[str, Any] | None, rerank: bool | None = None
-    ) -> tuple[Mode, int, LLM, ParentRetriever, list[NodeWithScore], QueryStats]:
+        self, query: str, mode: Mode | str | None, top_k: int | None, filters: Mapping[str, Any] | None, rerank: bool | None,
+        min_confidence: float | None,
+    ) -> tuple[LLM, ParentRetriever, list[NodeWithScore], Answer]:
+        """Retrieve and judge for an LLM answer; the LLM is required first (no retrieval if it is missing)."""
+        self.threshold(min_confidence)  # refused before anything runs
         mode, top_k = self._validate(query, mode, top_k)
         llm = self._require_llm()
         started = time.perf_counter()
         retriever = self.retriever(mode, top_k, filters, self.rerank_for(rerank))
         hits = retriever.retrieve(QueryBundle(query_str=query))
-        return mode, top_k, llm, retriever, hits, self._stats(retriever, started)
+        result = Answer(query=query, mode=mode, top_k=top_k, sources=[to_source(h) for h in hits], stats=self._stats(retriever, started))
+        self.assess(result, min_confidence)
+        result.stats.retrieve_ms = round((time.perf_counter() - started) * 1000, 2)
+        return llm, retriever, hits, result
+
+    def answer_extract(self, result: Answer) -> Answer:
+        """``result`` (a retrieval) with its extractive answer, whatever its confidence (eval's containment)."""
+        return answer_from_sources(self, result, "extractive")
 
     def query(
         self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None, answer: str | None = None,
-        rerank: bool | None = None,
+        rerank: bool | None = None, min_confidence: float | None = None,
     ) -> Answer:
-        """Retrieve, then answer as ``answer`` (else ``answer.mode``) says: extractive, llm or none."""
+        """Retrieve, then answer as ``answer`` (else ``answer.mode``) says: extractive, llm or none.
+
+        Not answerable (``Answer.answerable``): no extract and no LLM call, ``answer`` stays None.
+        An LLM answer that its sources do not support is replaced by the extract (``Answer.replaced``).
+        """
         how = answer_mode_for(self.settings, answer)
         if how != "llm":  # no generator needed: sentences of the sources, cited (pipeline/retrieve/extract.py)
-            return answer_from_sources(self, self.retrieve(query, mode, top_k, filters, self.rerank_for(rerank)), how)
-        mode, top_k, llm, retriever, hits, stats = self._retrieve_for_answer(query, mode, top_k, filters, rerank)
+            result = self.retrieve(query, mode, top_k, filters, self.rerank_for(rerank), min_confidence=min_confidence)
+            return answer_from_sources(self, result, how) if result.answerable else result
+        llm, retriever, hits, result = self._retrieve_for_answer(query, mode, top_k, filters, rerank, min_confidence)
+        if not result.answerable:
+            return result
         t_answer = time.perf_counter()
         try:
             response = build_query_engine(retriever, llm).synthesize(QueryBundle(query_str=query), nodes=hits)
         except Exception as exc:  # openai/httpx errors from any provider: one clear error for CLI and service
             raise QueryError(f"LLM failed to answer ({type(exc).__name__}: {exc})") from exc
-        stats.answer_ms = round((time.perf_counter() - t_answer) * 1000, 2)
-        return cite_llm_answer(self, Answer(query=query, mode=mode, top_k=top_k, answer=str(response).strip(), sources=[to_source(h) for h in hits], stats=stats))
+        result.answer = str(response).strip()
+        result.stats.answer_ms = round((time.perf_counter() - t_answer) * 1000, 2)
+        return cite_llm_answer(self, result)
 
     def stream_query(
         self, query: str, mode: Mode | str | None = None, top_k: int | None = None, filters: Mapping[str, Any] | None = None, answer: str | None = None,
-        rerank: bool | None = None,
-    ) -> Iterator[str | Answer]:
-        """Yield answer text deltas as the LLM writes them, then the complete ``Answer``."""
+        rerank: bool | None = None, min_confidence: float | None = None,
+    ) -> Iterator[str | Replaced | Answer]:
+        """Yield answer text deltas as the LLM writes them, then the complete ``Answer``.
+
+        The final ``Answer`` always says what was shown: when the streamed LLM text is replaced by the
+        extract, a ``Replaced`` (the reason and the new text) comes before it, and the final answer is
+        the extract with ``answer_mode`` "extractive". Not answerable: no delta, only the ``Answer``.
+        """
         how = answer_mode_for(self.settings, answer)
         if how != "llm":  # an extract is ready at once: one delta, then the answer
-            result = answer_from_sources(self, self.retrieve(query, mode, top_k, filters, self.rerank_for(rerank)), how)
+            result = self.retrieve(query, mode, top_k, filters, self.rerank_for(rerank), min_confidence=min_confidence)
+            if result.answerable:
+                result = answer_from_sources(self, result, how)
             if result.answer:
                 yield result.answer
             yield result
             return
-        mode, top_k, llm, retriever, hits, stats = self._retrieve_for_answer(query, mode, top_k, filters, rerank)
+        llm, retriever, hits, result = self._retrieve_for_answer(query, mode, top_k, filters, rerank, min_confidence)
+        if not result.answerable:
+            yield result
+            return
         t_answer = time.perf_counter()
         response = build_query_engine(retriever, llm, streaming=True).synthesize(QueryBundle(query_str=query), nodes=hits)
         parts: list[str] = []
         for delta in response.response_gen:
             parts.append(delta)
             yield delta
-        stats.answer_ms = round((time.perf_counter() - t_answer) * 1000, 2)
-        yield cite_llm_answer(self, Answer(query=query, mode=mode, top_k=top_k, answer="".join(parts).strip(), sources=[to_source(h) for h in hits], stats=stats))
+        result.answer = "".join(parts).strip()
+        result.stats.answer_ms = round((time.perf_counter() - t_answer) * 1000, 2)
+        result = cite_llm_answer(self, result)
+        if result.replaced:
+            yield Replaced(reason=result.replaced, answer=result.answer or "")
+        yield result
 
     def close(self) -> None:
         self.store.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipeline.models import Citation, SourceRef
+from pipeline.retrieve.sentences import split_clean
 
 if TYPE_CHECKING:  # the engine imports this module
     from pipeline.config import Settings
@@ -35,10 +36,11 @@ logger = logging.getLogger(__name__)
 # Scores (query, passages) → one float per passage, higher = more relevant (the reranker's contract).
 Scorer = Callable[[str, list[str]], list[float]]
 
-_ABBREV = re.compile(r"(?:\b(?:al|e\.g|i\.e|etc|Fig|Figs|Eq|Eqs|Sec|Tab|vs|cf|approx|No|pp|Vol|Dr|Mr|Ms)\.|\b[A-Z]\.)$")
-_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\s*[•▪◦]\s+")
-_QUANTITY = re.compile(r"(?:how (?:many|much|large|big|long|old)|what (?:number|percentage|share|fraction|size))\b", re.IGNORECASE)
-_LINE_BREAK = re.compile(r"[ \t]*\n\s*(?=[A-Z0-9])")
+_QUANTITY = re.compile(r"(?:how (?:many|much|large|big|long|old|tall|far|often)|what (?:number|percentage|percent|share|fraction|size|amount|proportion))\b", re.IGNORECASE)
+_WHEN = re.compile(r"(?:when\b|(?:what|which|in what) (?:year|decade|century|date)\b)", re.IGNORECASE)
+_WHO = re.compile(r"(?:who\b|whom\b|(?:what|which) (?:person|people|company|city|country|team|group|organization|man|woman)\b)", re.IGNORECASE)
+_YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)s?\b")
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]*|\d+(?:\.\d+)?")
 STOPWORDS = frozenset(
     "a an the of to in on for and or but is are was were be been being by with as at from that this these those it its "
@@ -46,6 +48,7 @@ STOPWORDS = frozenset(
     "they them he she his her we our you your i me my not no so such into about over under between also has have had "
     "more most other some any each both all one two".split()
 )
+NO_SENTENCE = "No sentence of the retrieved passages answers this; see the sources below."
 LEXICAL_CANDIDATES = 32  # sentences passed on to the scorer (the cross-encoder costs ~10 ms per pair)
 
 
@@ -59,56 +62,8 @@ class Sentence:
     order: int  # position among all candidate sentences (ties keep document order)
 
 
-def clean(text: str) -> str:
-    """PDF text → readable sentence: drop page-number lines (a header inside a sentence that crosses a
-    page break), join hyphenated line breaks, collapse whitespace."""
-    text = re.sub(r"(?m)^[ \t]*\d{1,5}[ \t]*$", " ", text)
-    text = re.sub(r"(\w)-\s*\n\s*(\w)", r"\1\2", text)
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def _boundaries(text: str) -> list[tuple[int, int]]:
-    """Spans between sentences: after . ! ? before a capital, at bullets, and at PDF line breaks that
-    end a heading or a header line (a short or all-capitalised line whose last word is capitalised or
-    a number, before a line starting with a capital: "Abstract", "1 Introduction", "4969")."""
-    spans = [(m.start(), m.end()) for m in _SENT_END.finditer(text)]
-    for m in _LINE_BREAK.finditer(text):
-        line = text[text.rfind("\n", 0, m.start()) + 1 : m.start()].split()
-        if not line or line[-1][-1] in ",;:(-" or line[-1][0].islower():
-            continue
-        # A heading or header is short or all capitalised; a body line ending in a name is neither.
-        if len(line) <= 5 or all(not w[0].islower() for w in line):
-            spans.append((m.start(), m.end()))
-    spans.sort()
-    merged: list[tuple[int, int]] = []
-    for s, e in spans:
-        if merged and s <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
-        else:
-            merged.append((s, e))
-    return merged
-
-
-def split_sentences(text: str) -> list[tuple[int, str]]:
-    """(start offset, cleaned sentence) pairs; abbreviations such as "et al." do not end a sentence."""
-    out: list[tuple[int, str]] = []
-    start = 0
-    pending_start: int | None = None
-    for b_start, b_end in _boundaries(text):
-        piece = text[start:b_start]
-        if _ABBREV.search(piece.rstrip()):
-            if pending_start is None:
-                pending_start = start
-            start = b_end
-            continue
-        s0 = pending_start if pending_start is not None else start
-        out.append((s0, clean(text[s0:b_start])))
-        pending_start = None
-        start = b_end
-    s0 = pending_start if pending_start is not None else start
-    if text[s0:].strip():
-        out.append((s0, clean(text[s0:])))
-    return [(s, t) for s, t in out if t]
+# Sentences come cleaned from pipeline/retrieve/sentences.py (the old name, kept for callers).
+split_sentences = split_clean
 
 
 def terms(text: str) -> list[str]:
@@ -136,6 +91,23 @@ def answerable(sentence: str) -> bool:
     if letters < 0.6 * len(sentence):
         return False
     return not re.search(r"\b(?:doi|arXiv|https?://|Proceedings of|Association for Computational Linguistics|pages \d+)|©|@", sentence)
+
+
+def wants(query: str, sentence: str) -> float:
+    """1.0 when the question asks for a kind of thing (a quantity, a date, a name) that the sentence
+    states and the question does not already hold, else 0.0: "how many clusters were filtered" must
+    prefer the sentence with the count over one that merely shares its words."""
+    q = query.strip()
+    if _QUANTITY.search(q):
+        numbers = set(re.findall(r"\d[\d,.]*", sentence)) - set(re.findall(r"\d[\d,.]*", q))
+        return 1.0 if numbers else 0.0
+    if _WHEN.match(q):
+        return 1.0 if set(_YEAR.findall(sentence)) - set(_YEAR.findall(q)) else 0.0
+    if _WHO.match(q):
+        asked = {w.lower() for w in re.findall(r"[A-Za-z]+", q)}
+        names = {n for n in _NAME.findall(sentence) if not {w.lower() for w in n.split()} <= asked}
+        return 1.0 if names else 0.0
+    return 0.0
 
 
 def lexical_scores(query: str, sentences: Sequence[str]) -> list[float]:
@@ -182,7 +154,7 @@ class ExtractiveAnswerer:
         out: list[Sentence] = []
         seen: set[str] = set()
         for i, src in enumerate(sources[: self.max_sources]):
-            for start, text in split_sentences(src.text):
+            for start, text in split_clean(src.text):  # cleaned: no ligatures, headings, footnotes, page debris
                 key = re.sub(r"\W+", " ", text.lower()).strip()
                 if key in seen:  # neighbouring parents overlap: quote a sentence once, from the better source
                     continue
@@ -219,13 +191,9 @@ class ExtractiveAnswerer:
             except Exception as exc:  # the reranker's weights are missing or broken: fall back, say so
                 logger.warning("sentence scorer failed (%s: %s); using query-term overlap", type(exc).__name__, exc)
         # A little preference for the better-ranked source breaks near-ties the retriever already decided;
-        # a question asking for a quantity prefers sentences that state one.
+        # a question asking for a quantity, a date or a name prefers the sentences that state one.
         unit = 1.0 if margin is not None else 0.1
-        wants_number = bool(_QUANTITY.match(query.strip()))
-        adjusted = [
-            s - 0.05 * c.source * unit + (unit if wants_number and re.search(r"\d", c.text) else 0.0)
-            for s, c in zip(scores, pool)
-        ]
+        adjusted = [s - 0.05 * c.source * unit + unit * wants(query, c.text) for s, c in zip(scores, pool)]
         order = sorted(range(len(pool)), key=lambda i: (-adjusted[i], pool[i].order))
         best = adjusted[order[0]]
         chosen = [i for i in order[: self.sentences] if margin is None or adjusted[i] >= best - margin]
@@ -235,6 +203,7 @@ class ExtractiveAnswerer:
         parts: list[str] = []
         located: dict[int, tuple[int | None, list[int] | None]] = {}
         used: set[int] = set()
+        chosen.sort(key=lambda i: (pool[i].source, pool[i].start))  # read in document order, source by source
         for i in chosen:
             c = pool[i]
             if c.order in used:
@@ -298,20 +267,30 @@ def answer_from_sources(engine: "Engine", result: "Answer", how: str) -> "Answer
     started = time.perf_counter()
     answerer, locate = _answerer(engine)
     text, citations = answerer.answer(result.query, result.sources, locate)
-    result.answer = text or "No sentence of the retrieved passages answers this; see the sources below."
+    result.answer = text or NO_SENTENCE
     result.citations = citations
     result.stats.answer_ms = round((time.perf_counter() - started) * 1000, 2)
     return result
 
 
 def cite_llm_answer(engine: "Engine", result: "Answer") -> "Answer":
-    """An LLM answer gets the same citations; one that only restates the question is replaced by the extract."""
+    """An LLM answer gets the same citations and is checked against its sources (``grounding.check``);
+    one that restates the question, refuses, or makes a claim no source sentence supports is replaced
+    by the extract, with ``result.replaced`` saying why."""
+    from pipeline.retrieve.grounding import check
+
     result.answer_mode = "llm"
     answerer, locate = _answerer(engine)
     text, citations = answerer.answer(result.query, result.sources, locate)
     result.citations = citations
     if not result.answer or repeats_question(result.answer, result.query):
-        logger.warning("the LLM answer restated the question; answering with the extract instead")
-        result.answer = text or result.answer
+        reason = "the LLM answer only restated the question"
+    else:
+        verdict = check(result.answer, result.sources, engine.reranker.score)
+        reason = "" if verdict.ok else verdict.reason
+    if reason:
+        logger.warning("LLM answer replaced by the extract: %s", reason)
+        result.answer = text or NO_SENTENCE
         result.answer_mode = "extractive"
+        result.replaced = reason
     return result

@@ -26,6 +26,7 @@ from pipeline.ingest.scan import ScanLimits, under
 from pipeline.models import Answer
 from pipeline.retrieve.engine import Engine
 from pipeline.retrieve.extract import answer_mode_for
+from pipeline.retrieve.grounding import Replaced
 from pipeline.service.deps import GenerationSlot, ServiceState, get_engine, get_state
 from pipeline.service.middleware import request_id_var
 from pipeline.service.redact import redact_paths
@@ -80,7 +81,7 @@ async def retrieve(body: RetrieveRequest, state: StateDep) -> Answer:
     check_query_length(body.query, state)
     engine = await get_engine(state)
     catalog, filters = await anyio.to_thread.run_sync(scoped_filters, state, body.filter_dict())  # a document name → its doc_id
-    call = functools.partial(engine.retrieve, body.query, body.mode, body.top_k, filters, body.rerank)
+    call = functools.partial(engine.retrieve, body.query, body.mode, body.top_k, filters, body.rerank, min_confidence=body.min_confidence)
     answer = await anyio.to_thread.run_sync(call, limiter=state.retrieval_limiter)
     if catalog is not None:
         name_sources(answer, catalog)
@@ -95,6 +96,9 @@ async def retrieve(body: RetrieveRequest, state: StateDep) -> Answer:
     description=(
         "With `stream: true` the answer comes as server-sent events: `token` events (`{\"text\": ...}`) as the "
         "LLM writes, then one `sources` event holding the complete answer object (answer, sources, stats). "
+        "If the LLM text is not supported by its sources, a `replaced` event (`{\"reason\", \"answer\"}`) comes before "
+        "`sources`, whose `answer` and `answer_mode` are then the extract's: the final event always says what to show. "
+        "A result with `answerable: false` (confidence below `min_confidence`, or another language) has no answer and asks no LLM. "
         "A failure after the stream started arrives as an `error` event. At most "
         "`service.max_concurrent_generations` LLM answers are generated at once; beyond that: 429 with Retry-After. "
         "Extractive answers (`answer: extractive`, or auto without a capable LLM) and `answer: none` take no "
@@ -117,7 +121,7 @@ async def query(body: QueryRequest, state: StateDep) -> Any:
     slot = await state.generations.acquire() if generate else None
     limiter = None if generate else state.retrieval_limiter
     catalog, filters = await anyio.to_thread.run_sync(scoped_filters, state, body.filter_dict())  # a document name → its doc_id
-    args = (body.query, body.mode, body.top_k, filters, body.answer, body.rerank)
+    args = (body.query, body.mode, body.top_k, filters, body.answer, body.rerank, body.min_confidence)
     if body.stream:
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return AnswerStream(_answer_events(state, engine, args, slot, limiter), slot, media_type="text/event-stream", headers=headers)
@@ -173,7 +177,7 @@ def _event(name: str, data: str) -> str:
 async def _answer_events(
     state: ServiceState, engine: Engine, args: tuple[Any, ...], slot: GenerationSlot | None, limiter: anyio.CapacityLimiter | None
 ) -> AsyncIterator[str]:
-    """``token`` events, then ``sources``; each step of the engine's generator runs in a worker thread
+    """``token`` events, a ``replaced`` event if the LLM text was replaced, then ``sources``; each step of the engine's generator runs in a worker thread
     (``limiter``'s for an extract, like /retrieve; the default pool while an LLM writes)."""
     stream = engine.stream_query(*args)
     try:
@@ -184,6 +188,8 @@ async def _answer_events(
             if isinstance(item, Answer):
                 state.metrics.observe_answer(item)
                 yield _event("sources", item.model_dump_json())
+            elif isinstance(item, Replaced):  # the streamed LLM text is withdrawn: say why, then the final answer
+                yield _event("replaced", json.dumps({"reason": item.reason, "answer": item.answer}, ensure_ascii=False))
             else:
                 yield _event("token", json.dumps({"text": item}, ensure_ascii=False))
     except PipelineError as exc:

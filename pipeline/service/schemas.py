@@ -60,6 +60,9 @@ class RetrieveRequest(BaseModel):
     rerank: StrictBool | None = Field(
         None, description="Re-score the top candidates with the cross-encoder (default retrieval.rerank, off)"
     )
+    min_confidence: float | None = Field(
+        None, ge=0.0, le=1.0, strict=True, description="Answerable only at this confidence or above (default retrieval.min_confidence); 0 always answers"
+    )
 
     @field_validator("query")
     @classmethod

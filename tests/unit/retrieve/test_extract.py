@@ -18,7 +18,8 @@ class TestSplitSentences:
     def test_headings_and_bullets_are_boundaries_hyphenation_is_joined(self) -> None:
         text = "Abstract\nWe introduce a large cor-\npus of papers. Key points: • Domain: biology. • Vocabulary: new."
         parts = [t for _, t in split_sentences(text)]
-        assert parts == ["Abstract", "We introduce a large corpus of papers.", "Key points:", "Domain: biology.", "Vocabulary: new."]
+        # A heading alone ("Abstract") is dropped since issue 22: it is never worth quoting.
+        assert parts == ["We introduce a large corpus of papers.", "Key points:", "Domain: biology.", "Vocabulary: new."]
 
     def test_offsets_point_into_the_original_text(self) -> None:
         text = "First sentence here. Second one follows."

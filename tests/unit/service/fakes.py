@@ -41,13 +41,13 @@ class FakeEngine:
             self.running -= 1
         return Answer(query=query, mode=Mode.ALL, top_k=3, answer=None if how == "none" else "An extract.", answer_mode=how)
 
-    def retrieve(self, query: str, *args: Any) -> Answer:
+    def retrieve(self, query: str, *args: Any, **kwargs: Any) -> Answer:
         return self._work(query, "none")
 
-    def query(self, query: str, mode: Any = None, top_k: Any = None, filters: Any = None, answer: str | None = None, rerank: Any = None) -> Answer:
+    def query(self, query: str, mode: Any = None, top_k: Any = None, filters: Any = None, answer: str | None = None, rerank: Any = None, min_confidence: Any = None) -> Answer:
         return self._work(query, answer or "extractive")
 
-    def stream_query(self, query: str, mode: Any = None, top_k: Any = None, filters: Any = None, answer: str | None = None, rerank: Any = None) -> Iterator[Any]:
+    def stream_query(self, query: str, mode: Any = None, top_k: Any = None, filters: Any = None, answer: str | None = None, rerank: Any = None, min_confidence: Any = None) -> Iterator[Any]:
         if answer != "llm":
             yield self._work(query, answer or "extractive")
             return
