@@ -181,9 +181,9 @@ class Engine:
         top_k: int | None = None,
         filters: Mapping[str, Any] | None = None,
         rerank: bool | None = None,
+        hybrid: bool | None = None,
         min_confidence: float | None = None,
         judge: bool = True,
-        hybrid: bool | None = None,
     ) -> Answer:
         """Top-k distinct parents for ``query``; only the query is embedded.
 
@@ -262,8 +262,8 @@ class Engine:
         min_confidence: float | None,
     ) -> tuple[LLM, ParentRetriever, list[NodeWithScore], Answer]:
         """Retrieve and judge for an LLM answer; the LLM is required first (no retrieval if it is missing)."""
-        self.threshold(min_confidence)  # refused before anything runs
         mode, top_k = self._validate(query, mode, top_k)
+        self.threshold(min_confidence)  # refused before anything runs
         llm = self._require_llm()
         started = time.perf_counter()
         retriever = self.retriever(mode, top_k, filters, self.rerank_for(rerank))
