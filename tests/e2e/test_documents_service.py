@@ -75,4 +75,4 @@ def test_list_show_filter_and_remove(served: tuple[Served, io.StringIO]) -> None
         assert c.get("/documents").json() == []
         assert c.get("/status").json()["documents"] == 0
     lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.strip()]
-    assert any(line.get("message") == f"document removed: {NAME}" and line.get("content") == "removed" for line in lines), logs.getvalue()[-2000:]
+    assert any(line.get("msg") == f"document removed: {NAME}" and line.get("content") == "removed" for line in lines), logs.getvalue()[-2000:]
