@@ -315,7 +315,7 @@ def enrich(
     settings = settings_for(store)
     from pipeline.ingest.run import Ingestor
 
-    if not (settings.store / "docstore.sqlite").exists():
+    if not settings.docstore_path.exists():
         fail(f"no ingested data in {settings.store}: run `python -m pipeline ingest PATH` first")
     try:
         with IngestProgress() as progress:
@@ -386,7 +386,7 @@ def check(
     settings = settings_for(store)
     from pipeline.ingest.repair import run_check
 
-    if not (settings.store / "docstore.sqlite").exists():
+    if not settings.docstore_path.exists():
         fail(f"no ingested data in {settings.store}: nothing to check")
     try:
         report = run_check(settings, repair, deep)

@@ -229,8 +229,8 @@ class Ingestor:
             client = self.client or qstore.open_client(self.settings)
             if self._follow_store_model(client):
                 usage_before = 0
-            parents = ParentStore(self.settings.store / "docstore.sqlite")
-            cache = CountingCache.open(self.settings.store / "cache.sqlite")
+            parents = ParentStore(self.settings.docstore_path)
+            cache = CountingCache.open(self.settings.cache_path)
             try:
                 dim = embed_dim(self.embedder)
                 collections = qstore.ensure_collections(client, self.settings, self.embedder.model_name, dim)
@@ -277,8 +277,8 @@ class Ingestor:
         client = self.client or qstore.open_client(settings)
         if self._follow_store_model(client):
             usage_before = 0
-        parents = ParentStore(settings.store / "docstore.sqlite")
-        cache = CountingCache.open(settings.store / "cache.sqlite")
+        parents = ParentStore(settings.docstore_path)
+        cache = CountingCache.open(settings.cache_path)
         try:
             dim = embed_dim(self.embedder)
             collections = qstore.ensure_collections(client, settings, self.embedder.model_name, dim)

@@ -209,3 +209,17 @@ def test_ingest_does_not_call_a_document_unchanged_whose_references_are_gone(pla
     assert run_cli("check", "--store", str(store)).code == 0
     got = run_cli("query", QUESTION, "--retrieve-only", "--json", "--mode", "base", "--store", str(store), env=NO_LLM)
     assert got.json["sources"], got.stderr
+
+
+def test_dry_run_and_ingest_agree_after_a_settings_change(tmp_path: Path) -> None:
+    """The dry run once decided "unchanged" without the settings fingerprint the real run checks."""
+    pdf = write_pdf(tmp_path / "docs" / "small.pdf", [page_text("d0"), page_text("d1")])
+    store = tmp_path / "store"
+    assert run_cli("ingest", str(pdf), "--store", str(store), env=NO_LLM).code == 0
+    same = run_cli("ingest", str(pdf), "--dry-run", "--json", "--store", str(store), env=NO_LLM)
+    assert same.code == 0 and same.json["counts"] == {"unchanged": 1}, same.stdout + same.stderr
+    changed = {**NO_LLM, "PIPELINE_INGEST__CHUNK_OVERLAP": "30"}
+    dry = run_cli("ingest", str(pdf), "--dry-run", "--json", "--store", str(store), env=changed)
+    assert dry.code == 0 and dry.json["counts"] == {"update": 1}, dry.stdout + dry.stderr
+    real = run_cli("ingest", str(pdf), "--json", "--store", str(store), env=changed)
+    assert real.code == 0 and real.json["stats"]["files_updated"] == 1, real.stderr
