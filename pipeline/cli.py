@@ -452,7 +452,7 @@ def _register_subcommands() -> None:
     app.command("serve")(serve)  # help: its docstring, with the example
     app.command("eval", help="Evaluate retrieval quality on a labelled dataset.")(eval_command)
     from pipeline.config_command import config_command
-    from pipeline.store.command import docs_app
+    from pipeline.docs_command import docs_app
 
     app.add_typer(docs_app, name="docs")
     app.command("config")(config_command)

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 MATCHED = "matched_refs"  # metadata key on returned parents: list of MatchedRef dicts
 FILTERABLE = {layout.DOC_ID, layout.FILE_NAME, layout.PARENT_ID}
 KINDS_IN = {c: {k for k, coll in layout.KIND_TO_COLLECTION.items() if coll is c} for c in layout.Collection}
-NODE_CONTENT = "_node_content"  # LlamaIndex's payload key holding the node JSON (with its text)
+NODE_CONTENT = layout.NODE_CONTENT  # LlamaIndex's payload key holding the node JSON (with its text)
 HIT_KEYS = [layout.PARENT_ID, layout.KIND]  # all a hit needs to be ranked; NODE_CONTENT too for the reranker
 
 Hit = tuple[str, MatchedRef, str]  # (parent id, matched reference, reference text or "")

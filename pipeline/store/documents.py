@@ -265,9 +265,8 @@ class DocumentDetail(DocumentInfo):
 
 def document_detail(catalog: Catalog, doc_id: str, parents: ParentStore, client: Any, collections: dict[Any, str]) -> DocumentDetail:
     """A document with its parents in order, each with pages, text, and its summary and questions when present."""
-    from pipeline.retrieve.parents import NODE_CONTENT
     from pipeline.store import layout
-    from pipeline.store.layout import Collection, display_parent_id
+    from pipeline.store.layout import NODE_CONTENT, Collection, display_parent_id
 
     info = catalog.info(doc_id)
     content = catalog.ledger[catalog.owner(doc_id)]

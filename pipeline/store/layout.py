@@ -23,6 +23,9 @@ TEXT_HASH = "text_hash"
 # Where each page starts in a document's text: a Document's metadata key at load, and the docstore
 # collection that keeps it per document (so an extractive answer cites a sentence's own page).
 PAGE_OFFSETS = "page_offsets"
+# LlamaIndex's payload key holding a reference's node JSON (with its text): read by retrieval (the
+# reranker) and by ``docs show`` (summaries and questions), so both sides name it from here.
+NODE_CONTENT = "_node_content"
 
 # Never embedded and never shown to the LLM: ids and bookkeeping only, so that extractor output
 # and ids do not leak into the vectors of other nodes.

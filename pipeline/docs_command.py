@@ -2,6 +2,8 @@
 
 ``list`` and ``show`` only read (nothing is created; a missing store is "no store at …", exit 2);
 ``rm`` writes through the ledger protocol under the ingest lock (``pipeline/ingest/remove.py``).
+It lives above store/ and ingest/ (like ``cli.py``) because it calls both, and store/ must not
+import ingest/ (``tests/unit/test_structure.py``).
 """
 
 from __future__ import annotations
