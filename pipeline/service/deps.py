@@ -4,16 +4,13 @@ that hand it to the routes; tests swap any of them with ``app.dependency_overrid
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from itertools import islice
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 from fastapi import Depends, HTTPException, Request
@@ -22,16 +19,17 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms import LLM
 from qdrant_client import QdrantClient
 
-from pipeline.config import LLMProvider, Settings
-from pipeline.errors import ConfigError, PipelineError, StoreError, StoreLocked
+from pipeline.config import Settings
+from pipeline.errors import PipelineError, StoreError, StoreLocked
 from pipeline.ingest.run import Ingestor, ProgressFn
 from pipeline.ingest.scan import ScanLimits
 from pipeline.models import IngestReport
 from pipeline.providers.batching import BatchedQueryEmbedding, batched_query_embedder
 from pipeline.providers.embeddings import build_embedder, embed_dim
-from pipeline.providers.llm import build_llm
 from pipeline.retrieve.engine import Engine
 from pipeline.service.jobs import JobRunner
+from pipeline.service.llm_state import LLMState, ServiceLLM
+from pipeline.service.local_mode import SerializedClient
 from pipeline.service.metrics import ServiceMetrics
 from pipeline.service.redact import redact_paths
 from pipeline.service.schemas import IngestJob
@@ -40,89 +38,6 @@ from pipeline.store import qdrant as qstore
 from pipeline.store.layout import Collection
 
 logger = logging.getLogger(__name__)
-
-UPLOAD_SLICE = 32  # points per locked write: a search waits for at most this many (~0.5 s embedded)
-# QdrantClient methods that only read; any other method is treated as a write.
-READ_METHODS = frozenset(
-    {"query_points", "query_batch_points", "search", "search_batch", "scroll", "count", "retrieve", "get_collection", "get_collections", "collection_exists"}
-)
-
-
-class ReadWriteLock:
-    """Many readers or one writer; a waiting writer holds back new readers, so steady searches cannot
-    starve an ingest job."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._writer and not self._writers_waiting)
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            self._cond.wait_for(lambda: not self._writer and not self._readers)
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
-class SerializedClient:
-    """An embedded-mode ``QdrantClient`` whose writes never overlap anything.
-
-    Local mode keeps points in Python lists and numpy arrays that an upsert grows; a search in
-    another thread at that moment can see arrays of different lengths. The service searches from
-    worker threads while an ingest job writes, so reads (``READ_METHODS``) share a lock that writes
-    hold alone. Reads stay parallel: a search is mostly numpy, which releases the GIL. Uploads are cut
-    into slices of ``UPLOAD_SLICE`` points so searches are not stalled for a whole document.
-
-    Example:
-        client = SerializedClient(QdrantClient(path="store/qdrant"))
-        client.query_points("docs_children", query=[...])  # same API; waits only for writes
-    """
-
-    def __init__(self, client: QdrantClient) -> None:
-        self._client = client
-        self._lock = ReadWriteLock()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-        mode = self._lock.read if name in READ_METHODS else self._lock.write
-
-        @functools.wraps(attr)
-        def locked(*args: Any, **kwargs: Any) -> Any:
-            with mode():
-                return attr(*args, **kwargs)
-
-        return locked
-
-    def upload_points(self, collection_name: str, points: Any, **kwargs: Any) -> None:
-        it = iter(points)
-        while batch := list(islice(it, UPLOAD_SLICE)):
-            with self._lock.write():
-                self._client.upload_points(collection_name, batch, **kwargs)
-
 
 class ServiceState:
     """One per app: the store client (the only one in embedded mode), the engine, models, limits, jobs.
@@ -143,8 +58,7 @@ class ServiceState:
         self.metrics = ServiceMetrics()
         self.embedder = embedder or build_embedder(settings)
         self._own_embedder = embedder is None
-        self._llm = llm
-        self.llm_status = "not configured" if settings.llm.provider is LLMProvider.NONE and llm is None else "not loaded"
+        self.llm = ServiceLLM(settings, llm)
         self._client: QdrantClient | None = None
         self._engine: Engine | None = None
         self._lock = threading.RLock()
@@ -173,7 +87,7 @@ class ServiceState:
             client = None
         self.embedder.load()
         self._embedder_loaded = True
-        self._build_llm()
+        self.llm.build()
         try:
             self.client()
             self.engine()
@@ -186,7 +100,7 @@ class ServiceState:
             raise
         except StoreError as exc:  # nothing ingested yet, Qdrant down, model mismatch: /readyz says which
             logger.warning("store not ready: %s", exc)
-        self._warm_up_llm()
+        self.llm.warm_up()
 
     def close(self) -> None:
         """Stop ingest jobs (a running one at its next file or parent; abandoned after
@@ -232,7 +146,7 @@ class ServiceState:
             return engine
         with self._lock:
             if self._engine is None:
-                self._engine = Engine(self.settings, embedder=self.query_embedder(), llm=self._llm, load_llm=False, client=self.client())
+                self._engine = Engine(self.settings, embedder=self.query_embedder(), llm=self.llm.model, load_llm=False, client=self.client())
                 logger.info("store opened: %s", ", ".join(self._engine.store.names.values()))
             return self._engine
 
@@ -246,49 +160,13 @@ class ServiceState:
                 self._query_embedder = batched_query_embedder(self.embedder, cfg.embed_batch_window_ms, cfg.embed_batch_max)
             return self._query_embedder
 
-    # --- LLM
-    def _build_llm(self) -> None:
-        if self._llm is not None or self.settings.llm.provider is LLMProvider.NONE:
-            return
-        try:
-            self._llm = build_llm(self.settings)  # resolves and verifies the weights; loads nothing yet
-        except ConfigError as exc:
-            self.llm_status = f"failed: {exc}"
-            logger.error("LLM unavailable: %s", exc)
-
-    def _warm_up_llm(self) -> None:
-        """Load the LLM in the background (``/readyz`` says "loading" meanwhile); a /query that comes
-        first waits for the same load."""
-        if self._llm is None:
-            return
-        load = getattr(self._llm, "load", None)
-        if not self.settings.service.warm_llm or load is None:
-            self.llm_status = "ok"
-            return
-        self.llm_status = "loading"
-        threading.Thread(target=self._warm_llm, args=(load,), name="llm-warmup", daemon=True).start()
-
-    def _warm_llm(self, load: Any) -> None:
-        try:
-            load()
-        except Exception as exc:  # surfaced by /readyz; /query then fails with the same cause
-            self.llm_status = f"failed: {type(exc).__name__}: {exc}"
-            logger.error("LLM warm-up failed: %s", exc)
-        else:
-            self.llm_status = "ok"
-            logger.info("LLM loaded")
+    # --- LLM (pipeline/service/llm_state.py)
+    @property
+    def llm_status(self) -> str:
+        return self.llm.status
 
     def require_llm(self) -> LLM:
-        """The LLM for /query.
-
-        Raises:
-            ConfigError: none configured, or its weights could not be loaded.
-        """
-        if self._llm is None:
-            if self.llm_status.startswith("failed"):
-                raise ConfigError(f"LLM unavailable: {self.llm_status}")
-            raise ConfigError("no LLM configured (llm.provider=none): use /retrieve, or configure an LLM")
-        return self._llm
+        return self.llm.require()
 
     # --- readiness
     def readiness(self) -> tuple[bool, dict[str, str], list[str]]:
@@ -335,10 +213,10 @@ class ServiceState:
             checks["embedder"] = "ok"
         else:
             fail("embedder", "embedding model not loaded")
-        if self.llm_status in ("ok", "not configured"):
-            checks["llm"] = self.llm_status
+        if self.llm.state in (LLMState.OK, LLMState.NOT_CONFIGURED):
+            checks["llm"] = self.llm.status
         else:
-            fail("llm", f"LLM {self.llm_status}")
+            fail("llm", f"LLM {self.llm.status}")
         if not reasons:
             try:
                 self.engine()
@@ -364,7 +242,7 @@ class ServiceState:
         with self._lock:
             if self._ingest_embedder is None:
                 self._ingest_embedder = build_embedder(self.settings, self.embedder.model_name)
-        llm = self._llm if self.settings.ingest.enrich else None
+        llm = self.llm.model if self.settings.ingest.enrich else None
         ingestor = Ingestor(
             self.settings,
             embedder=self._ingest_embedder,

@@ -6,7 +6,8 @@ import anyio
 import pytest
 from fastapi import HTTPException
 
-from pipeline.service.deps import UPLOAD_SLICE, GenerationSlots, SerializedClient
+from pipeline.service.deps import GenerationSlots
+from pipeline.service.local_mode import UPLOAD_SLICE, SerializedClient
 from pipeline.service.metrics import ServiceMetrics
 
 
