@@ -84,7 +84,39 @@ class DiskFull(StoreUnavailable):
 
 
 class StoreLocked(StoreError):
-    """Raised when another process holds the store; the message says what to do."""
+    """Raised when another process holds the store; the message says what to do.
+
+    Structured, so front ends adapt it without editing text: ``holders`` (which process, when known,
+    replaces the guess "a running `pipeline serve`?") and ``advice`` (what to do; the CLI swaps the
+    ingest advice for the one that fits the command).
+
+    Example:
+        raise StoreLocked.open_elsewhere("embedded Qdrant (edge) at store/edge")
+        exc.held_by("pid 4242 (pipeline serve)").advise("ask the service instead (GET /status)")
+    """
+
+    GUESS = "a running `pipeline serve`?"
+    INGEST_ADVICE = "send the job to the service (POST /ingest)"
+
+    def __init__(self, message: str, *, what: str = "", holders: str | None = None, advice: str | None = None) -> None:
+        self.what, self.holders, self.advice = what, holders, advice
+        super().__init__(message if not what else self._text())
+
+    @classmethod
+    def open_elsewhere(cls, what: str) -> "StoreLocked":
+        """An embedded store another process has open (the engine's lock, or local mode's)."""
+        return cls("", what=what, advice=cls.INGEST_ADVICE)
+
+    def _text(self) -> str:
+        guess = "" if self.holders else f" ({self.GUESS})"
+        held = f" Held by {self.holders}." if self.holders else ""
+        return f"{self.what} is open in another process{guess}. Stop it, {self.advice}, or use a Qdrant server (QDRANT_URL).{held}"
+
+    def held_by(self, holders: str) -> "StoreLocked":
+        return StoreLocked("", what=self.what, holders=holders, advice=self.advice) if self.what else StoreLocked(f"{self} Held by {holders}.")
+
+    def advise(self, advice: str) -> "StoreLocked":
+        return StoreLocked("", what=self.what, holders=self.holders, advice=advice) if self.what else self
 
 
 class ModelMismatch(StoreError):
@@ -152,4 +184,8 @@ def fatal_error(exc: BaseException, where: Path | str = "the store") -> Pipeline
         return StoreUnavailable(f"{where}: {exc.strerror or exc}: check the file and its file system")
     if isinstance(exc, sqlite3.Error):
         return sqlite_error(f"a SQLite file in {where}", exc)
+    if type(exc).__module__.startswith(("qdrant_client.", "httpx", "httpcore")):
+        # A Qdrant server's failure (UnexpectedResponse, ResponseHandlingException, a dropped connection):
+        # the store is unavailable, not a bug; the CLI and the service say so with the same class.
+        return StoreUnavailable(f"Qdrant request failed: {type(exc).__name__}: {exc}")
     return None

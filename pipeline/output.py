@@ -160,16 +160,17 @@ def fatal(exc: BaseException) -> None:
         logger.debug("internal error", exc_info=exc)
         fail(f"{type(exc).__name__}: {exc} (a bug: run again with --verbose for the traceback, and report it)", kind="InternalError")
         return
-    message = str(error)
     if isinstance(error, StoreLocked):
-        message = _lock_advice(message, _command())
+        command = _command()
+        if command in _SERVICE_ROUTE:
+            error = error.advise(_SERVICE_ROUTE[command])
         if _store_in_use:
             from pipeline.store.holder import describe_holders
 
             holders = describe_holders(_store_in_use[0])
             if holders:
-                message = message.replace(" (a running `pipeline serve`?)", "") + f" Held by {holders}."
-    fail(message, kind=type(error).__name__)
+                error = error.held_by(holders)
+    fail(str(error), kind=type(error).__name__)
 
 
 # What to send to a running service instead, per command: the generic hint names POST /ingest,
@@ -181,7 +182,6 @@ _SERVICE_ROUTE = {
     "eval": "stop it first, or evaluate into another --store",
     "enrich": "stop it first",
 }
-_INGEST_HINT = "send the job to the service (POST /ingest)"
 
 
 def _command() -> str:
@@ -193,13 +193,6 @@ def _command() -> str:
         return ctx.info_name
     args = [a for a in sys.argv[1:] if not a.startswith("-")]
     return args[0] if args else ""
-
-
-def _lock_advice(message: str, command: str) -> str:
-    """The lock message with the advice that fits ``command``."""
-    if command in _SERVICE_ROUTE and _INGEST_HINT in message:
-        return message.replace(_INGEST_HINT, _SERVICE_ROUTE[command])
-    return message
 
 
 def emit_json(obj: object) -> None:

@@ -17,11 +17,11 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from qdrant_client.http.exceptions import ResponseHandlingException
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, IngestError, InvalidQuery, PipelineError, QueryError, ShuttingDown, StoreError, fatal_error
+from pipeline.errors import ConfigError, IngestError, InvalidQuery, PipelineError, QueryError, ShuttingDown, StoreError, StoreUnavailable, fatal_error
 from pipeline.service import documents, routes
 from pipeline.service.deps import ServiceState, require_token
 from pipeline.service.middleware import CleanStartupFailure, RequestContext
@@ -83,9 +83,10 @@ async def _pipeline_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _qdrant_unreachable(request: Request, exc: Exception) -> JSONResponse:
-    # A Qdrant server that went away after the engine was built: the store is unavailable, not a bug.
-    logger.error("Qdrant request failed: %s", exc)
-    return error_response(request, 503, "StoreUnavailable", f"Qdrant unreachable: {exc}")
+    # A Qdrant server that went away after the engine was built: classified as the CLI does (fatal_error).
+    error = fatal_error(exc) or StoreUnavailable(f"Qdrant request failed: {type(exc).__name__}: {exc}")
+    logger.error("%s: %s", type(error).__name__, error)
+    return error_response(request, status_for(error), type(error).__name__, str(error))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.add_middleware(CleanStartupFailure, reason=lambda: service.startup_error)
     app.add_exception_handler(PipelineError, _pipeline_error)
     app.add_exception_handler(ResponseHandlingException, _qdrant_unreachable)
+    app.add_exception_handler(UnexpectedResponse, _qdrant_unreachable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # Without a token the routes declare no security requirement: the schema says what the service does.

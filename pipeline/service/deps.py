@@ -96,7 +96,7 @@ class ServiceState:
 
             holders = describe_holders(self.settings.store)
             if holders:  # say which process, instead of a guess
-                raise StoreLocked(str(exc).replace(" (a running `pipeline serve`?)", "") + f" Held by {holders}.") from exc
+                raise exc.held_by(holders) from exc
             raise
         except StoreError as exc:  # nothing ingested yet, Qdrant down, model mismatch: /readyz says which
             logger.warning("store not ready: %s", exc)

@@ -126,10 +126,7 @@ def open_client(settings: Settings) -> QdrantClient:
         return QdrantClient(path=str(path))
     except RuntimeError as exc:
         if "already accessed" in str(exc):
-            raise StoreLocked(
-                f"embedded Qdrant at {path} is open in another process (a running `pipeline serve`?). "
-                "Stop it, send the job to the service (POST /ingest), or use a Qdrant server (QDRANT_URL)."
-            ) from exc
+            raise StoreLocked.open_elsewhere(f"embedded Qdrant at {path}") from exc
         raise StoreUnavailable(f"cannot open embedded Qdrant at {path}: {exc}") from exc
 
 

@@ -115,3 +115,27 @@ def test_error_type_is_passed_not_parsed_from_the_message(monkeypatch: pytest.Mo
     with pytest.raises(typer.Exit):
         output.fatal(StoreUnavailable("Docstore: cannot open"))
     assert json.loads(capsys.readouterr().out)["error"] == {"type": "StoreUnavailable", "message": "Docstore: cannot open"}
+
+
+def test_store_locked_is_adapted_by_its_fields_not_by_editing_its_text() -> None:
+    from pipeline.errors import StoreLocked
+
+    exc = StoreLocked.open_elsewhere("embedded Qdrant (edge) at s/edge")
+    assert "(a running `pipeline serve`?)" in str(exc) and "send the job to the service (POST /ingest)" in str(exc)
+    known = exc.advise("ask the service instead (GET /status)").held_by("pid 7: python -m pipeline serve")
+    assert "ask the service instead (GET /status)" in str(known) and "POST /ingest" not in str(known)
+    assert str(known).endswith("Held by pid 7: python -m pipeline serve.") and "serve`?" not in str(known)
+    assert known.holders == "pid 7: python -m pipeline serve" and known.what == exc.what
+
+
+def test_a_qdrant_response_error_is_store_unavailable_for_cli_and_service_alike() -> None:
+    import httpx
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    from pipeline.errors import StoreUnavailable, fatal_error
+    from pipeline.service.app import status_for
+
+    for exc in (UnexpectedResponse(500, "Internal Server Error", b"boom", httpx.Headers()), ResponseHandlingException(ConnectionError("refused"))):
+        error = fatal_error(exc)
+        assert isinstance(error, StoreUnavailable), exc  # the CLI called the first one "InternalError ... a bug"
+        assert status_for(error) == 503

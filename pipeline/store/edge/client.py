@@ -28,7 +28,7 @@ from pipeline.store.edge.convert import _filter, _out_id, _point_id, _prefetch, 
 from pipeline.store.edge.files import _blocks_bytes, _ensure_space, _write_json
 from pipeline.store.edge.pagecache import _available_memory, _keep_cached, _read_into_cache, _to_recache, _warm_files
 from pipeline.store.edge.shard import _Collection, _create_keyword_indexes, _engine_error, _index_params, _schema_name, _shard_config, _wal_fingerprint, _wal_options
-from pipeline.store.edge.tuning import COLD, DENSE, EMPTY_MARK, HNSW, LOCKED_HINT, LOCK_FILE, QUANTIZATION, SIDECAR, WARM_MEMORY_SHARE, _SCHEMA
+from pipeline.store.edge.tuning import COLD, DENSE, EMPTY_MARK, HNSW, LOCK_FILE, QUANTIZATION, SIDECAR, WARM_MEMORY_SHARE, _SCHEMA
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,7 @@ class EdgeStore(QdrantBase):
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             self._lock_fh.close()
-            raise StoreLocked(
-                f"embedded Qdrant (edge) at {self.path} is open in another process (a running `pipeline serve`?). {LOCKED_HINT}"
-            ) from exc
+            raise StoreLocked.open_elsewhere(f"embedded Qdrant (edge) at {self.path}") from exc
         self._stop_warm = threading.Event()
         self.warmed_bytes = 0  # read into the page cache by the warm-up thread (for tests and logs)
         self._warmer: threading.Thread | None = None

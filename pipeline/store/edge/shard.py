@@ -19,7 +19,7 @@ from qdrant_client import models
 
 from pipeline.errors import StoreDamaged, StoreLocked, StoreUnavailable
 from pipeline.store.edge.files import _write_json
-from pipeline.store.edge.tuning import DENSE, EMPTY_MARK, ENGINE_CONFIG, HNSW, LOCKED_HINT, QUANTIZATION, SEARCH_THREADS, SIDECAR, WAL_OPTIONS, _DISTANCE, _SCHEMA, auto_ef
+from pipeline.store.edge.tuning import DENSE, EMPTY_MARK, ENGINE_CONFIG, HNSW, QUANTIZATION, SEARCH_THREADS, SIDECAR, WAL_OPTIONS, _DISTANCE, _SCHEMA, auto_ef
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def _engine_error(exc: Exception, path: Path) -> Exception:
     """Our error for an exception raised by qdrant-edge (it raises plain ``Exception``)."""
     text = str(exc)
     if "WouldBlock" in text:
-        return StoreLocked(f"embedded Qdrant (edge) at {path} is open in another process (a running `pipeline serve`?). {LOCKED_HINT}")
+        return StoreLocked.open_elsewhere(f"embedded Qdrant (edge) at {path}")
     if "No space" in text or "os error 28" in text:
         from pipeline.errors import DiskFull
 

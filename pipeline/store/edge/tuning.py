@@ -69,9 +69,6 @@ EMPTY_MARK = "empty_at_close"
 # until the log moves past them.
 WAL_OPTIONS = {"segment_capacity": 4 << 20, "segment_queue_len": 0, "retain_closed": 1}
 ENGINE_CONFIG = "edge_config.json"
-LOCKED_HINT = (
-    "Stop it, send the job to the service (POST /ingest), or use a Qdrant server (QDRANT_URL)."
-)
 
 _DISTANCE = {
     models.Distance.COSINE: qe.Distance.Cosine,
