@@ -16,9 +16,9 @@ from rich.text import Text
 
 from pipeline.errors import PipelineError
 from pipeline.config import AnswerMode, EnrichPolicy
-from pipeline.models import Answer, IngestReport, IngestStats, Mode
+from pipeline.models import Answer, Mode
 from pipeline.output import emit_json, err, fail, fatal, log_file_failure, out, settings_for, setup_logging
-from pipeline.progress import TerminalProgress
+from pipeline.ingest_output import IngestProgress, interrupted, print_ingest_summary
 
 # Plain click help: the rich renderer of this typer shows a "<bool>" placeholder after every flag and
 # "{paths}" for arguments, which reads as if they took values.
@@ -26,6 +26,26 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Recursive retrieval with node references over PDFs."
 )
 logger = logging.getLogger("pipeline")
+
+
+def _version(value: bool) -> None:
+    """``--version``: the installed package's version (its metadata, so it cannot drift from pyproject.toml)."""
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            shown = version("pipeline")
+        except PackageNotFoundError:  # run from a checkout without `pip install -e .`
+            shown = "unknown (not installed: pip install -e .)"
+        typer.echo(f"pipeline {shown}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Recursive retrieval with node references over PDFs."""
 
 def _store_path(text: str) -> Path:
     """``--store``: an empty value is refused here, before typer turns it into "." (the current folder)."""
@@ -37,88 +57,6 @@ def _store_path(text: str) -> Path:
 StoreOpt = Annotated[Path, typer.Option("--store", envvar="PIPELINE_STORE", parser=_store_path, help="Store folder (cache, docstore, embedded Qdrant).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")]
-
-
-class IngestProgress(TerminalProgress):
-    """Two bars on a terminal, documents searchable and parents enriched (plus the parents of the
-    file in hand); plain log lines otherwise."""
-
-    def __init__(self) -> None:
-        super().__init__(err)
-        self.files = None
-        self.parents = None
-        self.enriched = None
-
-    def __call__(self, event: str, detail: dict) -> None:
-        name = Path(detail.get("path", "")).name
-        if event == "file":
-            if self.tty:
-                if self.files is None:
-                    self.files = self.progress.add_task("documents searchable", total=detail["total"])
-                if self.parents is not None:
-                    self.progress.remove_task(self.parents)
-                self.parents = self.progress.add_task(f"  {name}", total=None)
-            else:
-                logger.info("ingesting %s", detail["path"])
-        elif event == "parent":
-            if self.tty and self.parents is not None:
-                self.progress.update(self.parents, total=detail["total"], completed=detail["done"])
-            elif not self.tty and (detail["done"] % 10 == 0 or detail["done"] == detail["total"]):
-                logger.info("  %s: %d/%d parents", name, detail["done"], detail["total"])
-        elif event == "done":
-            if self.tty and self.files is not None:
-                self.progress.advance(self.files)
-            if detail["status"] == "failed":
-                err.print(f"[red]failed[/] {detail['path']}: {detail['reason']}", highlight=False)
-            elif not self.tty:
-                logger.info("searchable: %s (%s)", detail["path"], detail["status"])
-        elif event == "enrich":
-            if self.tty:
-                if self.parents is not None:
-                    self.progress.remove_task(self.parents)
-                    self.parents = None
-                if self.enriched is None:
-                    self.enriched = self.progress.add_task("parents enriched (summary + questions)", total=detail["total"])
-                self.progress.update(self.enriched, total=detail["total"], completed=detail["done"])
-            elif detail["done"] % 10 == 0 or detail["done"] == detail["total"]:
-                logger.info("enrichment: %d/%d parents done", detail["done"], detail["total"])
-
-
-def _enrich_line(s: IngestStats) -> str:
-    """The second phase in one line: what was written, or why nothing was and how to get it."""
-    if s.enrich == "done" and s.parents_enriched:
-        per = f" ({s.questions / s.parents_enriched:.1f} per parent)" if s.parents_enriched else ""
-        left = f"; {s.parents_unenriched} parents still without (failed: run `enrich` again)" if s.parents_unenriched else ""
-        return f"{s.parents_enriched} parents enriched: {s.summaries} summaries, {s.questions} questions{per}{left}"
-    if not s.parents_unenriched:
-        return "every parent enriched already" if s.documents else "-"
-    if s.enrich == "skipped":
-        return (f"skipped for {s.parents_unenriched} parents: SmolLM2's do not improve retrieval (docs/quality.md); "
-                "`python -m pipeline enrich` writes them anyway, or configure a stronger LLM")
-    if s.enrich == "later":
-        return f"later: {s.parents_unenriched} parents wait for `python -m pipeline enrich`"
-    return "none (no LLM configured)"
-
-
-def print_ingest_summary(report: IngestReport) -> None:
-    s = report.stats
-    table = Table(title=f"ingest → {report.store}", show_header=False)
-    rows = [
-        ("files added / updated / unchanged", f"{s.files_added} / {s.files_updated} / {s.files_unchanged}"),
-        ("files removed / failed", f"{s.files_removed} / {s.files_failed}"),
-        ("documents / parents", f"{s.documents} / {s.parents}"),
-        ("references", ", ".join(f"{k} {v}" for k, v in s.references.items()) or "0"),
-        ("parents rebuilt / reused from cache", f"{s.parents_rebuilt} / {s.parents_reused}"),
-        ("LLM calls / texts embedded", f"{s.llm_calls} / {s.embedded_texts}"),
-        ("summaries and questions", _enrich_line(s)),
-        ("cache hits / misses", f"{s.cache_hits} / {s.cache_misses}"),
-        ("seconds (of which Qdrant writes)", f"{s.seconds:.1f} ({s.store_seconds:.1f})"),
-    ]
-    for k, v in rows:
-        table.add_row(k, v)
-    err.print(table)
-    if s.llm_calls == 0 and s.embedded_texts == 0 and s.files_failed == 0:
-        err.print("nothing to do: 0 LLM calls and 0 embedding calls (input unchanged)")
 
 
 @app.command()
@@ -168,11 +106,14 @@ def ingest(
             for s in found.skipped:
                 err.print(f"[red]failed[/] {s.path}: {s.reason}", highlight=False)
             fail("nothing to ingest: no supported file among the given paths (nothing was created)", code=1)
+    progress = None
     try:
         with IngestProgress() as progress:
             report = Ingestor(settings, progress=progress, lock_timeout=lock_timeout).run([p for p in paths if p.exists()], prune=prune)
     except PipelineError as exc:
         fatal(exc)
+    except KeyboardInterrupt:
+        interrupted(progress)  # what finished, and that the same command resumes; exit 130
     from pipeline.models import FileResult
 
     for p in missing:
@@ -385,10 +326,10 @@ def check(
     setup_logging(verbose)
     settings = settings_for(store)
     from pipeline.ingest.repair import run_check
+    from pipeline.store.documents import docstore_path
 
-    if not settings.docstore_path.exists():
-        fail(f"no ingested data in {settings.store}: nothing to check")
     try:
+        docstore_path(settings.store)  # "no store at …", exit 2, before anything is opened or created
         report = run_check(settings, repair, deep)
     except PipelineError as exc:
         fatal(exc)

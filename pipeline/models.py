@@ -123,7 +123,7 @@ class FileResult(BaseModel):
 
     path: str
     doc_id: str = ""
-    status: str  # added | updated | unchanged | removed | failed
+    status: str  # added | updated | unchanged | removed | failed | skipped (a folder's file of an unsupported type)
     parents: int = 0
     reason: str = ""
 
@@ -145,6 +145,7 @@ class IngestStats(BaseModel):
     files_unchanged: int = 0
     files_removed: int = 0
     files_failed: int = 0
+    files_skipped: int = 0  # unsupported types in the given folders, each named in ``files`` (not a failure)
     enrich: str = ""  # done | skipped (auto, LLM whose references do not help) | later | none (no LLM)
     parents_enriched: int = 0  # summaries and questions written by this run
     parents_unenriched: int = 0  # parents of the ingested documents still without them

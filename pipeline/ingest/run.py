@@ -298,6 +298,9 @@ class Ingestor:
             for skipped in found.skipped:  # files the scan did not let through, each with its reason
                 files.append(FileResult(path=skipped.path, status="failed", reason=skipped.reason))
                 self.progress("done", {"path": skipped.path, "status": "failed", "reason": skipped.reason})
+            for skipped in found.unsupported:  # named, not failed: a folder may hold other kinds of files
+                files.append(FileResult(path=skipped.path, status="skipped", reason=skipped.reason))
+                self.progress("done", {"path": skipped.path, "status": "skipped", "reason": skipped.reason})
             sources = found.files
             finish_removals(writer, parents, {doc_id_for(p) for p in sources})
             self.names = IngestNames(parents.ledger(), paths, fingerprint)  # names and same-content aliases (issue 23)

@@ -13,7 +13,9 @@ at most ``IGNORE_MAX_BYTES``, read within ``IGNORE_TIMEOUT`` seconds. One that b
 would hang the scan, a link to ``/dev/zero`` would fill memory) makes the scan refuse the whole folder
 with the reason: scanning without it would ingest the very files it was written to leave out. A
 folder without any supported file is reported ("no supported files found under X (skipped: 2 .docx,
-1 .png)"), so an ingest of the wrong folder does not look like a success.
+1 .png)"), so an ingest of the wrong folder does not look like a success. Files left out of a folder
+for their type are named in ``Scan.unsupported`` (the reports list them as "skipped"): a ``.docx``
+next to the PDFs would otherwise vanish without a word, and its owner would think it indexed.
 
 The scan only decides; it does not guarantee the file is the same when read. With roots, it records
 each accepted file's (st_dev, st_ino) in ``Scan.identity`` and the reader (``load.read_source``)
@@ -83,6 +85,7 @@ class Scan:
     skipped: list[Skipped] = field(default_factory=list)
     over_limit: bool = False  # max_files reached: the walk stopped early
     identity: dict[Path, tuple[int, int]] = field(default_factory=dict)  # with roots: (st_dev, st_ino) per file
+    unsupported: list[Skipped] = field(default_factory=list)  # files in folders left out for their type (not errors)
 
 
 def check_path_text(text: str) -> Path:
@@ -142,10 +145,17 @@ def _ignore_spec(folder: Path, roots: tuple[Path, ...], limits: ScanLimits):  # 
     return pathspec.GitIgnoreSpec.from_lines(data.decode("utf-8", errors="replace").splitlines())
 
 
-def _walk(folder: Path, unsupported: Counter[str], with_links: bool, spec) -> Iterator[Path]:  # type: ignore[no-untyped-def]
+def unsupported_reason(suffix: str) -> str:
+    """What a report says of a file left out for its type, and what would read it."""
+    kind = f"{suffix} files are" if suffix != "(no suffix)" else "files without a suffix are"
+    return f"skipped: unsupported type ({kind} not read; supported: {', '.join(SUPPORTED_SUFFIXES)})"
+
+
+def _walk(folder: Path, unsupported: Counter[str], with_links: bool, spec, named: list[Skipped]) -> Iterator[Path]:  # type: ignore[no-untyped-def]
     """Entries under ``folder`` with a supported suffix, sorted; symlinked sub-folders are not entered
     (yielded, to be reported, if ``with_links``); ``spec`` (the ``.pipelineignore``) matches are left
-    out; other files are counted by suffix in ``unsupported``."""
+    out; other files are counted by suffix in ``unsupported`` and named in ``named`` (hidden files,
+    like ``.DS_Store``, are left out quietly)."""
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames.sort()
         base = Path(dirpath)
@@ -157,7 +167,9 @@ def _walk(folder: Path, unsupported: Counter[str], with_links: bool, spec) -> It
             if Path(name).suffix.lower() in SUPPORTED_SUFFIXES or name in links:
                 yield entry
             elif not name.startswith("."):
-                unsupported[shown(Path(name).suffix.lower()) or "(no suffix)"] += 1
+                suffix = shown(Path(name).suffix.lower()) or "(no suffix)"
+                unsupported[suffix] += 1
+                named.append(Skipped(shown(entry), unsupported_reason(suffix)))
 
 
 def scan(paths: Iterable[Path], limits: ScanLimits = ScanLimits()) -> Scan:
@@ -237,7 +249,7 @@ def scan(paths: Iterable[Path], limits: ScanLimits = ScanLimits()) -> Scan:
                 continue
             before = (len(out.files), len(out.skipped))
             unsupported: Counter[str] = Counter()
-            for entry in _walk(folder, unsupported, bool(roots), spec):
+            for entry in _walk(folder, unsupported, bool(roots), spec, out.unsupported):
                 if not consider(entry, given=False):
                     break
             if (len(out.files), len(out.skipped)) == before:  # nothing to ingest, nothing to explain

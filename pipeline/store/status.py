@@ -7,22 +7,19 @@ from typing import Any
 from qdrant_client import QdrantClient
 
 from pipeline.config import Settings
-from pipeline.errors import StoreUnavailable
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import LedgerReader, ParentStore
+from pipeline.store.documents import docstore_path as existing_docstore
 
 
 def store_status(settings: Settings, client: QdrantClient | None = None, parents: ParentStore | LedgerReader | None = None) -> dict[str, Any]:
     """A JSON-ready summary; opens (and closes) the client and docstore unless they are passed in.
 
     Raises:
-        StoreUnavailable: the store folder does not exist (nothing is created to find that out).
+        StoreUnavailable: no docstore at ``settings.store`` (nothing is created to find that out).
     """
-    if client is None and not settings.store.is_dir():
-        raise StoreUnavailable(
-            f"no store at {settings.store}: nothing has been ingested there "
-            f"(run `python -m pipeline ingest PATH --store {settings.store}`, or pass the right --store)"
-        )
+    if client is None:  # the docstore, not the folder: an empty folder is no store, and opening it would create one
+        existing_docstore(settings.store)
     own_client = client is None
     client = client or qstore.open_client(settings)
     docstore_path = settings.docstore_path

@@ -21,6 +21,20 @@ def test_missing_store_is_an_error_and_is_not_created(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
+def test_an_empty_folder_or_a_folder_with_only_an_engine_lock_is_no_store(tmp_path: Path) -> None:
+    """Issue 23: a folder without a docstore (made by hand, or left by an old ``query`` that created
+    ``edge/.lock``) was reported as an empty store with exit 0; opening it also created ``edge/``."""
+    for store in (tmp_path / "empty", tmp_path / "lock-only"):
+        store.mkdir()
+        if store.name == "lock-only":
+            (store / "edge").mkdir()
+            (store / "edge" / ".lock").touch()
+        before = sorted(p.relative_to(store) for p in store.rglob("*"))
+        with pytest.raises(StoreUnavailable, match=f"no store at {store}"):
+            store_status(Settings(store=store))
+        assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
 def test_cli_status_on_a_missing_store_exits_2_with_one_json_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = tmp_path / "nowhere"
     monkeypatch.setattr("sys.argv", ["pipeline", "status", "--json", "--store", str(missing)])  # fail() reads --json from argv
@@ -57,6 +71,9 @@ def test_status_imports_no_llama_index(tmp_path: Path) -> None:
 
     store = tmp_path / "store"
     store.mkdir()
+    from pipeline.store.docstore import ParentStore  # a docstore makes a folder a store (an empty one is "no store at …")
+
+    ParentStore(store / "docstore.sqlite").close()
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "pipeline", "status", "--json", "--store", str(store)],
         cwd=ROOT, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PIPELINE_CONFIG": str(ROOT / "tests" / "no-config.toml")},
