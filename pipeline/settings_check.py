@@ -19,7 +19,8 @@ from pydantic import BaseModel, SecretStr
 
 PREFIX = "PIPELINE_"
 # Read by the product but not settings: the config file's path, the model cache, the crash-test hook.
-NOT_SETTINGS = frozenset({"PIPELINE_CONFIG", "PIPELINE_MODEL_CACHE", "PIPELINE_FAULT_PAUSE", "PIPELINE_API_TOKEN", "PIPELINE_STORE"})
+NOT_SETTINGS = frozenset({"PIPELINE_CONFIG", "PIPELINE_MODEL_CACHE", "PIPELINE_FAULT_PAUSE", "PIPELINE_API_TOKEN", "PIPELINE_STORE",
+                          "PIPELINE_LOG_FILE", "PIPELINE_SERVICE_URL"})  # the last two: scripts/scheduled_ingest.py
 # Settings also read from these established names (config.Settings._established_env).
 ESTABLISHED = {"qdrant.url": "QDRANT_URL", "qdrant.api_key": "QDRANT_API_KEY", "openai_api_key": "OPENAI_API_KEY", "service.api_token": "PIPELINE_API_TOKEN"}
 

@@ -131,6 +131,7 @@ def check_store(
                 needs_rebuild.update(missing_docs)
             continue
         found: dict[str, set[str]] = defaultdict(set)
+        orphan_docs: Counter[str] = Counter()
         n = leaving = 0
         try:
             scanned = list(qstore.scroll_payloads(client, name, [layout.DOC_ID, layout.PARENT_ID, layout.KIND]))
@@ -160,6 +161,7 @@ def check_store(
                 unlisted[doc_id].append(_Found(coll, point_id, kind, pid))
             else:
                 orphan_points[coll].append(point_id)
+                orphan_docs[doc_id] += 1
         points[name] = n
         if n - leaving != listed[coll.value]:
             problems.append(Problem(kind="count-mismatch", detail=f"{name}: {n} points, the ledger lists {listed[coll.value]}", count=abs(n - listed[coll.value])))
@@ -168,9 +170,8 @@ def check_store(
             if missing:
                 problems.append(Problem(kind="missing-reference", doc_id=doc_id, detail=f"{name}: {len(missing)} listed references absent", count=len(missing)))
                 needs_rebuild.add(doc_id)
-        if orphan_points.get(coll):
-            k = len(orphan_points[coll])
-            problems.append(Problem(kind="orphan-reference", detail=f"{name}: {k} references whose parent is in no docstore", count=k))
+        for doc_id, k in sorted(orphan_docs.items()):
+            problems.append(Problem(kind="orphan-reference", doc_id=doc_id, detail=f"{name}: {k} references whose parent is in no docstore", count=k))
     for doc_id, items in sorted(unlisted.items()):
         problems.append(Problem(kind="unregistered-reference", doc_id=doc_id, detail=f"{len(items)} references not in the ledger, their parents in the docstore: --repair registers them", count=len(items)))
 

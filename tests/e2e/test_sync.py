@@ -263,7 +263,7 @@ class TestCheck:
         kinds = {p["kind"] for p in bad.json["problems"]}
         assert {"dangling-reference", "missing-parent", "orphan-reference"} <= kinds
         fixed = run_cli("check", "--repair", "--json", "--store", str(store))
-        assert any("orphan references" in r for r in fixed.json["repaired"])
+        assert any("whose parents are in no docstore" in r for r in fixed.json["repaired"])
         assert any("marked" in r for r in fixed.json["repaired"])
         rebuilt = ingest(store, corpus)
         assert rebuilt.code == 0 and rebuilt.json["stats"]["files_updated"] == 1
