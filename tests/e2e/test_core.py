@@ -149,4 +149,5 @@ class TestStoreIntegrity:
 
     def test_query_on_empty_store_says_what_to_do(self, tmp_path: Path) -> None:
         run = run_cli("query", QUESTION, "--retrieve-only", "--store", str(tmp_path / "nothing"))
-        assert run.code == 2 and "run `python -m pipeline ingest PATH` first" in run.stderr
+        assert run.code == 2 and "no store at" in run.stderr and "run `python -m pipeline ingest PATH" in run.stderr
+        assert not (tmp_path / "nothing").exists()  # a read-only command creates nothing
