@@ -86,7 +86,11 @@ class Citation(BaseModel):
     pages: list[int] = Field(default_factory=list)
     parent_id: str
     source: int  # 1-based index into ``sources``
+    # How this sentence ranked among the sources' sentences: NOT the sources' 0-1 relative scale.
+    # ``cross_encoder_logit`` (the reranker's raw logit, unbounded, e.g. 6.3) or ``term_overlap`` (the
+    # IDF-weighted share of the query's words, when no cross-encoder is loaded); ``score_kind`` says which.
     score: float
+    score_kind: str = "term_overlap"
 
 
 class Answer(BaseModel):
