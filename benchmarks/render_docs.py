@@ -123,6 +123,9 @@ def render_quality() -> str:
         "*Oracle* is the share of questions whose reference is found in some parent at all.\n"
     )
     out.append(SEED + "\n")
+    from render_trust import render_trust  # benchmarks/render_trust.py (issue 22)
+
+    out += render_trust()
     out += render_stages()
     out += summary_table(by_variant)
     out.append(CHOICES + "\n")

@@ -86,6 +86,8 @@ def eval_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --generate, replace an existing rag_dataset.json.")] = False,
     variants: Annotated[str, typer.Option("--variants", help="Comma-separated retrieval stages measured side by side per mode: default (the settings), dense, hybrid, dense+rerank, hybrid+rerank; results keyed mode/variant.")] = "default",
     no_ingest: Annotated[bool, typer.Option("--no-ingest", help="Use the eval store as it is (retrieval-only settings changes).")] = False,
+    negatives: Annotated[Optional[str], typer.Option("--negatives", help="Measure answerability: comma-separated dataset folders whose questions this store cannot answer, and/or `general` (bundled general-knowledge questions).")] = None,
+    answers: Annotated[bool, typer.Option("--answers", help="Also measure answer containment: the labelled answer in the printed extract (short-answer sets such as mini_squadv2).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Also write the JSON report to this file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")] = False,
@@ -121,7 +123,11 @@ def eval_command(
                         progress=lambda e, d: progress("parent", d),
                     ).generate(generate, dataset)
             data = load_dataset(dataset, sources).limited(limit)
-            report = EvalRunner(settings, modes=mode_list, ks=ks, store=eval_store, progress=progress, ingest=not no_ingest, variants=[v.strip() for v in variants.split(",") if v.strip()]).run(data)
+            negative_questions = _negative_questions(negatives, limit) if negatives else None
+            report = EvalRunner(
+                settings, modes=mode_list, ks=ks, store=eval_store, progress=progress, ingest=not no_ingest,
+                variants=[v.strip() for v in variants.split(",") if v.strip()], negatives=negative_questions, answers=answers,
+            ).run(data)
     except PipelineError as exc:
         fail(str(exc), kind=type(exc).__name__)
         raise  # unreachable
@@ -145,9 +151,35 @@ def eval_command(
             cells += [f"{r.hit[k]:.3f}", f"{r.mrr[k]:.3f}"]
         table.add_row(mode, *cells, f"{r.parents_returned[max(report.ks)]:.1f}", f"{r.latency_ms_p50:.0f}")
     stdout.print(table)
+    if report.answerability:
+        a = report.answerability
+        stdout.print(
+            f"answerability at min_confidence {a.threshold:g}: AUROC {a.auroc:.3f}, answered {a.answered:.3f} of {a.positives} answerable "
+            f"(right parent in the top {max(report.ks)}; {a.missed} not retrieved), refused {a.refused:.3f} of {a.negatives} negatives",
+            highlight=False,
+        )
+    if report.containment:
+        c = report.containment
+        stdout.print(f"answer containment {c.share:.3f}: the labelled answer in {c.contained} of {c.eligible} extracts (questions whose top-3 parents hold it)", highlight=False)
     cfg = report.config
     stdout.print(
         f"oracle coverage {report.oracle_coverage:.3f} (share of questions whose reference is in some parent); "
         f"llm {cfg['llm']}, fusion {cfg['fusion']}; store {report.store}",
         highlight=False,
     )
+
+
+def _negative_questions(spec: str, limit: int | None) -> list[str]:
+    """The questions of ``--negatives``: each dataset's (first ``limit``), and the bundled general ones for ``general``."""
+    from pipeline.eval.answers import general_questions
+    from pipeline.eval.datasets import load_dataset
+
+    out: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if part == "general":
+            out += general_questions()
+        else:
+            out += [ex.query for ex in load_dataset(Path(part)).limited(limit).examples]
+    return out

@@ -40,6 +40,7 @@ class EvalExample:
 
     query: str
     reference_contexts: tuple[str, ...]
+    reference_answer: str = ""  # the labelled answer, when the set has one (answer containment)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def _labelled(path: Path, data: dict[str, Any], name: str, sources: tuple[Path, 
         if not query or not contexts:
             skipped += 1
             continue
-        examples.append(EvalExample(query=query, reference_contexts=contexts))
+        examples.append(EvalExample(query=query, reference_contexts=contexts, reference_answer=(ex.get("reference_answer") or "").strip()))
     if skipped:
         logger.warning("%s: skipped %d example(s) without a query or reference_contexts", path, skipped)
     if not examples:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
+from pipeline.eval.answers import Answerability, Containment, answerability, containment
 from pipeline.eval.datasets import EvalDataset
 from pipeline.eval.matcher import RelevanceMatcher, normalise
 from pipeline.eval.metrics import hit_at_k, mean, percentile, reciprocal_rank_at_k
@@ -92,6 +93,8 @@ class EvalReport(BaseModel):
     oracle_coverage: float
     results: dict[str, ModeResult]
     config: dict[str, Any] = Field(default_factory=dict)
+    answerability: Answerability | None = None
+    containment: Containment | None = None
     ingest: IngestStats = Field(default_factory=IngestStats)
     seconds: float = 0.0
     date: str = ""
@@ -103,6 +106,8 @@ class EvalReport(BaseModel):
             "results": {mode: r.flat() for mode, r in self.results.items()},
             "examples": self.examples,
             "store": self.store,
+            **({"answerability": self.answerability.flat()} if self.answerability else {}),
+            **({"containment": self.containment.flat()} if self.containment else {}),
             "config": self.config,
             "ingest": {
                 "parents": self.ingest.parents,
@@ -175,7 +180,11 @@ class EvalRunner:
         progress: EvalProgressFn = _noop,
         ingest: bool = True,
         variants: Sequence[str] = ("default",),
+        negatives: Sequence[str] | None = None,
+        answers: bool = False,
     ) -> None:
+        """``negatives``: questions this store cannot answer (``answers.answerability`` is measured when
+        given, at the largest k); ``answers``: also measure answer containment of the extracts."""
         if not modes:
             raise ConfigError("modes is empty: give at least one of base, chunk, metadata, all")
         bad = [k for k in ks if not 1 <= k <= 50]
@@ -194,6 +203,8 @@ class EvalRunner:
         if unknown or not variants:
             raise ConfigError(f"unknown variant(s) {unknown}: use {', '.join(VARIANTS)}")
         self.variants = list(dict.fromkeys(variants))
+        self.negatives = list(negatives) if negatives is not None else None
+        self.answers = answers
 
     def _models(self) -> tuple[BaseEmbedding, LLM | None]:
         from pipeline.providers.embeddings import build_embedder
@@ -289,7 +300,7 @@ class EvalRunner:
                 latencies: list[float] = []
                 for k in self.ks:
                     for ex, matcher in zip(dataset.examples, matchers):
-                        answer = engine.retrieve(ex.query, mode, k, rerank=use_rerank, hybrid=use_hybrid)
+                        answer = engine.retrieve(ex.query, mode, k, rerank=use_rerank, hybrid=use_hybrid, judge=False)
                         relevant = []
                         for s in answer.sources:
                             if s.parent_id not in norms:
@@ -310,6 +321,15 @@ class EvalRunner:
                     latency_ms_p50=percentile(latencies, 50),
                     latency_ms_p95=percentile(latencies, 95),
                 )
+            answerable = None
+            if self.negatives is not None:
+                answerable = answerability(
+                    engine, dataset, self.negatives, max(self.ks), engine.threshold(None),
+                    lambda d, t: self.progress("query", {"done": d, "total": t, "mode": "answerability", "k": max(self.ks)}),
+                )
+            contained = None
+            if self.answers:
+                contained = containment(engine, dataset, lambda d, t: self.progress("query", {"done": d, "total": t, "mode": "containment", "k": 3}))
         return EvalReport(
             dataset=dataset.name,
             path=str(dataset.path),
@@ -319,6 +339,8 @@ class EvalRunner:
             ks=self.ks,
             oracle_coverage=oracle,
             results=results,
+            answerability=answerable,
+            containment=contained,
             config={**describe(self.settings), "embed": embedder.model_name, "variants": self.variants},
             ingest=report.stats,
             seconds=time.perf_counter() - started,
