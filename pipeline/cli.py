@@ -394,8 +394,10 @@ def _register_subcommands() -> None:
     app.command("eval", help="Evaluate retrieval quality on a labelled dataset.")(eval_command)
     from pipeline.config_command import config_command
     from pipeline.docs_command import docs_app
+    from pipeline.snapshot_command import snapshot_app
 
     app.add_typer(docs_app, name="docs")
+    app.add_typer(snapshot_app, name="snapshot")
     app.command("config")(config_command)
 
 

@@ -274,6 +274,9 @@ class ServiceSettings(BaseModel):
     ingest_stop_timeout: float = Field(
         10.0, ge=0.0, description="Seconds a cancelled job (DELETE /jobs/{id}, shutdown) gets to stop at its next file or parent before it is abandoned"
     )
+    snapshot_dir: Path | None = Field(
+        None, description="Folder POST /snapshots writes into, one sub-folder per snapshot (unset: <store>-snapshots beside the store)"
+    )
 
 
 def is_store(folder: Path) -> bool:

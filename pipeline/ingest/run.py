@@ -36,6 +36,7 @@ from pipeline.ingest.enrich import EnrichmentPhase, ParentEnricher, enriched_cou
 from pipeline.ingest.load import PAGE_OFFSETS, load_document, read_source
 from pipeline.ingest.plan import prune_candidates
 from pipeline.ingest.scan import ScanLimits, scan
+from pipeline.store.lock import store_lock  # noqa: F401 (re-exported: ingest/remove.py and repair.py take it from here)
 from pipeline.ingest.write import DocumentWriter
 from pipeline.models import FileResult, IngestReport, IngestStats
 from pipeline.providers.embeddings import build_embedder, embed_dim
@@ -58,11 +59,6 @@ ProgressFn = Callable[[str, dict], None]
 
 def _noop(event: str, detail: dict) -> None:
     return None
-
-
-def store_lock(settings: Settings, timeout: float) -> FileLock:
-    settings.store.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(settings.store / "ingest.lock"), timeout=timeout)
 
 
 def enrich_during_ingest(settings: Settings) -> bool:

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, IngestError, InvalidQuery, PipelineError, QueryError, ShuttingDown, StoreError, StoreUnavailable, fatal_error
-from pipeline.service import documents, routes
+from pipeline.service import documents, routes, snapshots
 from pipeline.service.deps import ServiceState, require_token
 from pipeline.service.middleware import CleanStartupFailure, RequestContext
 from pipeline.service.redact import redact_paths
@@ -47,6 +47,7 @@ DESCRIPTION = """Recursive retrieval with node references over ingested PDFs.
 * `POST /query`: an LLM answer with its sources; `"stream": true` for server-sent events.
 * `POST /ingest` + `GET /jobs/{id}`: ingest files on the server as a background job.
 * `GET /documents`, `GET /documents/{name}`, `DELETE /documents/{name}`: what is indexed, by name.
+* `POST /snapshots`: a consistent backup of the store while queries go on.
 * `GET /healthz` (no token), `/readyz`, `/status`, `/metrics` (Prometheus).
 
 When `PIPELINE_API_TOKEN` is set, every route but `/healthz` needs `Authorization: Bearer <token>`.
@@ -177,6 +178,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(routes.public)
     app.include_router(routes.api, dependencies=auth)
     app.include_router(documents.router, dependencies=auth)
+    app.include_router(snapshots.router, dependencies=auth)
     app.include_router(routes.docs, dependencies=[] if settings.service.public_docs else auth)
     # The Swagger UI library itself (no data in it) is public, so a browser can load it offline.
     app.mount(routes.DOCS_ASSETS, StaticFiles(directory=routes.swagger_assets_dir()), name="docs-assets")
