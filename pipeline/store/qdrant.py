@@ -140,6 +140,9 @@ class MaintainedFiles(Protocol):
     def optimize(self) -> None: ...
     def outdated(self) -> list[str]: ...
     def upgrade(self) -> list[str]: ...
+    def search_hits(
+        self, name: str, queries: Sequence[tuple[str | None, Any]], flt: models.Filter | None, limit: int, keys: list[str] | bool
+    ) -> list[list[tuple[str, float, dict[str, Any]]]]: ...
 
 
 def _edge_client(client: Any) -> MaintainedFiles | None:
@@ -213,7 +216,7 @@ def ensure_collections(client: QdrantClient, settings: Settings, model: str, dim
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             metadata={META_MODEL: model, META_DIM: dim},
         )
-        if settings.qdrant.url:  # payload indexes have no effect in local mode
+        if backend(settings) is QdrantBackend.SERVER:  # edge makes them at creation (``open_client``); local mode has none
             for key in PAYLOAD_INDEXES:
                 with_retries(client.create_payload_index)(name, key, models.PayloadSchemaType.KEYWORD)
         logger.info("created collection %s (%s/%d)", name, model, dim)
@@ -275,12 +278,12 @@ def search(
 
     A query is (vector name, None for the dense vector; the query vector, dense or sparse), all in one
     call. The edge engine answers without qdrant-client's models (``EdgeStore.search_hits``: it holds
-    the GIL while searching, so Python per hit is throughput lost); elsewhere ``query_points`` for
+    the GIL while searching, so Python per hit is throughput lost; ``MaintainedFiles.search_hits``); elsewhere ``query_points`` for
     one query, ``query_batch_points`` for more.
     """
     edge = _edge_client(client)
     if edge is not None:
-        return edge.store.search_hits(name, queries, flt, limit, keys)
+        return edge.search_hits(name, queries, flt, limit, keys)
     if len(queries) == 1:
         using, vector = queries[0]
         responses = [client.query_points(name, query=vector, using=using, query_filter=flt, limit=limit, with_payload=keys)]

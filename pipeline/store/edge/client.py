@@ -727,3 +727,10 @@ class EdgeClient(QdrantClient):
 
     def upgrade(self) -> list[str]:
         return self.store.upgrade()
+
+    def search_hits(
+        self, name: str, queries: Sequence[tuple[str | None, Any]], flt: models.Filter | None, limit: int, keys: list[str] | bool
+    ) -> list[list[tuple[str, float, dict[str, Any]]]]:
+        """The search fast path, part of this client's interface (``qdrant.search`` uses it when present):
+        hits as plain tuples, without qdrant-client's models (the engine holds the GIL while searching)."""
+        return self.store.search_hits(name, queries, flt, limit, keys)
