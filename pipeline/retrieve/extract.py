@@ -48,6 +48,8 @@ STOPWORDS = frozenset(
     "they them he she his her we our you your i me my not no so such into about over under between also has have had "
     "more most other some any each both all one two".split()
 )
+CONTEXT_WINDOWS = True  # score anaphoric sentences with the sentence before them (docs/quality.md, containment)
+_ANAPHOR = re.compile(r"(?:It|Its|This|These|That|Those|They|Their|He|She|His|Her|Such|The latter|The former)\b")
 NO_SENTENCE = "No sentence of the retrieved passages answers this; see the sources below."
 LEXICAL_CANDIDATES = 32  # sentences passed on to the scorer (the cross-encoder costs ~10 ms per pair)
 
@@ -163,6 +165,24 @@ class ExtractiveAnswerer:
                     out.append(Sentence(text, i, start, len(out)))
         return out
 
+    def _with_context(self, query: str, pool: list[Sentence], cands: list[Sentence], own: list[float]) -> tuple[list[float], set[int]]:
+        """Re-score the sentences that lean on the one before them ("It", "This", "He" ...) with it in front.
+
+        Alone, "It is considered a conservative and traditional troupe" does not match "What type of troupe
+        is Jiangsu Province Kun Opera?"; with the sentence naming the opera before it, it does. Returns the
+        scores (the better of alone and with context) and the pool indices whose context won.
+        """
+        idx = [i for i, c in enumerate(pool) if _ANAPHOR.match(c.text) and c.order > 0 and cands[c.order - 1].source == c.source]
+        if not idx:
+            return own, set()
+        assert self.scorer is not None
+        ctx = self.scorer(query, [f"{cands[pool[i].order - 1].text} {pool[i].text}" for i in idx])
+        scores, joined = list(own), set()
+        for i, value in zip(idx, ctx):
+            if value > own[i]:
+                scores[i], _ = float(value), joined.add(i)
+        return scores, joined
+
     def answer(
         self,
         query: str,
@@ -184,10 +204,13 @@ class ExtractiveAnswerer:
         pool = [cands[i] for i in sorted(keep)]
         scores = [lexical[i] for i in sorted(keep)]
         margin = None
+        joined: set[int] = set()  # pool indices best read with the sentence before them
         if self.scorer is not None:
             try:
                 scores = [float(s) for s in self.scorer(query, [c.text for c in pool])]
                 margin = self.margin
+                if CONTEXT_WINDOWS:
+                    scores, joined = self._with_context(query, pool, cands, scores)
             except Exception as exc:  # the reranker's weights are missing or broken: fall back, say so
                 logger.warning("sentence scorer failed (%s: %s); using query-term overlap", type(exc).__name__, exc)
         # A little preference for the better-ranked source breaks near-ties the retriever already decided;
@@ -210,6 +233,11 @@ class ExtractiveAnswerer:
                 continue
             used.add(c.order)
             text, length = c.text, len(c.text)
+            prev = cands[c.order - 1] if c.order > 0 else None
+            if i in joined and prev is not None and prev.order not in used:
+                # "It is considered a conservative troupe": quoted with the sentence that says what "it" is.
+                text, length, c = f"{prev.text} {text}", c.start + len(c.text) - prev.start, Sentence(c.text, c.source, prev.start, c.order)
+                used.add(prev.order)
             nxt = cands[c.order + 1] if c.order + 1 < len(cands) else None
             if text.endswith(":") and nxt is not None and nxt.source == c.source:
                 # "key differences ... are:" says nothing alone; the first item of its list is the answer.

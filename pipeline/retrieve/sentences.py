@@ -22,8 +22,10 @@ import re
 import unicodedata
 from collections import Counter
 
-_ABBREV = re.compile(r"(?:\b(?:al|e\.g|i\.e|etc|Fig|Figs|Eq|Eqs|Sec|Tab|vs|cf|approx|No|pp|Vol|Dr|Mr|Ms|St|Mt|Jr|Sr|Inc|Co|Ltd)\.|\b[A-Z]\.)$")
+_ABBREV = re.compile(r"(?:\b(?:al|e\.g|i\.e|etc|c|ca|Op|Fig|Figs|Eq|Eqs|Sec|Tab|vs|cf|approx|No|pp|Vol|Dr|Mr|Ms|St|Mt|Jr|Sr|Inc|Co|Ltd)\.|\b[A-Z]\.)$")
 _SENT_END = re.compile(r"(?<=[.!?])[\"')\]”’]*\s+(?=[\"'(\[“‘]?[A-Z0-9])|\s*[•▪◦]\s+")
+_WIKI_HEADING = re.compile(r"^\s*(=+)[^=].*?\1\s*$")  # "=== Dutch rule ===" in text exported from a wiki
+_GLUED = re.compile(r"(?<=[a-z0-9)\]][a-z0-9)\]][.!?])(?=[A-Z][a-z])")  # "Lower Hudson Valley.The first visit": paragraphs run together
 _PAGE_NUMBER = re.compile(r"^\s*(?:page\s+)?\d{1,5}(?:\s+of\s+\d{1,5})?\s*$", re.IGNORECASE)
 _FOOTNOTE_URL = re.compile(r"^\s*\d{1,2}\s?(?:https?://|www\.)")
 _FOOTNOTE_TEXT = re.compile(r"^\s*\d{1,2}[A-Z][a-z]")
@@ -86,7 +88,7 @@ def clean_text(text: str) -> tuple[str, list[int], list[int]]:
     while i < len(raw):
         line = unicodedata.normalize("NFKC", raw[i]).rstrip()
         stripped = line.strip()
-        if not stripped or _PAGE_NUMBER.match(stripped) or (counts[raw[i].strip()] > 1 and len(stripped.split()) <= 12 and not stripped.endswith(".")):
+        if not stripped or _PAGE_NUMBER.match(stripped) or _WIKI_HEADING.match(stripped) or (counts[raw[i].strip()] > 1 and len(stripped.split()) <= 12 and not stripped.endswith(".")):
             i += 1
             continue
         if _FOOTNOTE_URL.match(line):  # "9https://github.com/allenai/science-" + "parse"
@@ -120,6 +122,7 @@ def _boundaries(text: str) -> list[tuple[int, int]]:
     (a line of at most five words, or all capitalised, ending in a capitalised word or a number,
     before a line starting with a capital: "Abstract", "2.1 Processing PDFs")."""
     spans = [(m.start(), m.end()) for m in _SENT_END.finditer(text)]
+    spans += [(m.start(), m.end()) for m in _GLUED.finditer(text)]
     for m in re.finditer(r"[ \t]*\n\s*(?=[A-Z0-9])", text):
         raw_line = text[text.rfind("\n", 0, m.start()) + 1 : m.start()]
         line = raw_line.split()
