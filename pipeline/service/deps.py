@@ -29,7 +29,6 @@ from pipeline.providers.embeddings import build_embedder, embed_dim
 from pipeline.retrieve.engine import Engine
 from pipeline.service.jobs import JobRunner
 from pipeline.service.llm_state import LLMState, ServiceLLM
-from pipeline.service.local_mode import SerializedClient
 from pipeline.service.metrics import ServiceMetrics
 from pipeline.service.redact import redact_paths
 from pipeline.service.schemas import IngestJob
@@ -120,15 +119,12 @@ class ServiceState:
 
     # --- store and engine
     def client(self) -> QdrantClient:
-        """The process's Qdrant client, opened on first use (local mode: serialized, see ``SerializedClient``)."""
+        """The process's Qdrant client, opened on first use; each backend owns its locking (local mode's
+        is ``store/local_mode.py``; tests/e2e/test_edge_service.py: ingest while 8 threads query)."""
         with self._lock:
             if self._client is None:
-                client = qstore.open_client(self.settings)
-                # Local mode is not thread-safe; the edge engine and a server take their own locks
-                # (tests/e2e/test_edge_service.py: ingest while 8 threads query).
-                local = qstore.backend(self.settings).value == "local"
-                self._client = SerializedClient(client) if local else client  # type: ignore[assignment]
-            return self._client  # type: ignore[return-value]
+                self._client = qstore.open_client(self.settings)
+            return self._client
 
     @property
     def current_engine(self) -> Engine | None:

@@ -122,8 +122,10 @@ def open_client(settings: Settings) -> QdrantClient:
         logger.info("store %s was written by qdrant-client local mode: opening it in local mode; %s", settings.store, MIGRATE_HINT)
     path = settings.qdrant_path
     path.mkdir(parents=True, exist_ok=True)
+    from pipeline.store.local_mode import SerializedClient
+
     try:
-        return QdrantClient(path=str(path))
+        return SerializedClient(QdrantClient(path=str(path)))  # type: ignore[return-value]
     except RuntimeError as exc:
         if "already accessed" in str(exc):
             raise StoreLocked.open_elsewhere(f"embedded Qdrant at {path}") from exc

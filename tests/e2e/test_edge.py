@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from pipeline.config import Settings
-from pipeline.service.deps import SerializedClient, ServiceState
+from pipeline.service.deps import ServiceState
+from pipeline.store.local_mode import SerializedClient
 from pipeline.service.app import create_app
 from tests.conftest import SAMPLE_PDF
 from tests.e2e.conftest import NO_LLM, copy_store, Run, run_cli, wait_for_job
@@ -72,7 +73,7 @@ def test_check_repair_rewrites_collections_of_the_older_engine_layout(plain_stor
 
     import qdrant_edge as qe
 
-    from pipeline.store import edge
+    from pipeline.store.edge import tuning as edge
 
     store = copy_store(plain_store[0], tmp_path / "store")
     wanted = {(q, m): sources(store, q, m) for q in QUESTIONS for m in ("all", "chunk")}

@@ -7,7 +7,7 @@ import pytest
 from fastapi import HTTPException
 
 from pipeline.service.deps import GenerationSlots
-from pipeline.service.local_mode import UPLOAD_SLICE, SerializedClient
+from pipeline.store.local_mode import UPLOAD_SLICE, SerializedClient
 from pipeline.service.metrics import ServiceMetrics
 
 

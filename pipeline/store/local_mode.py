@@ -1,8 +1,10 @@
-"""The service's client for qdrant-client local mode: reads in parallel, each write alone.
+"""qdrant-client local mode, as ``open_client`` hands it out: reads in parallel, each write alone.
 
 Local mode keeps points in Python lists and numpy arrays that an upsert grows; a search in another
-thread at that moment can see arrays of different lengths. The embedded engine (edge) and a server
-own their locking, so only local mode is wrapped (``ServiceState.client``).
+thread at that moment can see arrays of different lengths. Each backend owns its locking: the
+embedded engine (edge) and a server take their own, and local mode gets this wrapper wherever it is
+opened (the service searches from worker threads while an ingest job writes; a CLI process pays an
+uncontended lock per call).
 """
 
 from __future__ import annotations
