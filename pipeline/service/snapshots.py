@@ -52,4 +52,5 @@ async def create(state: StateDep, body: Annotated[SnapshotRequest | None, Body()
 
     manifest = await anyio.to_thread.run_sync(make)
     logger.info("snapshot created: %s", name, extra={"points": sum(manifest.collections.values()), "documents": manifest.documents, "request_id": request_id_var.get("")})
-    return manifest
+    # Server paths stay on the server (as in every other response): the snapshot by its name only.
+    return manifest.model_copy(update={"store": "<store>", "path": f"<snapshot_dir>/{name}"})

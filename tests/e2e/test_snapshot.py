@@ -167,6 +167,7 @@ def test_service_snapshot_while_8_clients_query_has_0_errors(plain_store: tuple[
         assert c.post("/snapshots", json={"name": "under-load"}).status_code == 409
         assert httpx.post(f"{served.url}/snapshots", json={}).status_code == 401  # token-protected like /ingest
         manifest = made.json()
+        assert str(tmp_path) not in made.text and manifest["path"] == "<snapshot_dir>/under-load"  # no server paths
     target = tmp_path / "restored"
     restored = run_cli("snapshot", "restore", str(tmp_path / "snaps" / "under-load"), "--store", str(target), "--json", env=NO_LLM)
     assert restored.code == 0, restored.stderr
