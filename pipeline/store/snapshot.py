@@ -325,19 +325,53 @@ def restore_snapshot(settings: Settings, src: Path, force: bool = False, lock_ti
     return manifest
 
 
-def _swap_in(settings: Settings, src: Path, engine_dir: Path, folder: Path | None) -> None:
-    """Copy the snapshot next to the live files, then rename them in; the old ones go last."""
-    store = settings.store
-    staged = store / ".restoring"
+STAGED, REPLACED, COMPLETE = ".restoring", ".replaced", ".complete"
+
+
+def finish_interrupted_restore(store: Path) -> str | None:
+    """Finish or undo a restore a crash stopped; returns what was done, None if there was nothing.
+
+    The copy is staged whole (marked ``.complete``) before any live file moves; so a marked stage is
+    moved in (the old files are aside already or about to be), an unmarked one is dropped and the
+    old files that had been moved aside are put back.
+    """
+    staged, old = store / STAGED, store / REPLACED
+    if (staged / COMPLETE).exists():
+        for item in staged.iterdir():
+            if item.name != COMPLETE and not (store / item.name).exists():
+                item.rename(store / item.name)
+        shutil.rmtree(staged)
+        shutil.rmtree(old, ignore_errors=True)
+        return "finished an interrupted restore"
+    if old.exists():
+        for item in old.iterdir():
+            if not (store / item.name).exists():
+                item.rename(store / item.name)
+        shutil.rmtree(old)
+        shutil.rmtree(staged, ignore_errors=True)
+        return "undid an interrupted restore (the store is as it was before it)"
     if staged.exists():
         shutil.rmtree(staged)
+    return None
+
+
+def _swap_in(settings: Settings, src: Path, engine_dir: Path, folder: Path | None) -> None:
+    """Stage a whole copy of the snapshot beside the live files, mark it complete, then rename it in;
+    the old files go last. A crash anywhere is finished or undone by ``finish_interrupted_restore``."""
+    store = settings.store
+    if done := finish_interrupted_restore(store):
+        logger.warning("%s: %s", store, done)
+    staged = store / STAGED
     staged.mkdir(parents=True)
     if folder is not None and engine_dir.is_dir():
         copy_sparse(engine_dir, staged / folder.name)
     for name in (DOCSTORE_FILE, CACHE_FILE):
         if (src / name).is_file():
             backup_sqlite(src / name, staged / name)
-    old = store / ".replaced"
+    with open(staged / COMPLETE, "w") as mark:
+        mark.flush()
+        os.fsync(mark.fileno())
+    old = store / REPLACED
     if old.exists():
         shutil.rmtree(old)
     old.mkdir()
@@ -348,8 +382,9 @@ def _swap_in(settings: Settings, src: Path, engine_dir: Path, folder: Path | Non
     if folder is not None and folder.exists():
         folder.rename(old / folder.name)
     for item in staged.iterdir():
-        item.rename(store / item.name)
-    staged.rmdir()
+        if item.name != COMPLETE:
+            item.rename(store / item.name)
+    shutil.rmtree(staged)
     shutil.rmtree(old)
 
 
