@@ -69,6 +69,11 @@ class Sentence:
     start: int  # character offset in the parent text
     order: int  # position among all candidate sentences (ties keep document order)
     heading: str = ""  # the section it stands under: read with it by the scorer, not shown
+    end: int = -1  # character offset after it in the parent text (its span covers what cleaning removed)
+
+    @property
+    def span(self) -> int:
+        return self.end - self.start if self.end > self.start else len(self.text)
 
     @property
     def scored(self) -> str:
@@ -168,13 +173,13 @@ class ExtractiveAnswerer:
         out: list[Sentence] = []
         seen: set[str] = set()
         for i, src in enumerate(sources[: self.max_sources]):
-            for start, text, heading in split_sections(src.text):  # cleaned: no ligatures, headings, footnotes, page debris
+            for start, text, heading, end in split_sections(src.text):  # cleaned: no ligatures, headings, footnotes, page debris
                 key = re.sub(r"\W+", " ", text.lower()).strip()
                 if key in seen:  # neighbouring parents overlap: quote a sentence once, from the better source
                     continue
                 if answerable(text) and not repeats_question(text, query):
                     seen.add(key)
-                    out.append(Sentence(text, i, start, len(out), heading))
+                    out.append(Sentence(text, i, start, len(out), heading, end))
         return out
 
     def _with_context(self, query: str, pool: list[Sentence], cands: list[Sentence], own: list[float]) -> tuple[list[float], set[int]]:
@@ -244,16 +249,16 @@ class ExtractiveAnswerer:
             if c.order in used:
                 continue
             used.add(c.order)
-            text, length = c.text, len(c.text)
+            text, length = c.text, c.span
             prev = cands[c.order - 1] if c.order > 0 else None
             if i in joined and prev is not None and prev.order not in used:
                 # "It is considered a conservative troupe": quoted with the sentence that says what "it" is.
-                text, length, c = f"{prev.text} {text}", c.start + len(c.text) - prev.start, Sentence(c.text, c.source, prev.start, c.order)
+                text, length, c = f"{prev.text} {text}", c.start + c.span - prev.start, Sentence(c.text, c.source, prev.start, c.order)
                 used.add(prev.order)
             nxt = cands[c.order + 1] if c.order + 1 < len(cands) else None
             if text.endswith(":") and nxt is not None and nxt.source == c.source:
                 # "key differences ... are:" says nothing alone; the first item of its list is the answer.
-                text, length = f"{text} {nxt.text}", nxt.start + len(nxt.text) - c.start
+                text, length = f"{text} {nxt.text}", nxt.start + nxt.span - c.start
                 used.add(nxt.order)
             src = sources[c.source]
             if c.source not in located:

@@ -207,11 +207,13 @@ def is_fragment(sentence: str, first: bool) -> bool:
 
 def split_clean(text: str) -> list[tuple[int, str]]:
     """(start offset in ``text``, clean sentence) for every sentence worth reading, in document order."""
-    return [(start, sentence) for start, sentence, _ in split_sections(text)]
+    return [(start, sentence) for start, sentence, _, _ in split_sections(text)]
 
 
-def split_sections(text: str) -> list[tuple[int, str, str]]:
-    """(start offset in ``text``, clean sentence, the heading it stands under or "") in document order.
+def split_sections(text: str) -> list[tuple[int, str, str, int]]:
+    """(start offset in ``text``, clean sentence, the heading it stands under or "", end offset in ``text``)
+    in document order. The span in ``text`` may be longer than the sentence: what cleaning removed
+    (a page number, a footnote) lies inside it, which is what a page citation must cover.
 
     Abbreviations such as "et al." do not end a sentence. Fragments and formulas are dropped; what
     counts as quotable beyond that (length, tables, references) is the extract's choice. The heading
@@ -222,7 +224,7 @@ def split_sections(text: str) -> list[tuple[int, str, str]]:
     wiki: list[tuple[int, str]] = []
     clean, starts, origins = clean_text(text, wiki)
     wiki_at = [(starts[line] if line < len(starts) else len(clean), title) for line, title in wiki]
-    out: list[tuple[int, str, str]] = []
+    out: list[tuple[int, str, str, int]] = []
     start = 0
     pending: int | None = None
     pieces: list[tuple[int, int]] = []
@@ -252,5 +254,6 @@ def split_sections(text: str) -> list[tuple[int, str, str]]:
             if sentence and n and len(sentence.split()) <= 8 and _HEADING_LINE.fullmatch(sentence):
                 heading = sentence  # "2.1 Processing PDFs": what the next sentences are about
             continue
-        out.append((to_origin(a, starts, origins), sentence, re.sub(r"^(?:\d+(?:\.\d+)*|[A-Z](?:\.\d+)+)\.?\s+", "", heading)))
+        title = re.sub(r"^(?:\d+(?:\.\d+)*|[A-Z](?:\.\d+)+)\.?\s+", "", heading)
+        out.append((to_origin(a, starts, origins), sentence, title, to_origin(max(a, b - 1), starts, origins) + 1))
     return out
