@@ -35,6 +35,27 @@ def general_questions(path: Path = GENERAL_QUESTIONS) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
+def dataset_questions(path: Path, limit: int | None = None) -> list[str]:
+    """The questions of a dataset folder or JSON (LabelledRagDataset ``examples[].query`` or EmbeddingQA
+    ``queries``), first ``limit``; as negatives they need no reference contexts (mini_covidqa has none)."""
+    import json
+
+    from pipeline.errors import ConfigError
+
+    file = path / "rag_dataset.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{file}: cannot read its questions ({exc})") from exc
+    if isinstance(data, dict) and "examples" in data:
+        questions = [(ex.get("query") or "").strip() for ex in data["examples"]]
+    elif isinstance(data, dict) and "queries" in data:
+        questions = [str(q).strip() for q in data["queries"].values()]
+    else:
+        raise ConfigError(f"{file}: no questions (expected 'examples' or 'queries')")
+    return [q for q in questions if q][:limit]
+
+
 def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
     """Probability that a random positive scores above a random negative (ties count half)."""
     if not positives or not negatives:

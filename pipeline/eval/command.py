@@ -171,8 +171,7 @@ def eval_command(
 
 def _negative_questions(spec: str, limit: int | None) -> list[str]:
     """The questions of ``--negatives``: each dataset's (first ``limit``), and the bundled general ones for ``general``."""
-    from pipeline.eval.answers import general_questions
-    from pipeline.eval.datasets import load_dataset
+    from pipeline.eval.answers import dataset_questions, general_questions
 
     out: list[str] = []
     for part in (p.strip() for p in spec.split(",")):
@@ -181,5 +180,5 @@ def _negative_questions(spec: str, limit: int | None) -> list[str]:
         if part == "general":
             out += general_questions()
         else:
-            out += [ex.query for ex in load_dataset(Path(part)).limited(limit).examples]
+            out += dataset_questions(Path(part), limit)
     return out
