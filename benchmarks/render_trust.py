@@ -34,8 +34,9 @@ def render_trust() -> list[str]:
         "the best dense cosine, the cosine margin between the first two parents, log(1 + best BM25 score), the share of "
         "the query's content words in a top parent, and the cross-encoder's logit for the best passage of the top three "
         "parents and of the first. Positives: a set's questions against its own eval store, where the right parent is in "
-        "the top 3; negatives: the same questions against every other set's store, and 60 general-knowledge questions "
-        "(pipeline/eval/data/general_questions.txt). Both classes weigh the same in the fit.\n"
+        "the top 3; negatives: the same questions against every other set's store, mini_covidqa's 42 questions (another domain; "
+        "that set has no reference contexts, so no positives) and 60 general-knowledge questions "
+        "(pipeline/eval/data/general_questions.txt), each against every store. Both classes weigh the same in the fit.\n"
     )
     out.append(
         f"Measured {report['date']} with `nice -n 10 .venv/bin/python benchmarks/fit_confidence.py --write` "
@@ -51,26 +52,53 @@ def render_trust() -> list[str]:
         out.append("|---|---|---|---|---|---|")
         for held, r in part["held_out"].items():
             out.append(f"| {held} | {r['positives']} | {r['negatives']} | {_f(r['auroc'])} | {_f(r['answered'])} | {_f(r['refused'])} |")
-        p = part["held_out_pooled"]
+        p = part["held_out_pooled"]  # a row involving two held-out sets (A's question, B's store) counts in both folds
         out.append(f"| **pooled** | {p['positives']} | {p['negatives']} | **{_f(p['auroc'])}** | **{_f(p['answered'])}** | **{_f(p['refused'])}** |")
+        out.append("\n(Pooled: every fold's held-out rows together; a question of one set asked of another set's store is held out in both folds, so it counts twice.)")
         r = part["refit_on_all_in_sample"]
         out.append(f"\nRefit on all (in-sample, for reference): AUROC {_f(r['auroc'])}, answered {_f(r['answered'])}, refused {_f(r['refused'])}.\n")
+    full = report["full"]
+    short = [
+        f"{held}: {what} {_f(r[what])}"
+        for held, r in full["held_out"].items()
+        for what in ("answered", "refused")
+        if r[what] < 0.95
+    ] + [f"{held}: AUROC {_f(r['auroc'])}" for held, r in full["held_out"].items() if r["auroc"] < 0.98]
+    pooled = full["held_out_pooled"]
+    out.append(
+        f"**Against the targets** (≥ 0.95 answered and refused at the default threshold on sets the fit did not see, "
+        f"AUROC ≥ 0.98): pooled over the held-out folds AUROC {_f(pooled['auroc'])}, answered {_f(pooled['answered'])}, "
+        f"refused {_f(pooled['refused'])}: met. "
+        + (f"Per held-out set, short of it: {'; '.join(short)}. " if short else "Every held-out set meets them. ")
+        + "No per-set tuning was done to close those gaps.\n"
+    )
     out.append(
         f"Questions in another language (German, French, Spanish, Italian, Portuguese, Dutch, Chinese, Japanese, Russian), "
         f"asked of every store: {report['other_language_detected']} of {report['other_language_questions']} refused as `reason: language`. "
         f"Own questions whose right parent was not in the top 3 (left out of both groups): {report['own_questions_missed']}. "
-        f"Median retrieve time with the confidence signals: {report['retrieve_ms_p50']:.0f} ms.\n"
+        f"Cost: median retrieve time with the confidence signals {report['retrieve_ms_p50']:.0f} ms on this shared 2-core "
+        "machine, against ~10 ms for the retrieval alone (eval p50 below): nearly all of it is the cross-encoder's up to four "
+        "(query, passage) pairs. `eval`'s ranking runs skip it (`Engine.retrieve(judge=False)`).\n"
     )
     evals = sorted((RESULTS / "answers").glob("eval_*.json")) if (RESULTS / "answers").exists() else []
     rows = [(p.stem[5:], _load(p)) for p in evals]
     rows = [(n, d) for n, d in rows if d and d.get("answerability")]
     if rows:
-        out.append("`eval` itself reports the same metrics for one store (its set's questions against the given negatives):\n")
-        out.append("| dataset | command | answerable | negatives | AUROC | answered | refused |")
-        out.append("|---|---|---|---|---|---|---|")
+        out.append(
+            "`eval` reports the same metrics for one store, with the shipped model (so in-sample for these sets: the "
+            "held-out figures are the ones above): `PIPELINE_LLM__PROVIDER=none python -m pipeline eval <set> --modes all "
+            "--top-k 3 --no-ingest --limit 60 --negatives general,<mini_covidqa and the other three sets> --out "
+            "benchmarks/results/answers/eval_<set>.json` (the set's first 60 questions; negatives: 60 general questions "
+            "and each other set's first 60).\n"
+        )
+        out.append("| dataset | answerable | not retrieved | negatives | AUROC | answered | refused | date |")
+        out.append("|---|---|---|---|---|---|---|---|")
         for name, d in rows:
             a = d["answerability"]
-            out.append(f"| {name} | `{d.get('command', '')}` | {a['positives']} | {a['negatives']} | {_f(a['auroc'])} | {_f(a['answered'])} | {_f(a['refused'])} |")
+            out.append(
+                f"| {name} | {a['positives']} | {a['missed']} | {a['negatives']} | {_f(a['auroc'])} | {_f(a['answered'])} | "
+                f"{_f(a['refused'])} | {d.get('date', '')[:10]} |"
+            )
         out.append("")
     contain = _load(RESULTS / "answers" / "containment.json")
     if contain:
@@ -83,6 +111,9 @@ def render_trust() -> list[str]:
         out.append("|---|---|---|---|---|---|")
         for row in contain["runs"]:
             out.append(f"| {row['label']} | {row['eligible']} | {row['contained']} | {_f(row['share'])} | `{row['command']}` | {row['date']} |")
+        runs = contain["runs"]
+        if runs and runs[-1]["share"] < 0.90:
+            out.append(f"\nTarget ≥ 0.90: **not met** ({_f(runs[-1]['share'])} after, {_f(runs[0]['share'])} before).")
         if contain.get("note"):
             out.append("\n" + contain["note"])
         out.append("")
