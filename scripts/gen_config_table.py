@@ -1,4 +1,4 @@
-"""Regenerate the configuration table in README.md from ``pipeline.config.Settings`` (never edit it by hand)."""
+"""Regenerate the configuration table in docs/configuration.md from ``pipeline.config.Settings`` (never edit it by hand)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from pipeline.config import Settings
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"  # the table lives there; README.md links to it
 BEGIN, END = "<!-- config-table:begin -->", "<!-- config-table:end -->"
 
 
