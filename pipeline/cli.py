@@ -200,7 +200,7 @@ def query(
             check_top_k(top_k)  # before anything is opened or loaded
         from pipeline.store.documents import name_sources, only_sample, query_scope
 
-        catalog, filters = query_scope(settings.store, doc_id)  # "no store at …" or an unknown name: before models load
+        catalog, filters = query_scope(settings, doc_id)  # "no store at …" or an unknown name: before models load
         with Engine(settings, load_llm=how != "none") as engine:
             result = engine.query(text, mode, top_k, filters, answer=how, rerank=rerank, min_confidence=min_confidence)
     except PipelineError as exc:
@@ -256,7 +256,9 @@ def enrich(
     settings = settings_for(store)
     from pipeline.ingest.run import Ingestor
 
-    if not settings.docstore_path.exists():
+    from pipeline.store.state import has_docstore
+
+    if not has_docstore(settings):
         fail(f"no ingested data in {settings.store}: run `python -m pipeline ingest PATH` first")
     try:
         with IngestProgress() as progress:
@@ -326,10 +328,10 @@ def check(
     setup_logging(verbose)
     settings = settings_for(store)
     from pipeline.ingest.repair import run_check
-    from pipeline.store.documents import docstore_path
+    from pipeline.store.documents import require_store
 
     try:
-        docstore_path(settings.store)  # "no store at …", exit 2, before anything is opened or created
+        require_store(settings)  # "no store at …", exit 2, before anything is opened or created
         report = run_check(settings, repair, deep)
     except PipelineError as exc:
         fatal(exc)
@@ -347,7 +349,7 @@ def check(
 
 @app.command()
 def migrate(
-    to: Annotated[str, typer.Option("--to", help="Target backend; only `edge` (from a qdrant-client local-mode store).")] = "edge",
+    to: Annotated[str, typer.Option("--to", help="edge (vectors, from a qdrant-client local-mode store); postgres / sqlite (docstore, cache and ledger into / out of database.url).")] = "edge",
     store: StoreOpt = Path("storage"),
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -363,8 +365,21 @@ def migrate(
     """
     setup_logging(verbose)
     settings = settings_for(store)
+    if to in ("postgres", "sqlite"):  # issue 25: the store's state into or out of PostgreSQL (store/statemove.py)
+        from pipeline.store.statemove import move_state
+
+        try:
+            moved = move_state(settings, to)
+        except PipelineError as exc:
+            fatal(exc)
+        if json_out:
+            emit_json(moved.model_dump(mode="json"))
+        else:
+            total = sum(sum(c.values()) for c in moved.rows.values())
+            err.print(f"migrated to {to} in {moved.seconds:.1f} s: {total} rows (counts and SHA-256 verified per collection)", highlight=False)
+        return
     if to != "edge":
-        fail(f"--to {to}: only `edge` is supported")
+        fail(f"--to {to}: expected edge, postgres or sqlite")
     from pipeline.store.convert import migrate_to_edge
 
     def progress(name: str, done: int, total: int) -> None:

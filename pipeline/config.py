@@ -284,6 +284,17 @@ class ServiceSettings(BaseModel):
     )
 
 
+class DatabaseSettings(BaseModel):
+    """Fleet mode (issue 25): docstore, cache, ledger and writer lock in PostgreSQL (pipeline/store/postgres.py)."""
+
+    url: SecretStr | None = Field(
+        None, description="postgresql://… puts docstore, ingest cache, ledger and locks in PostgreSQL (fleet mode); unset = SQLite files in the store (env PIPELINE_DATABASE__URL)"
+    )
+    namespace: str = Field("", description="This store's name in the database (several stores may share one); empty = qdrant.prefix")
+    pool_size: int = Field(4, ge=1, description="Most connections one process opens to the database")
+    lease_seconds: float = Field(120.0, gt=0.0, description="Seconds an ingest worker's claim on a document lasts without renewal; a killed worker's documents are taken over after it")
+
+
 def is_store(folder: Path) -> bool:
     """A folder that holds a store: its docstore, or embedded-engine collections (edge or local mode)."""
     try:
@@ -322,6 +333,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     openai_api_key: SecretStr | None = Field(None, description="OpenAI key (env OPENAI_API_KEY)")
 
     @field_validator("store", mode="before")

@@ -47,7 +47,7 @@ def list_docs(store: StoreOpt = Path("storage"), json_out: JsonOpt = False, verb
     from pipeline.store.documents import Catalog
 
     try:
-        rows = Catalog.read(settings.store).documents()
+        rows = Catalog.read(settings).documents()
     except PipelineError as exc:
         fatal(exc)
     if json_out:
@@ -80,14 +80,13 @@ def show_doc(
     from pipeline.store.documents import Catalog, document_detail
 
     try:
-        catalog = Catalog.read(settings.store)
+        catalog = Catalog.read(settings)
         doc_id = catalog.resolve(name)
         from pipeline.store import qdrant as qstore
-        from pipeline.store.docstore import ParentStore
-        from pipeline.store.documents import DOCSTORE
+        from pipeline.store.state import open_parents
 
         client = qstore.open_client(settings)
-        parents = ParentStore(settings.store / DOCSTORE)
+        parents = open_parents(settings)
         try:
             detail = document_detail(catalog, doc_id, parents, client, qstore.names(settings))
         finally:

@@ -9,7 +9,9 @@ from llama_index.core.ingestion import IngestionCache
 from llama_index.core.schema import BaseNode
 from pydantic import PrivateAttr
 
+from pipeline.config import Settings
 from pipeline.store.sqlite_kv import SQLiteKVStore
+from pipeline.store.state import CACHE_KV, open_kv
 
 
 class CountingCache(IngestionCache):
@@ -21,6 +23,11 @@ class CountingCache(IngestionCache):
     @classmethod
     def open(cls, path: Path) -> "CountingCache":
         return cls(cache=SQLiteKVStore(path))
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "CountingCache":
+        """The store's cache: ``cache.sqlite``, or in fleet mode its rows in PostgreSQL (store/state.py)."""
+        return cls(cache=open_kv(settings, CACHE_KV))
 
     @property
     def hits(self) -> int:

@@ -12,7 +12,7 @@ from pipeline.errors import LoadError
 from pipeline.ingest.fingerprint import fingerprint, phase1_transforms, store_embedder
 from pipeline.ingest.load import discover, file_hash, load_document
 from pipeline.ingest.split import ParentSplitter
-from pipeline.store.docstore import ParentStore
+from pipeline.store.state import has_docstore, open_parents
 from pipeline.store.layout import doc_id_for
 
 
@@ -69,8 +69,7 @@ def plan_ingest(settings: Settings, paths: Sequence[Path], prune: bool) -> Plan:
     Parent ids are content-addressed, so splitting (cheap, no models) tells exactly which parents
     a real run would re-summarise and re-embed.
     """
-    docstore = settings.docstore_path
-    store = ParentStore(docstore) if docstore.exists() else None
+    store = open_parents(settings) if has_docstore(settings) else None
     ledger = store.ledger() if store else {}
     if store:
         store.close()

@@ -18,8 +18,8 @@ from pipeline.errors import StoreLocked
 from pipeline.ingest.run import store_lock
 from pipeline.ingest.write import DocumentWriter
 from pipeline.store import qdrant as qstore
-from pipeline.store.docstore import ParentStore
-from pipeline.store.documents import DOCSTORE, Catalog, Removed, remove_document
+from pipeline.store.documents import Catalog, Removed, remove_document
+from pipeline.store.state import open_parents
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def remove_names(settings: Settings, names: Sequence[str], client: QdrantClient 
         UnknownDocument: a name matches nothing or more than one document (nothing was changed).
         StoreUnavailable: no store at ``settings.store``; StoreLocked: an ingest holds it.
     """
-    catalog = Catalog.read(settings.store)
+    catalog = Catalog.read(settings)
     doc_ids = list(dict.fromkeys(catalog.resolve(n) for n in names))
     lock = store_lock(settings, lock_timeout)
     try:
@@ -45,7 +45,7 @@ def remove_names(settings: Settings, names: Sequence[str], client: QdrantClient 
     try:
         own = client is None
         client = client or qstore.open_client(settings)
-        parents = ParentStore(settings.store / DOCSTORE)
+        parents = open_parents(settings)
         try:
             writer = DocumentWriter(client, qstore.names(settings), parents)
             done = [remove_document(writer, parents, d) for d in doc_ids]

@@ -28,6 +28,7 @@ from pipeline.errors import StoreDamaged, StoreLocked, StoreUnavailable
 from pipeline.store import qdrant as qstore
 from pipeline.store.check import CheckReport, Problem, _verified, check_store, salvage_docstore
 from pipeline.store.docstore import ParentStore
+from pipeline.store.state import fleet, open_parents
 from pipeline.store.layout import KIND_TO_COLLECTION, Collection
 from pipeline.store.ledger import ENRICH_COLLECTIONS, Change, LedgerEntry, Op, entry_for_nodes
 
@@ -67,13 +68,14 @@ def _run_locked(settings: Settings, repair: bool, deep: bool) -> CheckReport:
     done: list[str] = []
     path = settings.docstore_path
     cache_path = settings.cache_path
-    if cache_path.exists() and (damage := _verified(cache_path)):
+    in_files = not fleet(settings)  # fleet mode: PostgreSQL checks its own pages; no file to scan or move aside
+    if in_files and cache_path.exists() and (damage := _verified(cache_path)):
         early.append(Problem(kind="damaged-cache", detail=str(damage)))
         if repair:
             aside = cache_path.with_name(f"cache.sqlite.damaged-{_stamp()}")
             cache_path.rename(aside)
             done.append(f"moved the damaged ingest cache to {aside.name}; the next ingest starts a new one")
-    if damage := _verified(path):
+    if in_files and (damage := _verified(path)):
         early.append(Problem(kind="damaged-docstore", detail=str(damage)))
         if not repair:
             return CheckReport(ok=False, documents=0, parents=0, problems=early)
@@ -82,10 +84,10 @@ def _run_locked(settings: Settings, repair: bool, deep: bool) -> CheckReport:
     client = _open(settings, repair, early, done)
     if client is None:
         return CheckReport(ok=False, documents=0, parents=0, problems=early, repaired=done)
-    parents = ParentStore(path)
+    parents = open_parents(settings)
     from pipeline.ingest.cache import CountingCache
 
-    cache = CountingCache.open(cache_path)
+    cache = CountingCache.for_settings(settings)
     try:
         from pipeline.ingest.run import Ingestor
 

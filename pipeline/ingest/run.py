@@ -34,6 +34,7 @@ from pipeline.ingest.cache import CountingCache
 from pipeline.ingest.fingerprint import fingerprint, phase1_transforms, store_embedder
 from pipeline.ingest.enrich import EnrichmentPhase, ParentEnricher, enriched_count
 from pipeline.ingest.load import PAGE_OFFSETS, load_document, read_source
+from pipeline.ingest.fleet import chores, claimed
 from pipeline.ingest.plan import prune_candidates
 from pipeline.ingest.scan import ScanLimits, scan
 from pipeline.store.lock import store_lock  # noqa: F401 (re-exported: ingest/remove.py and repair.py take it from here)
@@ -44,6 +45,7 @@ from pipeline.providers.llm import build_llm, llm_calls, llm_is_capable
 from pipeline.store import qdrant as qstore
 from pipeline.store.check import check_store
 from pipeline.store.docstore import ParentStore
+from pipeline.store.state import fleet, open_parents
 from pipeline.store.layout import Collection
 from pipeline.store.documents import IngestNames, remove_document
 from pipeline.store.ledger import Change, Op, total_refs
@@ -170,8 +172,8 @@ class Ingestor:
             per_parent = per_parent + [ParentEnricher(llm_name=self.llm.metadata.model_name, num_questions=self.settings.ingest.questions)]
         return self.fingerprint(split + per_parent)
 
-    def _acquire(self) -> FileLock:
-        lock = store_lock(self.settings, self.lock_timeout)
+    def _acquire(self, alone: bool = False) -> FileLock:
+        lock = store_lock(self.settings, self.lock_timeout, shared=fleet(self.settings) and not alone)  # fleet: workers run side by side
         try:
             try:
                 lock.acquire(timeout=0)
@@ -220,13 +222,13 @@ class Ingestor:
         started = time.perf_counter()
         stats = IngestStats()
         usage_before = self.embedder.usage.texts if hasattr(self.embedder, "usage") else 0
-        lock = self._acquire()
+        lock = self._acquire(alone=True)  # fleet: enrich is not claimed per parent yet, so it runs alone
         try:
             client = self.client or qstore.open_client(self.settings)
             if self._follow_store_model(client):
                 usage_before = 0
-            parents = ParentStore(self.settings.docstore_path)
-            cache = CountingCache.open(self.settings.cache_path)
+            parents = open_parents(self.settings)
+            cache = CountingCache.for_settings(self.settings)
             try:
                 dim = embed_dim(self.embedder)
                 collections = qstore.ensure_collections(client, self.settings, self.embedder.model_name, dim)
@@ -273,15 +275,16 @@ class Ingestor:
         client = self.client or qstore.open_client(settings)
         if self._follow_store_model(client):
             usage_before = 0
-        parents = ParentStore(settings.docstore_path)
-        cache = CountingCache.open(settings.cache_path)
+        parents = open_parents(settings)
+        cache = CountingCache.for_settings(settings)
         try:
             dim = embed_dim(self.embedder)
             collections = qstore.ensure_collections(client, settings, self.embedder.model_name, dim)
             migrate_parent_refs(client, collections, parents)
             add_sparse_vectors(client, collections)  # a store from before hybrid search: no re-embedding
             writer = DocumentWriter(client, collections, parents)
-            mark_damaged(client, collections, parents)
+            if not fleet(settings):  # fleet: other workers' writes in flight would look like damage; `check --repair` does it alone
+                mark_damaged(client, collections, parents)
             split, per_parent = self._transforms(dim)
             fingerprint = self.fingerprint(split + per_parent)
             split_pipe = IngestionPipeline(transformations=split, cache=cache)
@@ -298,15 +301,19 @@ class Ingestor:
                 files.append(FileResult(path=skipped.path, status="skipped", reason=skipped.reason))
                 self.progress("done", {"path": skipped.path, "status": "skipped", "reason": skipped.reason})
             sources = found.files
-            finish_removals(writer, parents, {doc_id_for(p) for p in sources})
+            with chores(settings) as mine:  # fleet: one worker finishes interrupted removals
+                if mine:
+                    finish_removals(writer, parents, {doc_id_for(p) for p in sources})
             self.names = IngestNames(parents.ledger(), paths, fingerprint)  # names and same-content aliases (issue 23)
-            for path in sources:
+            for path in claimed(settings, sources) if fleet(settings) else sources:  # fleet: documents other workers hold are theirs
                 self.progress("file", {"path": str(path), "total": len(sources)})
                 result = self._ingest_file(path, fingerprint, split_pipe, parent_pipe, writer, parents, stats, kinds)
                 files.append(result)
                 self.progress("done", {"path": str(path), "status": result.status, "reason": result.reason})
             if prune:
-                files.extend(self._prune(paths, writer, parents, sources))
+                with chores(settings) as mine:  # fleet: --sync pruning runs once, under an advisory lock
+                    if mine:
+                        files.extend(self._prune(paths, writer, parents, sources))
             # Phase 2: every document above is searchable already; now its summaries and questions.
             searchable = [f.doc_id for f in files if f.status in ("added", "updated", "unchanged")]
             if self.enrich and self.llm is not None and searchable:

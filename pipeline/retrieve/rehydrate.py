@@ -19,6 +19,7 @@ from pipeline.store import layout
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
 from pipeline.store.migrate import needs_migration
+from pipeline.store.state import has_docstore, open_parents
 from pipeline.store.layout import Collection
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def rehydrate(settings: Settings, embedder: BaseEmbedding, client: QdrantClient 
     """
     docstore_path = settings.store / "docstore.sqlite"
     names = qstore.names(settings)
-    if not docstore_path.exists():  # say so before opening (and creating) anything
+    if not has_docstore(settings):  # say so before opening (and creating) anything (fleet mode: no rows in the database)
         raise StoreUnavailable(
             f"no ingested data in {settings.store} (no docstore.sqlite): run `python -m pipeline ingest PATH` first"
         )
@@ -117,7 +118,7 @@ def rehydrate(settings: Settings, embedder: BaseEmbedding, client: QdrantClient 
         raise StoreUnavailable(
             f"no ingested data in {settings.store} (collections {', '.join(names.values())}): run `python -m pipeline ingest PATH` first"
         )
-    parents = ParentStore(docstore_path)
+    parents = open_parents(settings)  # SQLite file, or the database (store/state.py)
     if needs_migration(parents):
         parents.close()
         if own_client:

@@ -80,7 +80,10 @@ async def _pipeline_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc)
     if status >= 500:
         logger.error("%s: %s", type(exc).__name__, exc)
-    return error_response(request, status, type(exc).__name__, str(exc))
+    service = getattr(request.app.state, "service", None)
+    # Unavailable now, not broken: a balancer or client retries after this many seconds (a database or Qdrant back up).
+    retry = {"Retry-After": str(service.settings.service.retry_after)} if status == 503 and service is not None else None
+    return error_response(request, status, type(exc).__name__, str(exc), headers=retry)
 
 
 async def _qdrant_unreachable(request: Request, exc: Exception) -> JSONResponse:

@@ -35,6 +35,8 @@ from pipeline.service.schemas import IngestJob
 from pipeline.service.slots import GenerationSlot, GenerationSlots  # noqa: F401  (re-exported: routes, tests)
 from pipeline.store import qdrant as qstore
 from pipeline.store.layout import Collection
+from pipeline.store.state import fleet
+from pipeline.service.database import database_check
 
 logger = logging.getLogger(__name__)
 
@@ -181,11 +183,14 @@ class ServiceState:
         except Exception as exc:
             fail("qdrant", f"Qdrant unreachable: {type(exc).__name__}: {exc}")
             client = None
-        docstore = self.settings.docstore_path
-        if docstore.exists():
-            checks["docstore"] = "ok"
+        if fleet(self.settings):  # fleet mode: the docstore is the database's rows (store/state.py)
+            database_check(self.settings, checks, fail)
         else:
-            fail("docstore", f"no docstore at {docstore}: nothing ingested yet (POST /ingest or `python -m pipeline ingest`)")
+            docstore = self.settings.docstore_path
+            if docstore.exists():
+                checks["docstore"] = "ok"
+            else:
+                fail("docstore", f"no docstore at {docstore}: nothing ingested yet (POST /ingest or `python -m pipeline ingest`)")
         if client is not None:
             model, dim = self.embedder.model_name, embed_dim(self.embedder)
             problems = []

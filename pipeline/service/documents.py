@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Annotated, Any
 
 import anyio
@@ -20,6 +21,7 @@ from pipeline.service.deps import ServiceState, get_state
 from pipeline.service.middleware import request_id_var
 from pipeline.service.schemas import ErrorBody
 from pipeline.store.documents import Catalog, DocumentDetail, DocumentInfo, Removed, UnknownDocument, docstore_path
+from pipeline.store.state import fleet
 
 logger = logging.getLogger("pipeline.service.audit")
 
@@ -40,11 +42,14 @@ class CatalogCache:
         self._catalog: Catalog | None = None
 
     def get(self, state: ServiceState) -> Catalog:
-        path = docstore_path(state.settings.store)
-        key = tuple(int(p.stat().st_mtime_ns) if p.exists() else 0 for p in (path, path.with_name(path.name + "-wal")))
+        if fleet(state.settings):  # other replicas and workers write the database: re-read at most once a second
+            key: tuple[int, ...] = (int(time.monotonic()),)
+        else:
+            path = docstore_path(state.settings.store)
+            key = tuple(int(p.stat().st_mtime_ns) if p.exists() else 0 for p in (path, path.with_name(path.name + "-wal")))
         with self._lock:
             if self._catalog is None or key != self._key:
-                self._catalog, self._key = Catalog.read(state.settings.store), key
+                self._catalog, self._key = Catalog.read(state.settings), key
             return self._catalog
 
     def clear(self) -> None:
@@ -81,7 +86,7 @@ def scoped_filters(state: ServiceState, filters: dict[str, Any] | None) -> tuple
 
 
 def _resolve(state: ServiceState, name: str) -> tuple[Catalog, str]:
-    catalog = Catalog.read(state.settings.store)
+    catalog = Catalog.read(state.settings)
     try:
         return catalog, catalog.resolve(name)
     except UnknownDocument as exc:
@@ -92,18 +97,18 @@ def _resolve(state: ServiceState, name: str) -> tuple[Catalog, str]:
 
 @router.get("/documents", response_model=list[DocumentInfo], summary="Every ingested document, by name")
 async def list_documents(state: StateDep) -> list[DocumentInfo]:
-    return await anyio.to_thread.run_sync(lambda: Catalog.read(state.settings.store).documents())
+    return await anyio.to_thread.run_sync(lambda: Catalog.read(state.settings).documents())
 
 
 @router.get("/documents/{name:path}", response_model=DocumentDetail, summary="One document with its parents, summaries and questions", responses={**NOT_FOUND})
 async def get_document(name: Name, state: StateDep) -> DocumentDetail:
     def read() -> DocumentDetail:
         from pipeline.store import qdrant as qstore
-        from pipeline.store.docstore import ParentStore
-        from pipeline.store.documents import DOCSTORE, document_detail
+        from pipeline.store.documents import document_detail
+        from pipeline.store.state import open_parents
 
         catalog, doc_id = _resolve(state, name)
-        parents = ParentStore(state.settings.store / DOCSTORE)
+        parents = open_parents(state.settings)
         try:
             return document_detail(catalog, doc_id, parents, state.client(), qstore.names(state.settings))
         finally:

@@ -227,7 +227,8 @@ async def readyz(state: StateDep) -> JSONResponse:
         return redact_paths(text, state.settings)
 
     body = Readiness(ready=ready, checks={k: clean(v) for k, v in checks.items()}, reasons=[clean(r) for r in reasons])
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    retry = None if ready else {"Retry-After": str(state.settings.service.retry_after)}
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503, headers=retry)
 
 
 @api.get(

@@ -44,13 +44,14 @@ class ParentStore:
         parent = store.get(parent_id)  # one row read, nothing else loaded
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str, kv: Any = None) -> None:
+        """``kv``: another KV under the same format (``PostgresKV`` in fleet mode, store/state.py); None = the SQLite file."""
         from llama_index.core.storage.docstore.keyval_docstore import KVDocumentStore
 
         from pipeline.store.sqlite_kv import SQLiteKVStore
 
         self.path = path
-        self.kv = SQLiteKVStore(path)
+        self.kv = kv if kv is not None else SQLiteKVStore(path)
         self.docstore = KVDocumentStore(self.kv, namespace=NAMESPACE)
         self._data = f"{NAMESPACE}/data"
 

@@ -38,7 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from pipeline.config import Settings
 from pipeline.errors import InvalidQuery, StoreUnavailable
+from pipeline.store import state
 from pipeline.store.docstore import PAGE_OFFSETS, LedgerReader
 from pipeline.store.ledger import ENRICH_COLLECTIONS, LedgerEntry, Op
 
@@ -145,6 +147,17 @@ def docstore_path(store: Path) -> Path:
     return path
 
 
+def require_store(settings: Settings) -> None:
+    """``StoreUnavailable`` "no store …" unless something was ingested into this store (its docstore file, or in fleet mode its rows)."""
+    if not state.fleet(settings):
+        docstore_path(settings.store)
+    elif not state.has_docstore(settings):
+        raise StoreUnavailable(
+            f"no store named {state.namespace(settings)!r} in the database: nothing has been ingested there "
+            "(run `python -m pipeline ingest PATH` with the same database.url and database.namespace)"
+        )
+
+
 class Catalog:
     """Every document of a store by name, read once from the ledger.
 
@@ -160,13 +173,17 @@ class Catalog:
         self.by_name = {n: d for d, n in self.names.items()}
 
     @classmethod
-    def read(cls, store: Path) -> Catalog:
-        """Read a store's catalog without writing or creating anything.
+    def read(cls, store: Path | Settings) -> Catalog:
+        """Read a store's catalog without writing or creating anything (given settings: in fleet mode, from the database).
 
         Raises:
             StoreUnavailable: no store there; StoreDamaged: the docstore cannot be read.
         """
-        reader = DocumentReader(docstore_path(store))
+        if not isinstance(store, Path) and state.fleet(store):
+            require_store(store)
+            reader: Any = state.open_ledger_reader(store)
+        else:
+            reader = DocumentReader(docstore_path(store if isinstance(store, Path) else store.store))
         try:
             return cls(reader.ledger(), reader.page_offsets())
         finally:
@@ -402,7 +419,7 @@ class IngestNames:
         parents.put_ledger(doc_id, old.model_copy(update={"name": self.name(path, doc_id, old), "hidden": False}))
 
 
-def query_scope(store: Path, doc: str | None) -> tuple[Catalog, dict[str, str] | None]:
+def query_scope(store: Path | Settings, doc: str | None) -> tuple[Catalog, dict[str, str] | None]:
     """The catalog of a store for naming sources, and the filter for ``--doc NAME`` (the content's doc_id:
     an alias searches its owner's references). Read before any model loads; creates nothing.
 

@@ -2,18 +2,22 @@
 
 It lives in store/ because a snapshot (``store/snapshot.py``) must hold it too, and store/ may not
 import ingest/. Queries never take it: the service keeps answering while a writer or a snapshot runs.
+In fleet mode (``database.url``) it is a PostgreSQL advisory lock instead (store/state.py).
 """
 
 from __future__ import annotations
 
-from filelock import FileLock
+from typing import Any
 
 from pipeline.config import Settings
+from pipeline.store.state import LOCK_FILE, writer_lock
 
-LOCK_FILE = "ingest.lock"
+__all__ = ["LOCK_FILE", "store_lock"]
 
 
-def store_lock(settings: Settings, timeout: float) -> FileLock:
-    """The lock object (not yet acquired); creates the store folder, since the lock file lives in it."""
-    settings.store.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(settings.store / LOCK_FILE), timeout=timeout)
+def store_lock(settings: Settings, timeout: float, shared: bool = False) -> Any:
+    """The lock object (not yet acquired); creates the store folder, since the lock file lives in it.
+
+    ``shared`` (fleet mode only): ingest workers share the lock; everything else holds it alone.
+    """
+    return writer_lock(settings, timeout, shared=shared)

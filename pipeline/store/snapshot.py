@@ -181,6 +181,8 @@ def create_snapshot(settings: Settings, dest: Path, client: Any = None, lock_tim
     from pipeline.store.documents import docstore_path
 
     started = time.perf_counter()
+    if settings.database.url is not None:  # fleet mode: the state is not files in the store folder
+        raise SnapshotError("snapshots copy the store's files; with database.url set, back up the database (pg_dump) and Qdrant (its snapshots) instead")
     docstore_path(settings.store)  # "no store at …" before anything is created
     dest = dest.expanduser().absolute()
     store = settings.store.resolve()

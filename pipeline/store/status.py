@@ -9,23 +9,24 @@ from qdrant_client import QdrantClient
 from pipeline.config import Settings
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import LedgerReader, ParentStore
-from pipeline.store.documents import docstore_path as existing_docstore
+from pipeline.store.documents import require_store
+from pipeline.store.state import KVLedgerReader, fleet, has_docstore, open_ledger_reader
+from pipeline.store.state import namespace as state_namespace
 
 
-def store_status(settings: Settings, client: QdrantClient | None = None, parents: ParentStore | LedgerReader | None = None) -> dict[str, Any]:
+def store_status(settings: Settings, client: QdrantClient | None = None, parents: ParentStore | LedgerReader | KVLedgerReader | None = None) -> dict[str, Any]:
     """A JSON-ready summary; opens (and closes) the client and docstore unless they are passed in.
 
     Raises:
         StoreUnavailable: no docstore at ``settings.store`` (nothing is created to find that out).
     """
     if client is None:  # the docstore, not the folder: an empty folder is no store, and opening it would create one
-        existing_docstore(settings.store)
+        require_store(settings)
     own_client = client is None
     client = client or qstore.open_client(settings)
-    docstore_path = settings.docstore_path
-    own_parents = parents is None and docstore_path.exists()
+    own_parents = parents is None and has_docstore(settings)
     if own_parents:
-        parents = LedgerReader(docstore_path)  # plain sqlite3: status does not import LlamaIndex
+        parents = open_ledger_reader(settings)  # plain sqlite3 (or the database): status does not import LlamaIndex
     try:
         collections: dict[str, int] = {}
         without_bm25: dict[str, int] = {}
@@ -49,6 +50,7 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
             "store": str(settings.store.resolve()),
             "backend": qstore.backend(settings).value,  # edge | local | server
             "qdrant": qstore.location(settings),
+            **({"database": "postgresql", "namespace": state_namespace(settings)} if fleet(settings) else {}),  # never the URL: it may hold a password
             "collections": collections,
             "parents": parents.count() if parents else 0,
             # parents with LLM summary/question references (the second ingest phase, `pipeline enrich`)
