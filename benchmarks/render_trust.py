@@ -100,6 +100,25 @@ def render_trust() -> list[str]:
                 f"{_f(a['refused'])} | {d.get('date', '')[:10]} |"
             )
         out.append("")
+    grounding = _load(RESULTS / "answers" / "grounding.json")
+    if grounding:
+        out.append("### Grounded LLM answers: the support rule, measured without an LLM\n")
+        out.append(
+            "Each sentence of an LLM answer must have a source sentence (with its neighbours) that holds all its numbers and "
+            "either 40 % of its content words or a cross-encoder logit ≥ 2 (pipeline/retrieve/grounding.py); otherwise the "
+            "answer is replaced by the extract. Measured on the labelled sets' reference answers against the top-3 parents "
+            f"of their question (`{grounding['command']}`, {grounding['date']}):\n"
+        )
+        out.append("| answers | n | outcome |")
+        out.append("|---|---|---|")
+        out.append(f"| the set's own reference answers, right parent retrieved (supported) | {grounding['supported_n']} | kept {_f(grounding['supported_kept'])} |")
+        out.append(f"| the same answers against another set's store (unsupported) | {grounding['other_store_n']} | replaced {_f(grounding['other_store_replaced'])} |")
+        out.append(f"| supported answers with every number changed | {grounding['numbers_changed_n']} | replaced {_f(grounding['numbers_changed_replaced'])} |")
+        out.append(
+            "\nThe rule errs towards replacing: the reference answers are GPT-written paraphrases (and mini_squadv2's are one or "
+            "two words, nothing to check), so more than half are not recognised as supported; a replaced answer is the extract, "
+            "which only quotes the sources.\n"
+        )
     contain = _load(RESULTS / "answers" / "containment.json")
     if contain:
         out.append("### Answer containment (mini_squadv2)\n")
