@@ -61,13 +61,13 @@ def main() -> None:
                 matcher = RelevanceMatcher(ex.reference_contexts)
                 if not any(matcher.matches(s.text) for s in sources):
                     continue
-                kept.append(check(ex.reference_answer, sources, scorer).ok)
+                kept.append(check(ex.reference_answer, sources, scorer, ex.query).ok)
                 if numbers(ex.reference_answer):
-                    replaced_numbers.append(not check(bump(ex.reference_answer), sources, scorer).ok)
+                    replaced_numbers.append(not check(bump(ex.reference_answer), sources, scorer, ex.query).ok)
             # This store's parents as the "sources" of the next set's answers: they do not hold them.
             for ex in sets[other]:
                 sources = engine.retrieve(ex.query, top_k=3, judge=False).sources
-                replaced_other.append(not check(ex.reference_answer, sources, scorer).ok)
+                replaced_other.append(not check(ex.reference_answer, sources, scorer, ex.query).ok)
     row = {
         "date": date.today().isoformat(), "per_set": args.per_set,
         "supported_kept": round(sum(kept) / len(kept), 4), "supported_n": len(kept),

@@ -332,7 +332,7 @@ def cite_llm_answer(engine: "Engine", result: "Answer") -> "Answer":
     if not result.answer or repeats_question(result.answer, result.query):
         reason = "the LLM answer only restated the question"
     else:
-        verdict = check(result.answer, result.sources, engine.reranker.score)
+        verdict = check(result.answer, result.sources, engine.reranker.score, result.query)
         reason = "" if verdict.ok else verdict.reason
     if reason:
         logger.warning("LLM answer replaced by the extract: %s", reason)
