@@ -14,7 +14,7 @@ from llama_index.core.llms import LLM
 from llama_index.core.schema import NodeWithScore, QueryBundle
 from qdrant_client import QdrantClient
 
-from pipeline.config import Settings
+from pipeline.config import MAX_TOP_K, Settings
 from pipeline.errors import ConfigError, InvalidQuery, QueryError
 from pipeline.models import Answer, MatchedRef, Mode, QueryStats, SourceRef
 from pipeline.providers.embeddings import build_embedder
@@ -34,7 +34,6 @@ from pipeline.models import CHUNK_KINDS
 logger = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 4000
-MAX_TOP_K = 50
 
 
 def check_top_k(top_k: int) -> int:
@@ -128,7 +127,7 @@ class Engine:
         """The cross-encoder, loaded on first use (a retrieve-only process never pays for it)."""
         with self._lock:
             if self._reranker is None:
-                self._reranker = CrossEncoderReranker(threads=self.settings.embed.threads).load()
+                self._reranker = CrossEncoderReranker(threads=self.settings.embed.threads, model=self.settings.retrieval.rerank_model).load()
         return self._reranker
 
     def rerank_for(self, rerank: bool | None) -> bool:
@@ -235,12 +234,13 @@ class Engine:
         threshold = self.threshold(min_confidence)
         started = time.perf_counter()
         scorer = None
-        try:
-            scorer = self.reranker.score
-            self.reranker.load()
-        except Exception as exc:  # weights missing or changed: judge without the cross-encoder, say so
-            logger.warning("cross-encoder unavailable for confidence (%s: %s)", type(exc).__name__, exc)
-            scorer = None
+        if self.settings.retrieval.confidence_cross_encoder:  # off by default: see the setting's numbers
+            try:
+                scorer = self.reranker.score
+                self.reranker.load()
+            except Exception as exc:  # weights missing or changed: judge without the cross-encoder, say so
+                logger.warning("cross-encoder unavailable for confidence (%s: %s)", type(exc).__name__, exc)
+                scorer = None
         signals = conf.signals(result.query, result.sources, scorer, self._chunk_texts(result.sources) if scorer else None)
         verdict = conf.judge(signals, threshold, bool(result.sources), cross_encoder=scorer is not None)
         result.confidence = verdict.confidence

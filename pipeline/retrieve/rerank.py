@@ -51,8 +51,8 @@ class CrossEncoderReranker:
     def _files(self) -> onnx.ModelFiles:
         if not self.model.strip():
             return onnx.vectrix_model("reranker_en")
-        fm = onnx_folder.open_folder(self.model, "rerank model")
-        onnx_folder.check_cross_encoder(fm, "rerank model")
+        fm = onnx_folder.open_folder(self.model, "retrieval.rerank_model")
+        onnx_folder.check_cross_encoder(fm, "retrieval.rerank_model")
         self._inputs = fm.inputs
         self.name = onnx_folder.model_name(fm)
         return onnx.ModelFiles(model=fm.model, tokenizer=fm.tokenizer)

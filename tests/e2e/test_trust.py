@@ -79,6 +79,18 @@ def test_out_of_domain_refused_in_domain_answered(engine: Engine) -> None:
         assert not re.search("[\ufb00-\ufb06]", c.text) and not re.match(r"\d+(?:\.\d+)* [A-Z]", c.text), c.text
 
 
+@pytest.mark.parametrize("with_cross_encoder", [False, True])
+def test_both_confidence_models_refuse_and_answer_and_only_the_chosen_one_pays_for_the_cross_encoder(store: Path, with_cross_encoder: bool) -> None:
+    """``retrieval.confidence_cross_encoder`` (off by default: ~170 ms a retrieve for +0.011 answered, docs/quality.md)."""
+    settings = Settings(store=store, llm={"provider": "none"}, retrieval={"confidence_cross_encoder": with_cross_encoder})
+    with Engine(settings) as eng:
+        refused, answered = eng.retrieve(OUT_OF_DOMAIN), eng.retrieve(QUICK_START)
+        assert not refused.answerable and answered.answerable
+        scored = eng.reranker.pairs_scored if eng._reranker is not None else 0
+    assert (answered.signals["ce_max"] > -12.0) is with_cross_encoder
+    assert (scored > 0) is with_cross_encoder
+
+
 def test_another_language_is_reported_as_such(engine: Engine) -> None:
     result = engine.query("Wie viele Artikel enthält das Korpus S2ORC?", answer="extractive")
     assert not result.answerable and result.reason == "language" and result.answer is None

@@ -168,6 +168,23 @@ class TestRerankerFolder:
         np.testing.assert_allclose(mine.score(QUERY, passages), ours.score(QUERY, passages), atol=1e-4)
 
 
+    def test_the_setting_reaches_the_engine(self, reranker_folder: Path, tmp_path: Path) -> None:
+        """``retrieval.rerank_model``: the engine's cross-encoder (rerank, extracts, confidence) is the folder's."""
+        from pipeline.retrieve.engine import Engine
+
+        from pipeline.providers.embeddings import MINILM_DIM, MINILM_NAME
+        from pipeline.store import qdrant as qstore
+        from pipeline.store.docstore import ParentStore
+
+        settings = Settings(store=tmp_path / "store", llm={"provider": "none"}, retrieval={"rerank_model": str(reranker_folder)})
+        client = qstore.open_client(settings)  # an empty store: collections with the model recorded, a docstore
+        qstore.ensure_collections(client, settings, MINILM_NAME, MINILM_DIM)
+        client.close()
+        ParentStore(settings.docstore_path).close()
+        with Engine(settings, load_llm=False) as engine:
+            assert engine.reranker.name.startswith("onnx-folder:my-reranker@")
+
+
 class TestStorePinsTheFolderModel:
     def test_a_changed_onnx_file_under_the_same_folder_is_refused_with_both_names(
         self, tmp_path: Path, minilm_folder: Path
