@@ -33,6 +33,25 @@ DEFAULT_ONNX_MODEL = "minilm"  # for new stores; chosen by docs/quality.md
 OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
+def padded(windows: list[list[int]]) -> dict[str, np.ndarray]:
+    """Token windows as one zero-padded batch: ids, attention mask, token types (all zero)."""
+    width = max(len(w) for w in windows)
+    input_ids = np.zeros((len(windows), width), dtype=np.int64)
+    mask = np.zeros_like(input_ids)
+    for i, w in enumerate(windows):
+        input_ids[i, : len(w)] = w
+        mask[i, : len(w)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+
+
+def pool(states: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
+    """One vector per window: the [CLS] state, or the mean of the unmasked token states."""
+    if pooling == "cls":
+        return states[:, 0, :]
+    summed = (states * mask[..., None]).sum(axis=1)
+    return summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
+
+
 @dataclass
 class EmbedUsage:
     """Thread-safe counters of texts (corpus) and queries embedded by one embedder."""
@@ -106,19 +125,9 @@ class OnnxEmbedding(BaseEmbedding):
         return out
 
     def _run(self, windows: list[list[int]]) -> np.ndarray:
-        width = max(len(w) for w in windows)
-        input_ids = np.zeros((len(windows), width), dtype=np.int64)
-        mask = np.zeros_like(input_ids)
-        for i, w in enumerate(windows):
-            input_ids[i, : len(w)] = w
-            mask[i, : len(w)] = 1
-        states = self._session.run(
-            None, {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-        )[0]
-        if self.pooling == "cls":
-            return states[:, 0, :]
-        summed = (states * mask[..., None]).sum(axis=1)
-        return summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
+        feed = padded(windows)
+        states = self._session.run(None, feed)[0]
+        return pool(states, feed["attention_mask"], self.pooling)
 
     def _embed(self, texts: list[str], batch_size: int | None = None) -> list[list[float]]:
         self.load()
@@ -281,20 +290,9 @@ class FolderEmbedding(OnnxEmbedding):
         return out
 
     def _run(self, windows: list[list[int]]) -> np.ndarray:
-        width = max(len(w) for w in windows)
-        input_ids = np.zeros((len(windows), width), dtype=np.int64)
-        mask = np.zeros_like(input_ids)
-        for i, w in enumerate(windows):
-            input_ids[i, : len(w)] = w
-            mask[i, : len(w)] = 1
-        feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+        feed = padded(windows)
         out = self._session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
-        if self.pooled:
-            return out
-        if self.pooling == "cls":
-            return out[:, 0, :]
-        summed = (out * mask[..., None]).sum(axis=1)
-        return summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
+        return out if self.pooled else pool(out, feed["attention_mask"], self.pooling)
 
     def _get_text_embedding(self, text: str) -> list[float]:
         return super()._get_text_embedding(self.passage_prefix + text)

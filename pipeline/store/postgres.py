@@ -24,9 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from llama_index.core.storage.kvstore.types import DEFAULT_BATCH_SIZE, DEFAULT_COLLECTION, BaseKVStore
+from llama_index.core.storage.kvstore.types import DEFAULT_BATCH_SIZE, DEFAULT_COLLECTION
 
 from pipeline.errors import ConfigError, StoreUnavailable
+from pipeline.store.sqlite_kv import SyncKVStore
 
 SCHEMA_VERSION = 1
 # Each upgrade step: the DDL that takes a database from version N-1 to N (index N-1).
@@ -108,7 +109,7 @@ def _ensure_schema(p: Any, url: str) -> None:
             conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
 
 
-class PostgresKV(BaseKVStore):
+class PostgresKV(SyncKVStore):
     """Key → JSON dict, partitioned by collection, in the ``kv`` table under one ``namespace``.
 
     Outside a transaction each call borrows a pooled connection (autocommit); inside ``transaction()``
@@ -230,15 +231,3 @@ class PostgresKV(BaseKVStore):
 
     def close(self) -> None:
         """Nothing to close per store: the pool is per process (``close_pools``)."""
-
-    async def aput(self, key: str, val: dict, collection: str = DEFAULT_COLLECTION) -> None:
-        self.put(key, val, collection)
-
-    async def aget(self, key: str, collection: str = DEFAULT_COLLECTION) -> dict | None:
-        return self.get(key, collection)
-
-    async def aget_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
-        return self.get_all(collection)
-
-    async def adelete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
-        return self.delete(key, collection)

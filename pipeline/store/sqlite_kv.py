@@ -20,7 +20,24 @@ from llama_index.core.storage.kvstore.types import DEFAULT_BATCH_SIZE, DEFAULT_C
 from pipeline.errors import fatal_error, sqlite_error
 
 
-class SQLiteKVStore(BaseKVStore):
+class SyncKVStore(BaseKVStore):
+    """LlamaIndex's async KV methods answered by the sync ones: both our stores are local and fast
+    (SQLite) or pooled (PostgreSQL), and nothing here runs an event loop over them."""
+
+    async def aput(self, key: str, val: dict, collection: str = DEFAULT_COLLECTION) -> None:
+        self.put(key, val, collection)
+
+    async def aget(self, key: str, collection: str = DEFAULT_COLLECTION) -> dict | None:
+        return self.get(key, collection)
+
+    async def aget_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
+        return self.get_all(collection)
+
+    async def adelete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
+        return self.delete(key, collection)
+
+
+class SQLiteKVStore(SyncKVStore):
     """Key → JSON dict, partitioned by collection, safe to share between threads.
 
     Example:
@@ -160,15 +177,3 @@ class SQLiteKVStore(BaseKVStore):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-    async def aput(self, key: str, val: dict, collection: str = DEFAULT_COLLECTION) -> None:
-        self.put(key, val, collection)
-
-    async def aget(self, key: str, collection: str = DEFAULT_COLLECTION) -> dict | None:
-        return self.get(key, collection)
-
-    async def aget_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
-        return self.get_all(collection)
-
-    async def adelete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
-        return self.delete(key, collection)
