@@ -49,6 +49,7 @@ class MatchedRef(BaseModel):
     node_id: str
     score: float
     via: str = "dense"  # which search found it: "dense" (cosine) or "bm25" (BM25 score)
+    bm25_score: float | None = None  # found by both: ``score`` is the cosine, this the BM25 score
 
 
 class SourceRef(BaseModel):

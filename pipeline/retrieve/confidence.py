@@ -104,6 +104,8 @@ def best_window(query: str, text: str, words: int = PASSAGE_WORDS) -> str:
 
 def _best_by_via(source: SourceRef, via: str) -> float | None:
     scores = [m.score for m in source.matched if m.via == via]
+    if via == "bm25":  # a reference both searches found carries its BM25 score beside its cosine
+        scores += [m.bm25_score for m in source.matched if m.bm25_score is not None]
     return max(scores) if scores else None
 
 

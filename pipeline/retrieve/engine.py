@@ -56,8 +56,24 @@ def to_source(hit: NodeWithScore) -> SourceRef:
         pages=list(meta.get(layout.PAGES, [])),
         score=round(float(hit.score or 0.0), 6),
         text=hit.node.get_content(),
-        matched=[MatchedRef(**m) for m in meta.get(MATCHED, [])],
+        matched=unique_refs(meta.get(MATCHED, [])),
     )
+
+
+def unique_refs(matched: list[dict[str, Any]]) -> list[MatchedRef]:
+    """One entry per reference: one found by both searches keeps its cosine as ``score`` and carries
+    its BM25 score as ``bm25_score`` (it was listed twice, e.g. ``parent`` two times)."""
+    out: dict[str, MatchedRef] = {}
+    for m in matched:
+        ref = MatchedRef(**m)
+        have = out.get(ref.node_id)
+        if have is None:
+            out[ref.node_id] = ref
+        elif ref.via == "bm25":
+            have.bm25_score = ref.score
+        else:  # the dense hit came second: it leads, the BM25 one rides along
+            out[ref.node_id] = ref.model_copy(update={"bm25_score": have.score})
+    return list(out.values())
 
 
 class Engine:

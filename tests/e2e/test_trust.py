@@ -80,8 +80,11 @@ def test_out_of_domain_refused_in_domain_answered(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize("with_cross_encoder", [False, True])
-def test_both_confidence_models_refuse_and_answer_and_only_the_chosen_one_pays_for_the_cross_encoder(store: Path, with_cross_encoder: bool) -> None:
+def test_both_confidence_models_refuse_and_answer_and_only_the_chosen_one_pays_for_the_cross_encoder(
+    plain_store: tuple[Path, Run], tmp_path: Path, with_cross_encoder: bool
+) -> None:
     """``retrieval.confidence_cross_encoder`` (off by default: ~170 ms a retrieve for +0.011 answered, docs/quality.md)."""
+    store = copy_store(plain_store[0], tmp_path / "store")  # the module's engine holds the shared copy open
     settings = Settings(store=store, llm={"provider": "none"}, retrieval={"confidence_cross_encoder": with_cross_encoder})
     with Engine(settings) as eng:
         refused, answered = eng.retrieve(OUT_OF_DOMAIN), eng.retrieve(QUICK_START)
