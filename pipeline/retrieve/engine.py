@@ -264,7 +264,8 @@ class Engine:
         result.reason = verdict.reason
         result.message = "" if verdict.answerable else conf.explain(verdict.reason, signals)
         result.signals = {k: v for k, v in signals.__dict__.items()}
-        result.stats.rerank_ms = round(result.stats.rerank_ms + (time.perf_counter() - started) * 1000, 2)
+        if scorer is not None:  # the cross-encoder's time (its pairs dominate); the rest is microseconds
+            result.stats.rerank_ms = round(result.stats.rerank_ms + (time.perf_counter() - started) * 1000, 2)
         return result
 
     def _require_llm(self) -> LLM:
