@@ -19,7 +19,7 @@ from fastapi import Path as PathParam
 
 from pipeline.service.deps import ServiceState, get_state
 from pipeline.service.middleware import request_id_var
-from pipeline.service.schemas import ErrorBody
+from pipeline.service.schemas import API_RESPONSES, ErrorBody
 from pipeline.store.documents import Catalog, DocumentDetail, DocumentInfo, Removed, UnknownDocument, docstore_path
 from pipeline.store.state import fleet
 
@@ -27,9 +27,12 @@ logger = logging.getLogger("pipeline.service.audit")
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
 Name = Annotated[str, PathParam(max_length=4096, description="The document's name as GET /documents lists it (or its doc_id)")]
-NOT_FOUND = {404: {"model": ErrorBody, "description": "No document has this name; the detail lists the closest names"}}
+NOT_FOUND = {
+    404: {"model": ErrorBody, "description": "No document has this name; the detail lists the closest names"},
+    422: {"model": ErrorBody, "description": "The name cannot be used (not valid text, or ambiguous: the detail lists the candidates)"},
+}
 
-router = APIRouter(tags=["documents"])
+router = APIRouter(tags=["documents"], responses=API_RESPONSES)
 
 
 class CatalogCache:

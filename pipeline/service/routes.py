@@ -30,7 +30,7 @@ from pipeline.retrieve.grounding import Replaced
 from pipeline.service.deps import GenerationSlot, ServiceState, get_engine, get_state
 from pipeline.service.middleware import request_id_var
 from pipeline.service.redact import redact_paths
-from pipeline.service.schemas import ANSWER_EXAMPLE, ErrorBody, IngestJob, IngestRequest, QueryRequest, Readiness, RetrieveRequest
+from pipeline.service.schemas import ANSWER_EXAMPLE, API_RESPONSES, ErrorBody, IngestJob, IngestRequest, QueryRequest, Readiness, RetrieveRequest
 from pipeline.service.documents import scoped_filters
 from pipeline.store.documents import name_sources
 from pipeline.store.status import store_status
@@ -40,14 +40,7 @@ logger = logging.getLogger(__name__)
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 public = APIRouter()
-api = APIRouter(
-    responses={
-        400: {"model": ErrorBody, "description": "The body cannot be parsed (not UTF-8 / not JSON)"},
-        401: {"model": ErrorBody, "description": "Missing or invalid bearer token (when PIPELINE_API_TOKEN is set)"},
-        413: {"model": ErrorBody, "description": "Body larger than service.max_body_bytes"},
-        422: {"model": ErrorBody, "description": "Invalid input: the message names each field and rule"},
-    }
-)
+api = APIRouter(responses=API_RESPONSES)
 docs = APIRouter()
 
 INVALID = {422: {"model": ErrorBody, "description": "Invalid input: empty or oversized query, top_k out of range, unknown mode or filter"}}

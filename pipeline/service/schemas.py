@@ -123,6 +123,16 @@ class ErrorBody(BaseModel):
     errors: list[dict[str, Any]] | None = Field(None, description="Validation errors: location, message, type")
 
 
+# What any token-protected route may answer besides its own statuses (the OpenAPI schema lists them:
+# schemathesis checks every status is documented).
+API_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorBody, "description": "The body cannot be parsed (not UTF-8 / not JSON)"},
+    401: {"model": ErrorBody, "description": "Missing or invalid bearer token (when PIPELINE_API_TOKEN is set)"},
+    413: {"model": ErrorBody, "description": "Body larger than service.max_body_bytes"},
+    422: {"model": ErrorBody, "description": "Invalid input: the message names each field and rule"},
+}
+
+
 class IngestRequest(BaseModel):
     """Files and folders on the server to ingest, as ``python -m pipeline ingest PATH...`` would."""
 

@@ -19,13 +19,13 @@ from pydantic import BaseModel, Field
 
 from pipeline.service.deps import ServiceState, get_state
 from pipeline.service.middleware import request_id_var
-from pipeline.service.schemas import ErrorBody
+from pipeline.service.schemas import API_RESPONSES, ErrorBody
 from pipeline.store.snapshot import Manifest, SnapshotError, create_snapshot, default_snapshot_dir
 
 logger = logging.getLogger("pipeline.service.audit")
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
-router = APIRouter(tags=["snapshots"])
+router = APIRouter(tags=["snapshots"], responses=API_RESPONSES)
 
 
 class SnapshotRequest(BaseModel):
