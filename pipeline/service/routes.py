@@ -76,8 +76,7 @@ async def retrieve(body: RetrieveRequest, state: StateDep) -> Answer:
     catalog, filters = await anyio.to_thread.run_sync(scoped_filters, state, body.filter_dict())  # a document name → its doc_id
     call = functools.partial(engine.retrieve, body.query, body.mode, body.top_k, filters, body.rerank, min_confidence=body.min_confidence)
     answer = await anyio.to_thread.run_sync(call, limiter=state.retrieval_limiter)
-    if catalog is not None:
-        name_sources(answer, catalog)
+    name_sources(answer, catalog)
     state.metrics.observe_answer(answer)
     return answer
 
@@ -123,8 +122,7 @@ async def query(body: QueryRequest, state: StateDep) -> Any:
     finally:
         if slot is not None:
             slot.release()
-    if catalog is not None:
-        name_sources(answer, catalog)
+    name_sources(answer, catalog)
     state.metrics.observe_answer(answer)
     return answer
 

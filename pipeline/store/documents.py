@@ -430,10 +430,12 @@ def query_scope(store: Path | Settings, doc: str | None) -> tuple[Catalog, dict[
     return catalog, ({"doc_id": catalog.owner(catalog.resolve(doc))} if doc else None)
 
 
-def name_sources(answer: Any, catalog: Catalog) -> Any:
-    """Give every source of an ``Answer`` the names of its document (all of them, when aliases share it)."""
+def name_sources(answer: Any, catalog: Catalog | None) -> Any:
+    """Give every source of an ``Answer`` the names of its document (all of them, when aliases share it);
+    without a catalog (it could not be read just now) its file name, so no answer goes out unnamed."""
     for source in answer.sources:
-        source.names = catalog.names_of(source.doc_id) if source.doc_id in catalog.ledger else [PurePosixPath(source.doc_id).name]
+        known = catalog is not None and source.doc_id in catalog.ledger
+        source.names = catalog.names_of(source.doc_id) if known else [PurePosixPath(source.doc_id).name]  # type: ignore[union-attr]
     return answer
 
 
