@@ -120,6 +120,24 @@ def _best_by_via(source: SourceRef, via: str) -> float | None:
     return max(scores) if scores else None
 
 
+def cross_encoder_signals(
+    query: str, sources: Sequence[SourceRef], scorer: Callable[[str, list[str]], list[float]], chunk_texts: dict[str, str] | None = None
+) -> dict[str, float]:
+    """``ce_max`` and ``ce_top1`` of a retrieval: the cross-encoder's logits for the best window of the
+    first parent and the best chunk (or window) of each top parent. Apart from ``signals`` so a caller
+    that already has the cheap signals adds these alone (``Engine.assess``)."""
+    top = sources[:TOP_PARENTS]
+    if not top:
+        return {}
+    passages: list[tuple[int, str]] = [(0, best_window(query, top[0].text))]
+    for i, s in enumerate(top):
+        text = (chunk_texts or {}).get(s.parent_id) or (best_window(query, s.text) if i else "")
+        if text:
+            passages.append((i, text))
+    logits = scorer(query, [p for _, p in passages])
+    return {"ce_max": round(float(max(logits)), 4), "ce_top1": round(float(max(l for (i, _), l in zip(passages, logits) if i == 0)), 4)}
+
+
 def signals(
     query: str,
     sources: Sequence[SourceRef],
@@ -142,16 +160,8 @@ def signals(
     bm25 = [b for b in (_best_by_via(s, "bm25") for s in top) if b is not None]
     d1 = dense[0] if dense[0] is not None else 0.0
     d2 = dense[1] if len(dense) > 1 and dense[1] is not None else 0.0
-    ce_max, ce_top1 = Signals.ce_max, Signals.ce_top1
-    if scorer is not None:
-        passages: list[tuple[int, str]] = [(0, best_window(query, top[0].text))]
-        for i, s in enumerate(top):
-            text = (chunk_texts or {}).get(s.parent_id) or (best_window(query, s.text) if i else "")
-            if text:
-                passages.append((i, text))
-        logits = scorer(query, [p for _, p in passages])
-        ce_max = max(logits)
-        ce_top1 = max(l for (i, _), l in zip(passages, logits) if i == 0)
+    ce = cross_encoder_signals(query, top, scorer, chunk_texts) if scorer is not None else {}
+    ce_max, ce_top1 = ce.get("ce_max", Signals.ce_max), ce.get("ce_top1", Signals.ce_top1)
     return Signals(
         dense_top=round(max(dense_vals, default=0.0), 6),
         dense_margin=round(d1 - d2, 6),

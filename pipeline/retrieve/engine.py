@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -265,7 +266,8 @@ class Engine:
                 logger.warning("cross-encoder unavailable for confidence (%s: %s)", type(exc).__name__, exc)
                 scorer = None
         if scorer is not None:
-            signals = conf.signals(result.query, result.sources, scorer, self._chunk_texts(result.sources))
+            # Only the cross-encoder's two signals are new: the rest (language detection included) is kept.
+            signals = dataclasses.replace(signals, **conf.cross_encoder_signals(result.query, result.sources, scorer, self._chunk_texts(result.sources)))
             verdict = conf.judge(signals, threshold, True, cross_encoder=True)
         result.confidence = verdict.confidence
         result.answerable = verdict.answerable
