@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.ingestion import IngestionCache, IngestionPipeline
@@ -37,6 +38,10 @@ from pipeline.providers.llm import llm_calls
 from pipeline.store import layout
 from pipeline.store.layout import KIND_TO_COLLECTION, Collection
 from pipeline.store.ledger import ENRICH_COLLECTIONS, ENRICH_KINDS, Change, LedgerEntry, Op, checkpoint
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+    from pipeline.ingest.fleet import Leases
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +169,8 @@ ProgressFn = Callable[[str, dict], None]
 
 @dataclass
 class EnrichStats:
-    """What one enrichment pass did; ``parents_skipped`` were finished by an earlier pass."""
+    """What one enrichment pass did; ``parents_skipped`` were finished by an earlier pass (or, in
+    fleet mode, by another worker during this one)."""
 
     parents_enriched: int = 0
     parents_skipped: int = 0
@@ -189,6 +195,11 @@ class EnrichmentPhase:
     summary/question references deleted, flush, the entry with ``enriched[parent_id]``.
     A parent whose ``enriched`` fingerprint matches is skipped without touching the LLM or the cache.
 
+    Fleet mode (``settings`` with ``database.url``): several ``pipeline enrich`` processes share the
+    work per parent. Each parent is claimed with a lease (ingest/fleet.py, as ``ingest`` claims
+    documents); its commit is fenced by the claim's token and serialised per document, since every
+    parent's commit rewrites its document's one ledger entry. Still the one write protocol.
+
     Example:
         phase = EnrichmentPhase(llm, embedder, dim, cache, writer, num_questions=5)
         stats = phase.run(parents.ledger())
@@ -203,8 +214,11 @@ class EnrichmentPhase:
         writer: DocumentWriter,
         num_questions: int = 5,
         progress: ProgressFn | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.llm = llm
+        self.settings = settings if settings is not None and settings.database.url is not None else None
+        self.leases: Leases | None = None
         self.writer = writer
         self.parents = writer.parents
         self.progress = progress or (lambda event, detail: None)
@@ -238,7 +252,9 @@ class EnrichmentPhase:
         calls_before = llm_calls(self.llm)
         todo, done = self.todo(list(doc_ids))
         stats = EnrichStats(parents_skipped=done, parents_total=done + len(todo))
-        for i, (doc_id, pid) in enumerate(todo):
+        tried = 0
+        for doc_id, pid in self._mine(todo):
+            tried += 1
             try:
                 summaries, questions = self._enrich_parent(doc_id, pid)
             except EnrichError as exc:
@@ -247,13 +263,34 @@ class EnrichmentPhase:
                 stats.failed += 1
                 continue
             finally:
-                self.progress("enrich", {"path": doc_id, "done": done + i + 1, "total": stats.parents_total})
+                self.progress("enrich", {"path": doc_id, "done": done + tried, "total": stats.parents_total})
             stats.parents_enriched += 1
             stats.summaries += summaries
             stats.questions += questions
             checkpoint("after-enrich-parent")
+        stats.parents_skipped += len(todo) - tried  # fleet: finished by other workers
         stats.llm_calls = llm_calls(self.llm) - calls_before
         return stats
+
+    def _mine(self, todo: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+        """The (doc_id, parent_id) pairs of ``todo`` this process enriches: all of them, or in fleet
+        mode those it claims (the others are other workers'). A parent another worker finished after
+        this run listed it (its claim expired and came back) is passed over without an LLM call."""
+        if self.settings is None:
+            yield from todo
+            return
+        from pipeline.ingest.fleet import Leases, claimed_ids
+
+        doc_of = {pid: doc_id for doc_id, pid in todo}
+        self.leases = Leases(self.settings, "enrich")
+        try:
+            for pid in claimed_ids(self.leases, list(doc_of), ledger_key=doc_of.__getitem__):
+                entry = self.parents.ledger_entry(doc_of[pid])
+                if entry is not None and pid in entry.enriched_with(self.fingerprint):
+                    continue
+                yield doc_of[pid], pid
+        finally:
+            self.leases = None
 
     def _enrich_parent(self, doc_id: str, pid: str) -> tuple[int, int]:
         """LLM + embedding (cached), then one ``Change`` of the document through the ledger protocol:
@@ -267,9 +304,10 @@ class EnrichmentPhase:
         new_ids: dict[str, list[str]] = {c.value: [] for c in ENRICH_COLLECTIONS}
         for ref in refs:
             new_ids[KIND_TO_COLLECTION[RefKind(ref.metadata[layout.KIND])].value].append(ref.node_id)
-        entry = self.parents.ledger_entry(doc_id)
-        if entry is None or entry.interrupted_write or pid not in entry.parents:
-            return 0, 0
-        final = entry.committed().with_enrichment(pid, self.fingerprint, new_ids)
-        self.writer.apply(doc_id, Change(Op.ENRICH, final, refs=refs, enrich=pid))
+        with self.leases.document_lock(doc_id) if self.leases is not None else nullcontext():
+            entry = self.parents.ledger_entry(doc_id)  # read under the lock: another parent's commit may have changed it
+            if entry is None or entry.interrupted_write or pid not in entry.parents:
+                return 0, 0
+            final = entry.committed().with_enrichment(pid, self.fingerprint, new_ids)
+            self.writer.apply(doc_id, Change(Op.ENRICH, final, refs=refs, enrich=pid))
         return len(new_ids[Collection.SUMMARIES.value]), len(new_ids[Collection.QUESTIONS.value])

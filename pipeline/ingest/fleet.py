@@ -16,9 +16,11 @@ Store-wide chores (interrupted removals, ``--sync`` pruning) run under one advis
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,30 +31,74 @@ from pipeline.store.state import db_url, lock_key, namespace, worker_id
 
 logger = logging.getLogger(__name__)
 
+STALL_ENV = "PIPELINE_FAULT_STALL"  # test hook: "<step>:<marker file>" stops the whole process there
+
+
+def stall(step: str) -> None:
+    """Let the fencing test stall a real worker past its lease, as a long pause would: with
+    ``PIPELINE_FAULT_STALL=before-commit:/tmp/m`` the process touches /tmp/m and stops itself
+    (SIGSTOP: its heartbeat stops too, so the lease runs out) until the test sends SIGCONT.
+    Unset (always, outside tests) this is a no-op. Why not the ledger's ``PIPELINE_FAULT_PAUSE``:
+    it sleeps in one thread while the heartbeat keeps the lease alive, which is the opposite case.
+    """
+    spec = os.environ.get(STALL_ENV, "")
+    if not spec.startswith(step + ":"):
+        return
+    open(spec.split(":", 1)[1], "w").close()
+    os.kill(os.getpid(), signal.SIGSTOP)
+
 
 class Leases:
-    """The ``leases`` rows of one store (``kind`` separates ingest claims from enrich claims)."""
+    """The ``leases`` rows of one store (``kind`` separates ingest claims from enrich claims).
+
+    Each claim raises the row's ``token`` (a fencing token): the worker remembers the token it got,
+    and its ledger writes for the claimed document check it in their own transaction (``fenced``).
+    A worker that stalled past its lease (a long GC or VM pause, a stopped process) while another
+    took the document over finds a newer token there and commits nothing: ``StoreLocked``.
+    """
 
     def __init__(self, settings: Settings, kind: str = "ingest") -> None:
         from pipeline.store.postgres import pool
 
         self.settings = settings
-        self.pool = pool(db_url(settings), settings.database.pool_size)
+        self.url = db_url(settings)
+        self.pool = pool(self.url, settings.database.pool_size)
         self.ns = f"{namespace(settings)}/{kind}"
         self.owner = worker_id()
         self.seconds = settings.database.lease_seconds
-        with self.pool.connection() as conn:
-            self.since = conn.execute("SELECT now()").fetchone()[0]  # the server's clock: workers' clocks may differ
+        self.tokens: dict[str, int] = {}
+        self.since = self._do(lambda conn: conn.execute("SELECT now()").fetchone()[0])  # the server's clock: workers' clocks may differ
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
+        self._locks: Any = None  # the connection holding per-document commit locks (``document_lock``)
+
+    def _do(self, fn: Callable[[Any], Any]) -> Any:
+        """``fn(conn)`` in one transaction, retried once on a fresh connection (a restarted server
+        closed the pooled one); a database still away is ``StoreUnavailable``."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        from pipeline.store.postgres import unavailable
+
+        for attempt in range(2):
+            try:
+                with self.pool.connection() as conn, conn.transaction():
+                    return fn(conn)
+            except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+                if attempt or isinstance(exc, PoolTimeout):
+                    raise unavailable(self.url, exc) from exc
+        raise AssertionError("not reached")
 
     def register(self, doc_ids: Sequence[str]) -> None:
-        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.executemany("INSERT INTO leases (namespace, doc_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", [(self.ns, d) for d in doc_ids])
+        def run(conn: Any) -> None:
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO leases (namespace, doc_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", [(self.ns, d) for d in doc_ids])
+
+        self._do(run)
 
     def claim(self, doc_ids: Sequence[str]) -> str | None:
         """The next document of ``doc_ids`` nobody holds and nobody finished since this run began, now ours."""
-        with self.pool.connection() as conn, conn.transaction():
+        def run(conn: Any) -> tuple[str, int] | None:
             row = conn.execute(
                 "SELECT doc_id FROM leases WHERE namespace = %s AND doc_id = ANY(%s) "
                 "AND (owner IS NULL OR expires_at < now()) AND (finished_at IS NULL OR finished_at < %s) "
@@ -61,33 +107,98 @@ class Leases:
             ).fetchone()
             if row is None:
                 return None
-            conn.execute(
-                "UPDATE leases SET owner = %s, expires_at = now() + make_interval(secs => %s) WHERE namespace = %s AND doc_id = %s",
+            token = conn.execute(
+                "UPDATE leases SET owner = %s, expires_at = now() + make_interval(secs => %s), token = token + 1 "
+                "WHERE namespace = %s AND doc_id = %s RETURNING token",
                 (self.owner, self.seconds, self.ns, row[0]),
+            ).fetchone()[0]
+            return row[0], token
+
+        got = self._do(run)
+        if got is None:
+            return None
+        self.tokens[got[0]] = got[1]
+        return got[0]
+
+    def check_token(self, conn: Any, key: str) -> None:
+        """Inside the caller's transaction: ``key`` is still ours (same token), and stays so until it
+        commits (``FOR SHARE``: a claimer's ``SKIP LOCKED`` passes the row by meanwhile).
+
+        Raises:
+            StoreLocked: another worker took the claim over after this one's lease expired.
+        """
+        from pipeline.errors import StoreLocked
+
+        row = conn.execute("SELECT owner, token FROM leases WHERE namespace = %s AND doc_id = %s FOR SHARE", (self.ns, key)).fetchone()
+        if row is None or row[0] != self.owner or row[1] != self.tokens.get(key):
+            holder = "nobody" if row is None or row[0] is None else row[0]
+            raise StoreLocked(
+                f"{key}: this worker's lease expired (it stalled past database.lease_seconds = {self.seconds:g} s) and "
+                f"the claim went to {holder}; nothing of it was committed here: that worker writes it"
             )
-        return row[0]
+
+    @contextmanager
+    def fenced(self, key: str, ledger_key: str) -> Iterator[None]:
+        """While held: every ledger write of ``ledger_key`` by this thread checks the claim on ``key``."""
+        from pipeline.store.postgres import guarded
+
+        def check(conn: Any, collection: str, keys: list[str], values: list[dict | None]) -> None:
+            if ledger_key in keys:
+                value = values[keys.index(ledger_key)]
+                stall("before-commit" if value is not None and not value.get("pending") else "before-intent")
+                self.check_token(conn, key)
+
+        with guarded(check):
+            yield
+
+    @contextmanager
+    def document_lock(self, doc_id: str) -> Iterator[None]:
+        """One writer of a document's ledger entry at a time across the fleet: enrich workers each
+        enrich other parents, but every parent's commit rewrites the one entry of its document
+        (read, change, write), so two at once would lose one's parent. Held for the commit only
+        (not the LLM calls); a session lock on a connection of its own, released if this process dies.
+        """
+        import psycopg
+
+        from pipeline.store.postgres import unavailable
+
+        key = lock_key("pipeline-document", self.ns, doc_id)
+        try:
+            if self._locks is None or self._locks.closed:
+                self._locks = psycopg.connect(self.url, autocommit=True, connect_timeout=10, application_name="pipeline-document-lock")
+            self._locks.execute("SELECT pg_advisory_lock(%s)", (key,))
+        except psycopg.Error as exc:
+            self._locks = None
+            raise unavailable(self.url, exc) from exc
+        try:
+            yield
+        finally:
+            try:
+                self._locks.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            except psycopg.Error:  # the session is gone, and its locks with it
+                self._locks = None
 
     def outstanding(self, doc_ids: Sequence[str]) -> int:
         """Documents of ``doc_ids`` not finished since this run began (held by a live worker, or free)."""
-        with self.pool.connection() as conn:
-            return conn.execute(
-                "SELECT count(*) FROM leases WHERE namespace = %s AND doc_id = ANY(%s) AND (finished_at IS NULL OR finished_at < %s)",
-                (self.ns, list(doc_ids), self.since),
-            ).fetchone()[0]
+        return self._do(lambda conn: conn.execute(
+            "SELECT count(*) FROM leases WHERE namespace = %s AND doc_id = ANY(%s) AND (finished_at IS NULL OR finished_at < %s)",
+            (self.ns, list(doc_ids), self.since),
+        ).fetchone()[0])
 
     def finish(self, doc_id: str, done: bool = True) -> None:
-        """Give the document back: finished (``done``), or free for another worker at once (this one failed)."""
-        with self.pool.connection() as conn:
-            conn.execute(
-                "UPDATE leases SET owner = NULL, expires_at = NULL, finished_at = CASE WHEN %s THEN now() ELSE finished_at END "
-                "WHERE namespace = %s AND doc_id = %s AND owner = %s",
-                (done, self.ns, doc_id, self.owner),
-            )
+        """Give the document back: finished (``done``), or free for another worker at once (this one failed).
+        A claim another worker took over is not this worker's to finish (``owner`` differs)."""
+        self._do(lambda conn: conn.execute(
+            "UPDATE leases SET owner = NULL, expires_at = NULL, finished_at = CASE WHEN %s THEN now() ELSE finished_at END "
+            "WHERE namespace = %s AND doc_id = %s AND owner = %s AND token = %s",
+            (done, self.ns, doc_id, self.owner, self.tokens.pop(doc_id, -1)),
+        ))
 
     def renew(self) -> None:
-        with self.pool.connection() as conn:
-            conn.execute("UPDATE leases SET expires_at = now() + make_interval(secs => %s) WHERE namespace = %s AND owner = %s",
-                         (self.seconds, self.ns, self.owner))
+        self._do(lambda conn: conn.execute(
+            "UPDATE leases SET expires_at = now() + make_interval(secs => %s) WHERE namespace = %s AND owner = %s",
+            (self.seconds, self.ns, self.owner),
+        ))
 
     def start_heartbeat(self) -> None:
         """Renew this worker's claims every third of a lease, so a long document is not taken over while alive."""
@@ -103,6 +214,9 @@ class Leases:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._locks is not None:
+            self._locks.close()
+            self._locks = None
 
 
 def claimed(settings: Settings, sources: Sequence[Path], poll: float = 0.5, kind: str = "ingest") -> Iterator[Path]:
@@ -111,30 +225,36 @@ def claimed(settings: Settings, sources: Sequence[Path], poll: float = 0.5, kind
     Each one is marked finished when the caller asks for the next; if the caller stops with an
     error, the claim is handed back at once instead (another worker may retry it). Returns when
     every document is finished by someone; waits meanwhile for documents other workers hold.
+    While the caller works on a document, its ledger writes are fenced by the claim's token.
     """
     by_id = {doc_id_for(p): p for p in sources}
-    yield from (by_id[d] for d in claimed_ids(settings, list(by_id), poll, kind))
-
-
-def claimed_ids(settings: Settings, doc_ids: Sequence[str], poll: float = 0.5, kind: str = "ingest") -> Iterator[str]:
-    """``claimed`` for document ids (``enrich``: the store's documents)."""
     leases = Leases(settings, kind)
-    leases.register(doc_ids)
+    yield from (by_id[d] for d in claimed_ids(leases, list(by_id), poll))
+
+
+def claimed_ids(leases: Leases, keys: Sequence[str], poll: float = 0.5, ledger_key: Callable[[str], str] = lambda k: k) -> Iterator[str]:
+    """``claimed`` for claim keys: document ids (ingest), or parent ids (``enrich``, whose
+    ``ledger_key`` maps a parent to the document whose ledger entry its commit writes)."""
+    leases.register(keys)
     leases.start_heartbeat()
     try:
         while True:
-            doc = leases.claim(doc_ids)
-            if doc is None:
-                if not leases.outstanding(doc_ids):
+            key = leases.claim(keys)
+            if key is None:
+                if not leases.outstanding(keys):
                     return
                 time.sleep(poll)  # held by live workers: wait for them to finish, or for their leases to expire
                 continue
             ok = False
             try:
-                yield doc
+                with leases.fenced(key, ledger_key(key)):
+                    yield key
                 ok = True
             finally:
-                leases.finish(doc, done=ok)
+                try:
+                    leases.finish(key, done=ok)
+                except Exception as exc:  # the claim lapses by itself: another worker redoes it after the lease
+                    logger.warning("could not give back the claim on %s: %s", key, exc)
     finally:
         leases.stop()
 

@@ -222,7 +222,7 @@ class Ingestor:
         started = time.perf_counter()
         stats = IngestStats()
         usage_before = self.embedder.usage.texts if hasattr(self.embedder, "usage") else 0
-        lock = self._acquire(alone=True)  # fleet: enrich is not claimed per parent yet, so it runs alone
+        lock = self._acquire()  # fleet: enrich workers share the lock and claim parents (ingest/enrich.py)
         try:
             client = self.client or qstore.open_client(self.settings)
             if self._follow_store_model(client):
@@ -257,7 +257,7 @@ class Ingestor:
         return IngestReport(store=str(self.settings.store), stats=stats)
 
     def _enrich_phase(self, llm: LLM, dim: int, cache: CountingCache, writer: DocumentWriter, doc_ids: list[str], stats: IngestStats) -> None:
-        phase = EnrichmentPhase(llm, self.embedder, dim, cache, writer, self.settings.ingest.questions, self.progress)
+        phase = EnrichmentPhase(llm, self.embedder, dim, cache, writer, self.settings.ingest.questions, self.progress, self.settings)
         result = phase.run(doc_ids)
         stats.enrich = "done"
         stats.parents_enriched += result.parents_enriched
