@@ -14,9 +14,9 @@ import json
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 from qdrant_client import QdrantClient
@@ -69,12 +69,43 @@ class _Found:
     parent_id: str
 
 
+@dataclass
+class _Findings:
+    """What the finders below collect, in the order they run, and what repair acts on.
+
+    Each finder looks for one kind of damage and adds its problems here; ``check_store`` runs them in
+    a fixed order (so the report lists problems as before the split) and then, with ``repair``,
+    ``_repair`` acts on what they recorded.
+    """
+
+    ledger: dict[str, LedgerEntry]
+    parent_ids: set[str]
+    problems: list[Problem] = field(default_factory=list)
+    rebuild: set[str] = field(default_factory=set)
+    points: dict[str, int] = field(default_factory=dict)
+    orphan_points: dict[Collection, list[str]] = field(default_factory=lambda: defaultdict(list))
+    unlisted: dict[str, list[_Found]] = field(default_factory=lambda: defaultdict(list))  # doc_id -> points to register
+    self_refs: set[str] = field(default_factory=set)
+    damaged: list[Collection] = field(default_factory=list)
+    orphan_parents: list[str] = field(default_factory=list)
+    no_bm25: list[str] = field(default_factory=list)
+    unindexed: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, detail: str, doc_id: str = "", count: int = 1) -> None:
+        self.problems.append(Problem(kind=kind, doc_id=doc_id, detail=detail, count=count))
+
+    def live(self) -> dict[str, LedgerEntry]:
+        """Entries that are not being removed: what the store should hold."""
+        return {d: e for d, e in self.ledger.items() if not removing(e)}
+
+
 def check_store(
     client: QdrantClient,
     collections: dict[Collection, str],
     parents: ParentStore,
     repair: bool = False,
     corrupt: dict[Collection, list[str]] | None = None,
+    ledger: dict[str, LedgerEntry] | None = None,
 ) -> CheckReport:
     """Compare the ledger with the engine and the docstore; with ``repair``, make them agree again.
 
@@ -84,167 +115,223 @@ def check_store(
     deleted. Documents with missing pieces are returned in ``rebuild`` (``pipeline/ingest/repair.py``
     writes them again from the docstore and the ingest cache). ``corrupt``: points per collection whose
     stored vectors disagree with their cached embeddings (found by the caller): their documents are
-    rebuilt too.
+    rebuilt too. ``ledger``: the ledger as the caller already read it (read once per check), else read here.
     """
     if needs_migration(parents):
-        if not repair:
-            detail = "written by an older version: parent self-references are in the children collection; --repair moves them"
-            return CheckReport(
-                ok=False, documents=len(parents.ledger()), parents=parents.count(), problems=[Problem(kind="old-layout", detail=detail)]
-            )
-        moved = migrate_parent_refs(client, collections, parents)
-        report = check_store(client, collections, parents, repair=True, corrupt=corrupt)
-        return report.model_copy(
-            update={"ok": False, "problems": [Problem(kind="old-layout", detail="written by an older version (migrated)"), *report.problems], "repaired": [f"migrated the layout: moved {moved} parent self-references", *report.repaired]}
-        )
-    ledger = parents.ledger()
-    parent_ids = set(parents.ids())
-    problems: list[Problem] = []
-    repaired: list[str] = []
-    needs_rebuild: set[str] = set()
-    points: dict[str, int] = {}
-    orphan_points: dict[Collection, list[str]] = defaultdict(list)
-    unlisted: dict[str, list[_Found]] = defaultdict(list)  # doc_id -> points to register
-    self_refs: set[str] = set()
-    expected_parents: set[str] = set()
-    damaged: list[Collection] = []
+        return _old_layout(client, collections, parents, repair, corrupt)
+    found = _Findings(ledger=parents.ledger() if ledger is None else ledger, parent_ids=set(parents.ids()))
+    _find_pending(found)
+    listed = total_refs(found.live().values())
+    for coll, name in collections.items():
+        _check_collection(client, coll, name, listed[coll.value], found)
+    _find_unregistered(found)
+    _find_missing_parents(client, collections, found)
+    _find_orphan_parents(found)
+    _find_corrupt(collections, corrupt or {}, found)
+    _find_no_bm25(client, collections, found)
+    _find_unindexed(parents, found)
+    repaired = _repair(client, collections, parents, found) if repair else []
+    return CheckReport(
+        ok=not [p for p in found.problems if p.kind not in CheckReport.NOTES],
+        documents=len(found.ledger),
+        parents=len(found.parent_ids),
+        points=found.points,
+        problems=found.problems,
+        repaired=repaired,
+        rebuild=sorted(found.rebuild),
+        damaged=found.damaged,
+    )
 
-    for doc_id, entry in ledger.items():
-        expected_parents |= entry.parent_ids()
-        if entry.pending is not None and entry.pending.op is Op.REMOVE:
+
+def _old_layout(
+    client: QdrantClient, collections: dict[Collection, str], parents: ParentStore, repair: bool, corrupt: dict[Collection, list[str]] | None
+) -> CheckReport:
+    """``old-layout``: parent self-references still in the children collection; repair moves them, then checks again."""
+    if not repair:
+        detail = "written by an older version: parent self-references are in the children collection; --repair moves them"
+        return CheckReport(ok=False, documents=len(parents.ledger()), parents=parents.count(), problems=[Problem(kind="old-layout", detail=detail)])
+    moved = migrate_parent_refs(client, collections, parents)
+    report = check_store(client, collections, parents, repair=True, corrupt=corrupt)  # the migration rewrote the ledger: read it again
+    return report.model_copy(
+        update={
+            "ok": False,
+            "problems": [Problem(kind="old-layout", detail="written by an older version (migrated)"), *report.problems],
+            "repaired": [f"migrated the layout: moved {moved} parent self-references", *report.repaired],
+        }
+    )
+
+
+def _find_pending(found: _Findings) -> None:
+    """``pending`` (an interrupted write or enrichment) and ``pending-removal`` (a note)."""
+    for doc_id, entry in found.ledger.items():
+        if entry.pending is None:
+            continue
+        if entry.pending.op is Op.REMOVE:
             # Readers never see a dangling reference meanwhile (references go before parents), so this is
             # a note: the next `ingest --sync`, `ingest` or `check --repair` finishes what was asked.
-            problems.append(Problem(kind="pending-removal", doc_id=doc_id, detail="a removal was interrupted; the next ingest (or check --repair) finishes it"))
-        elif entry.pending is not None:
-            what = "an ingest was interrupted while writing this document" if entry.pending.op is Op.WRITE else f"an enrichment was interrupted (parent {entry.pending.enrich})"
-            problems.append(Problem(kind="pending", doc_id=doc_id, detail=what))
-            if entry.pending.op is Op.WRITE:
-                needs_rebuild.add(doc_id)
-    listed = total_refs(e for e in ledger.values() if not removing(e))
+            found.add("pending-removal", "a removal was interrupted; the next ingest (or check --repair) finishes it", doc_id)
+            continue
+        what = "an ingest was interrupted while writing this document" if entry.pending.op is Op.WRITE else f"an enrichment was interrupted (parent {entry.pending.enrich})"
+        found.add("pending", what, doc_id)
+        if entry.pending.op is Op.WRITE:
+            found.rebuild.add(doc_id)
 
-    for coll, name in collections.items():
-        wanted = {doc: e.ref_ids(pending=False)[coll.value] for doc, e in ledger.items() if not removing(e)}
-        if not client.collection_exists(name):
-            missing_docs = sorted(d for d, ids in wanted.items() if ids)
-            if missing_docs:
-                problems.append(Problem(kind="missing-collection", detail=f"{name}: the collection is missing; the ledger lists {listed[coll.value]} references in it", count=listed[coll.value]))
-                needs_rebuild.update(missing_docs)
-            continue
-        found: dict[str, set[str]] = defaultdict(set)
-        orphan_docs: Counter[str] = Counter()
-        n = leaving = 0
-        try:
-            scanned = list(qstore.scroll_payloads(client, name, [layout.DOC_ID, layout.PARENT_ID, layout.KIND]))
-        except StoreDamaged as exc:
-            problems.append(Problem(kind="damaged-collection", detail=f"{name}: cannot be read ({exc})"))
-            damaged.append(coll)
-            needs_rebuild.update(d for d, ids in wanted.items() if ids)
-            continue
-        for point_id, payload in scanned:
-            n += 1
-            doc_id, pid, kind = payload.get(layout.DOC_ID, ""), payload.get(layout.PARENT_ID, ""), payload.get(layout.KIND, "")
-            found[doc_id].add(point_id)
-            if kind == RefKind.PARENT.value:
-                self_refs.add(pid)
-            entry = ledger.get(doc_id)
-            if entry is not None and removing(entry):
-                leaving += 1  # the interrupted removal's: finished by the next run
-                continue
-            if entry is not None and point_id in wanted.get(doc_id, ()):
-                if pid not in parent_ids:
-                    problems.append(Problem(kind="dangling-reference", doc_id=doc_id, detail=f"{name}: {point_id} points to missing parent {pid}"))
-                    needs_rebuild.add(doc_id)
-                continue
-            if entry is not None and entry.interrupted_write:
-                continue  # an interrupted write's or removal's own: the rebuild or the removal decides
-            if pid in parent_ids:
-                unlisted[doc_id].append(_Found(coll, point_id, kind, pid))
-            else:
-                orphan_points[coll].append(point_id)
-                orphan_docs[doc_id] += 1
-        points[name] = n
-        if n - leaving != listed[coll.value]:
-            problems.append(Problem(kind="count-mismatch", detail=f"{name}: {n} points, the ledger lists {listed[coll.value]}", count=abs(n - listed[coll.value])))
-        for doc_id, refs in wanted.items():
-            missing = refs - found.get(doc_id, set())
-            if missing:
-                problems.append(Problem(kind="missing-reference", doc_id=doc_id, detail=f"{name}: {len(missing)} listed references absent", count=len(missing)))
-                needs_rebuild.add(doc_id)
-        for doc_id, k in sorted(orphan_docs.items()):
-            problems.append(Problem(kind="orphan-reference", doc_id=doc_id, detail=f"{name}: {k} references whose parent is in no docstore", count=k))
-    for doc_id, items in sorted(unlisted.items()):
-        problems.append(Problem(kind="unregistered-reference", doc_id=doc_id, detail=f"{len(items)} references not in the ledger, their parents in the docstore: --repair registers them", count=len(items)))
 
-    for doc_id, entry in ledger.items():
-        if removing(entry):
-            continue
-        missing = set(entry.parents) - parent_ids
+def _check_collection(client: QdrantClient, coll: Collection, name: str, listed: int, found: _Findings) -> None:
+    """One collection against the ledger: ``missing-collection``, ``damaged-collection``, then per point
+    (``_classify_point``) and per document ``count-mismatch``, ``missing-reference``, ``orphan-reference``."""
+    wanted = {doc: e.ref_ids(pending=False)[coll.value] for doc, e in found.live().items()}
+    if not client.collection_exists(name):
+        missing_docs = sorted(d for d, ids in wanted.items() if ids)
+        if missing_docs:
+            found.add("missing-collection", f"{name}: the collection is missing; the ledger lists {listed} references in it", count=listed)
+            found.rebuild.update(missing_docs)
+        return
+    try:
+        scanned = list(qstore.scroll_payloads(client, name, [layout.DOC_ID, layout.PARENT_ID, layout.KIND]))
+    except StoreDamaged as exc:
+        found.add("damaged-collection", f"{name}: cannot be read ({exc})")
+        found.damaged.append(coll)
+        found.rebuild.update(d for d, ids in wanted.items() if ids)
+        return
+    present: dict[str, set[str]] = defaultdict(set)
+    orphan_docs: Counter[str] = Counter()
+    leaving = 0
+    for point_id, payload in scanned:
+        doc_id = payload.get(layout.DOC_ID, "")
+        present[doc_id].add(point_id)
+        verdict = _classify_point(coll, name, point_id, payload, wanted, found)
+        leaving += verdict == "leaving"
+        if verdict == "orphan":
+            orphan_docs[doc_id] += 1
+    n = len(scanned)
+    found.points[name] = n
+    if n - leaving != listed:
+        found.add("count-mismatch", f"{name}: {n} points, the ledger lists {listed}", count=abs(n - listed))
+    for doc_id, refs in wanted.items():
+        missing = refs - present.get(doc_id, set())
         if missing:
-            problems.append(Problem(kind="missing-parent", doc_id=doc_id, detail=f"{len(missing)} parents absent from the docstore", count=len(missing)))
-            needs_rebuild.add(doc_id)
-        no_self = set(entry.parents) - self_refs
-        if no_self and not missing and Collection.PARENTS not in damaged and client.collection_exists(collections[Collection.PARENTS]):
-            problems.append(Problem(kind="missing-reference", doc_id=doc_id, detail=f"{len(no_self)} parents without their self-reference", count=len(no_self)))
-            needs_rebuild.add(doc_id)
-    registered_parents = {f.parent_id for items in unlisted.values() for f in items}
-    orphan_parents = sorted(parent_ids - expected_parents - registered_parents)
-    if orphan_parents:
-        problems.append(Problem(kind="orphan-parent", detail=f"{len(orphan_parents)} parents belong to no ingested document and no reference points at them", count=len(orphan_parents)))
+            found.add("missing-reference", f"{name}: {len(missing)} listed references absent", doc_id, len(missing))
+            found.rebuild.add(doc_id)
+    for doc_id, k in sorted(orphan_docs.items()):
+        found.add("orphan-reference", f"{name}: {k} references whose parent is in no docstore", doc_id, k)
 
-    for coll, ids in (corrupt or {}).items():
+
+def _classify_point(coll: Collection, name: str, point_id: str, payload: dict[str, Any], wanted: dict[str, set[str]], found: _Findings) -> str:
+    """One stored point: "leaving" (an interrupted removal's), "listed" (``dangling-reference`` if its
+    parent is gone), "unlisted" (its parent exists: repair registers it), "orphan" (repair deletes it),
+    or "skipped" (an interrupted write's own: the rebuild decides)."""
+    doc_id, pid, kind = payload.get(layout.DOC_ID, ""), payload.get(layout.PARENT_ID, ""), payload.get(layout.KIND, "")
+    if kind == RefKind.PARENT.value:
+        found.self_refs.add(pid)
+    entry = found.ledger.get(doc_id)
+    if entry is not None and removing(entry):
+        return "leaving"  # finished by the next run
+    if entry is not None and point_id in wanted.get(doc_id, ()):
+        if pid not in found.parent_ids:
+            found.add("dangling-reference", f"{name}: {point_id} points to missing parent {pid}", doc_id)
+            found.rebuild.add(doc_id)
+        return "listed"
+    if entry is not None and entry.interrupted_write:
+        return "skipped"
+    if pid in found.parent_ids:
+        found.unlisted[doc_id].append(_Found(coll, point_id, kind, pid))
+        return "unlisted"
+    found.orphan_points[coll].append(point_id)
+    return "orphan"
+
+
+def _find_unregistered(found: _Findings) -> None:
+    """``unregistered-reference``: points the ledger does not list whose parents are in the docstore."""
+    for doc_id, items in sorted(found.unlisted.items()):
+        found.add("unregistered-reference", f"{len(items)} references not in the ledger, their parents in the docstore: --repair registers them", doc_id, len(items))
+
+
+def _find_missing_parents(client: QdrantClient, collections: dict[Collection, str], found: _Findings) -> None:
+    """``missing-parent`` (listed, absent from the docstore) and ``missing-reference`` (a parent without its self-reference)."""
+    parents_readable = Collection.PARENTS not in found.damaged and client.collection_exists(collections[Collection.PARENTS])
+    for doc_id, entry in found.live().items():
+        missing = set(entry.parents) - found.parent_ids
+        if missing:
+            found.add("missing-parent", f"{len(missing)} parents absent from the docstore", doc_id, len(missing))
+            found.rebuild.add(doc_id)
+        no_self = set(entry.parents) - found.self_refs
+        if no_self and not missing and parents_readable:
+            found.add("missing-reference", f"{len(no_self)} parents without their self-reference", doc_id, len(no_self))
+            found.rebuild.add(doc_id)
+
+
+def _find_orphan_parents(found: _Findings) -> None:
+    """``orphan-parent``: parents no ledger entry lists and no unlisted reference points at."""
+    expected = {p for e in found.ledger.values() for p in e.parent_ids()}
+    registered = {f.parent_id for items in found.unlisted.values() for f in items}
+    found.orphan_parents = sorted(found.parent_ids - expected - registered)
+    if found.orphan_parents:
+        found.add("orphan-parent", f"{len(found.orphan_parents)} parents belong to no ingested document and no reference points at them", count=len(found.orphan_parents))
+
+
+def _find_corrupt(collections: dict[Collection, str], corrupt: dict[Collection, list[str]], found: _Findings) -> None:
+    """``corrupt-vectors``: the points the caller found differing from their cached embeddings; their documents are rebuilt."""
+    for coll, ids in corrupt.items():
         if ids:
-            problems.append(Problem(kind="corrupt-vectors", detail=f"{collections[coll]}: {len(ids)} stored vectors differ from their cached embeddings", count=len(ids)))
-            needs_rebuild.update(d for d, e in ledger.items() if not removing(e) and set(ids) & e.ref_ids(pending=False)[coll.value])
+            found.add("corrupt-vectors", f"{collections[coll]}: {len(ids)} stored vectors differ from their cached embeddings", count=len(ids))
+            found.rebuild.update(d for d, e in found.live().items() if set(ids) & e.ref_ids(pending=False)[coll.value])
 
-    no_bm25 = needs_sparse(client, {c: n for c, n in collections.items() if c not in damaged})
-    if no_bm25:
-        problems.append(Problem(kind="no-bm25", detail=f"{', '.join(no_bm25)}: references without BM25 vectors (written before hybrid search); --repair adds them without re-embedding", count=len(no_bm25)))
 
-    unindexed = parents.unindexed()
-    if unindexed:
-        problems.append(Problem(kind="no-self-ref-index", detail=f"{len(unindexed)} parents written before the docstore indexed their self-references: each new process hashes every parent id at its first retrieve instead; --repair adds the index", count=len(unindexed)))
+def _find_no_bm25(client: QdrantClient, collections: dict[Collection, str], found: _Findings) -> None:
+    """``no-bm25``: collections written before hybrid search (repair adds the sparse vectors)."""
+    found.no_bm25 = list(needs_sparse(client, {c: n for c, n in collections.items() if c not in found.damaged}))
+    if found.no_bm25:
+        found.add("no-bm25", f"{', '.join(found.no_bm25)}: references without BM25 vectors (written before hybrid search); --repair adds them without re-embedding", count=len(found.no_bm25))
 
-    if repair:
-        if unindexed:
-            parents.index_self_refs(unindexed)
-            repaired.append(f"indexed the self-references of {len(unindexed)} parents")
-        if no_bm25:
-            added = add_sparse_vectors(client, collections)
-            repaired.append(f"added BM25 vectors to {added} references")
-        writer = LedgerWriter(client, collections, parents)
-        for doc_id, entry in sorted(ledger.items()):
-            if entry.pending is not None and entry.pending.op is Op.REMOVE:
-                writer.apply(doc_id, Change(Op.REMOVE, final=None))  # what was asked: finish it
-                repaired.append(f"finished the interrupted removal of {doc_id}")
-                needs_rebuild.discard(doc_id)
-                unlisted.pop(doc_id, None)
-        for doc_id, items in sorted(unlisted.items()):
-            _register(parents, doc_id, items)
-            repaired.append(f"registered {len(items)} references of {doc_id} that the ledger did not list (their parents exist)")
-        for doc_id, entry in sorted(ledger.items()):
-            if entry.pending is not None and entry.pending.op is Op.ENRICH and doc_id not in unlisted:
-                now = parents.ledger_entry(doc_id)
-                if now is not None:
-                    parents.put_ledger(doc_id, now.committed())
-                    repaired.append(f"closed the interrupted enrichment of {doc_id}: nothing of it was written; `pipeline enrich` does it")
-        for coll, ids in orphan_points.items():
-            if ids:
-                qstore.delete_points(client, collections[coll], sorted(set(ids)))
-                repaired.append(f"deleted {len(set(ids))} references from {collections[coll]} whose parents are in no docstore")
-        if orphan_parents:
-            parents.delete(orphan_parents)
-            repaired.append(f"deleted {len(orphan_parents)} parents that no document and no reference names")
-        qstore.flush(client)
-    return CheckReport(
-        ok=not [p for p in problems if p.kind not in CheckReport.NOTES],
-        documents=len(ledger),
-        parents=len(parent_ids),
-        points=points,
-        problems=problems,
-        repaired=repaired,
-        rebuild=sorted(needs_rebuild),
-        damaged=damaged,
-    )
+
+def _find_unindexed(parents: ParentStore, found: _Findings) -> None:
+    """``no-self-ref-index``: parents written before the docstore indexed their self-references."""
+    found.unindexed = list(parents.unindexed())
+    if found.unindexed:
+        found.add(
+            "no-self-ref-index",
+            f"{len(found.unindexed)} parents written before the docstore indexed their self-references: each new process hashes every parent id at its first retrieve instead; --repair adds the index",
+            count=len(found.unindexed),
+        )
+
+
+def _repair(client: QdrantClient, collections: dict[Collection, str], parents: ParentStore, found: _Findings) -> list[str]:
+    """Act on the findings, in an order that never deletes a reference whose parent exists: finish
+    interrupted removals, register unlisted references, close interrupted enrichments, and only then
+    delete the points and parents nothing names. What is returned says what was done."""
+    repaired: list[str] = []
+    if found.unindexed:
+        parents.index_self_refs(found.unindexed)
+        repaired.append(f"indexed the self-references of {len(found.unindexed)} parents")
+    if found.no_bm25:
+        added = add_sparse_vectors(client, collections)
+        repaired.append(f"added BM25 vectors to {added} references")
+    writer = LedgerWriter(client, collections, parents)
+    for doc_id, entry in sorted(found.ledger.items()):
+        if removing(entry):
+            writer.apply(doc_id, Change(Op.REMOVE, final=None))  # what was asked: finish it
+            repaired.append(f"finished the interrupted removal of {doc_id}")
+            found.rebuild.discard(doc_id)
+            found.unlisted.pop(doc_id, None)
+    for doc_id, items in sorted(found.unlisted.items()):
+        _register(parents, doc_id, items)
+        repaired.append(f"registered {len(items)} references of {doc_id} that the ledger did not list (their parents exist)")
+    for doc_id, entry in sorted(found.ledger.items()):
+        if entry.pending is not None and entry.pending.op is Op.ENRICH and doc_id not in found.unlisted:
+            now = parents.ledger_entry(doc_id)
+            if now is not None:
+                parents.put_ledger(doc_id, now.committed())
+                repaired.append(f"closed the interrupted enrichment of {doc_id}: nothing of it was written; `pipeline enrich` does it")
+    for coll, ids in found.orphan_points.items():
+        if ids:
+            qstore.delete_points(client, collections[coll], sorted(set(ids)))
+            repaired.append(f"deleted {len(set(ids))} references from {collections[coll]} whose parents are in no docstore")
+    if found.orphan_parents:
+        parents.delete(found.orphan_parents)
+        repaired.append(f"deleted {len(found.orphan_parents)} parents that no document and no reference names")
+    qstore.flush(client)
+    return repaired
 
 
 def _register(parents: ParentStore, doc_id: str, items: list[_Found]) -> None:
