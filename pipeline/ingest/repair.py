@@ -96,9 +96,10 @@ def _run_locked(settings: Settings, repair: bool, deep: bool) -> CheckReport:
         dim = embed_dim(ingestor.embedder)
         _, per_parent = ingestor._transforms(dim)
         collections = qstore.names(settings)
-        corrupt, notes = verify_vectors(client, collections, parents, cache, per_parent, fingerprint, deep)
+        ledger = parents.ledger()  # read once: the vector check and the comparison see the same entries
+        corrupt, notes = verify_vectors(client, collections, parents, ledger, cache, per_parent, fingerprint, deep)
         early.extend(notes)
-        report = check_store(client, collections, parents, repair=repair, corrupt=corrupt)
+        report = check_store(client, collections, parents, repair=repair, corrupt=corrupt, ledger=ledger)
         if repair:
             drop = {c: "stored vectors differ from their cached embeddings" for c, ids in corrupt.items() if ids}
             drop.update({c: "the engine cannot read it" for c in report.damaged})
@@ -205,7 +206,14 @@ def _stored_vectors(client: Any, name: str, ids: Sequence[str]) -> dict[str, lis
 
 
 def verify_vectors(
-    client: Any, collections: dict[Collection, str], parents: ParentStore, cache: Any, per_parent: Sequence[Any], fingerprint: str, deep: bool
+    client: Any,
+    collections: dict[Collection, str],
+    parents: ParentStore,
+    ledger: dict[str, LedgerEntry],
+    cache: Any,
+    per_parent: Sequence[Any],
+    fingerprint: str,
+    deep: bool,
 ) -> tuple[dict[Collection, list[str]], list[Problem]]:
     """Points whose stored vector differs from its cached embedding, per collection.
 
@@ -213,10 +221,10 @@ def verify_vectors(
     parents, every parent with ``deep``); summaries and questions, whose embeddings the cache keys by
     LLM, are checked for what every embedding of the store's model has: finite, of the norm the cached
     ones have. Parents without a cache entry are counted as unverified (a note, not damage).
+    ``ledger``: the store's, as the caller read it (``check_store`` compares the same entries).
     """
     corrupt: dict[Collection, list[str]] = defaultdict(list)
     notes: list[Problem] = []
-    ledger = parents.ledger()
     pids = sorted({p for e in ledger.values() if e.pending is None and e.fingerprint == fingerprint for p in e.parents})
     sample = pids if deep else random.Random(0).sample(pids, min(SAMPLE_PARENTS, len(pids)))
     exists = {c: qstore.with_retries(client.collection_exists)(n) for c, n in collections.items()}
