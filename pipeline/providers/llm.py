@@ -14,14 +14,16 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llama_index.core.llms import LLM
 from pydantic import PrivateAttr
 
 from pipeline.config import LLMProvider, Settings
 from pipeline.errors import ConfigError
 from pipeline.providers.hashing import sha256_of
+
+if TYPE_CHECKING:  # LlamaIndex is imported only where an LLM client is built (not by ``llm_is_capable``)
+    from llama_index.core.llms import LLM
 
 logger = logging.getLogger(__name__)
 

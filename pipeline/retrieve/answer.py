@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from llama_index.core import PromptTemplate
+from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.llms import LLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.response_synthesizers import ResponseMode, get_response_synthesizer
-
-from pipeline.retrieve.parents import ParentRetriever
 
 # Short and plain: long instructions make 135M–1.5B models ramble or repeat the context.
 QA_PROMPT = PromptTemplate(
@@ -18,7 +17,7 @@ QA_PROMPT = PromptTemplate(
 )
 
 
-def build_query_engine(retriever: ParentRetriever, llm: LLM, streaming: bool = False) -> RetrieverQueryEngine:
+def build_query_engine(retriever: BaseRetriever, llm: LLM, streaming: bool = False) -> RetrieverQueryEngine:
     synthesizer = get_response_synthesizer(
         llm=llm, response_mode=ResponseMode.COMPACT, text_qa_template=QA_PROMPT, streaming=streaming
     )

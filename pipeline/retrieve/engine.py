@@ -8,29 +8,25 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.llms import LLM
-from llama_index.core.schema import NodeWithScore, QueryBundle
-from qdrant_client import QdrantClient
-
-from pipeline.config import MAX_TOP_K, Settings
+from pipeline.config import MAX_TOP_K, RetrievalSettings, Settings
 from pipeline.errors import ConfigError, InvalidQuery, QueryError
-from pipeline.models import Answer, MatchedRef, Mode, QueryStats, SourceRef
-from pipeline.providers.embeddings import build_embedder
-from pipeline.providers.llm import build_llm
+from pipeline.models import CHUNK_KINDS, Answer, Mode, QueryStats, SourceRef
+from pipeline.providers.encoder import build_encoder
 from pipeline.retrieve import confidence as conf
-from pipeline.retrieve.answer import build_query_engine
 from pipeline.retrieve.extract import answer_from_sources, answer_mode_for, cite_llm_answer
 from pipeline.retrieve.grounding import Replaced
-from pipeline.retrieve.parents import MATCHED, NODE_CONTENT, ParentRetriever
+from pipeline.retrieve.parents import ParentRetriever, Retrieval
 from pipeline.retrieve.rehydrate import Rehydrated, rehydrate
 from pipeline.retrieve.rerank import CrossEncoderReranker
-from pipeline.store.qdrant import open_client, stored_model
+from pipeline.retrieve.search import NODE_CONTENT
 from pipeline.store import layout
 from pipeline.store import qdrant as qstore
-from pipeline.models import CHUNK_KINDS
+
+if TYPE_CHECKING:  # LlamaIndex is imported on the LLM answer path only (retrieve/llama.py, retrieve/answer.py)
+    from llama_index.core.llms import LLM
+    from llama_index.core.schema import NodeWithScore
 
 logger = logging.getLogger(__name__)
 
@@ -48,35 +44,6 @@ def check_top_k(top_k: int) -> int:
     return top_k
 
 
-def to_source(hit: NodeWithScore) -> SourceRef:
-    meta = hit.node.metadata
-    return SourceRef(
-        parent_id=hit.node.node_id,
-        readable_id=layout.display_parent_id(meta.get(layout.READABLE_ID, "")),
-        doc_id=meta.get(layout.DOC_ID, ""),
-        pages=list(meta.get(layout.PAGES, [])),
-        score=round(float(hit.score or 0.0), 6),
-        text=hit.node.get_content(),
-        matched=unique_refs(meta.get(MATCHED, [])),
-    )
-
-
-def unique_refs(matched: list[dict[str, Any]]) -> list[MatchedRef]:
-    """One entry per reference: one found by both searches keeps its cosine as ``score`` and carries
-    its BM25 score as ``bm25_score`` (it was listed twice, e.g. ``parent`` two times)."""
-    out: dict[str, MatchedRef] = {}
-    for m in matched:
-        ref = MatchedRef(**m)
-        have = out.get(ref.node_id)
-        if have is None:
-            out[ref.node_id] = ref
-        elif ref.via == "bm25":
-            have.bm25_score = ref.score
-        else:  # the dense hit came second: it leads, the BM25 one rides along
-            out[ref.node_id] = ref.model_copy(update={"bm25_score": have.score})
-    return list(out.values())
-
-
 class Engine:
     """Rehydrated store + models, shared by every query of a process (thread-safe for retrieval).
 
@@ -89,11 +56,14 @@ class Engine:
     def __init__(
         self,
         settings: Settings,
-        embedder: BaseEmbedding | None = None,
+        embedder: Any = None,
         llm: LLM | None = None,
         load_llm: bool = True,
-        client: QdrantClient | None = None,
+        client: Any = None,
     ) -> None:
+        """``embedder``: anything with ``get_query_embedding``, ``model_name`` and ``load()`` (a LlamaIndex
+        embedding, e.g. the service's batched one); None builds the lean encoder of the store's model.
+        ``client``: a shared store client (the service's); None opens one, closed with the engine."""
         self.settings = settings
         self._llm = llm
         self._llm_built = llm is not None or not load_llm
@@ -102,9 +72,9 @@ class Engine:
         if embedder is None:
             # A store opens with the model it was built with unless embed.model asks for another.
             own = client is None
-            client = client or open_client(settings)
+            client = client or qstore.open_client(settings)
             try:
-                embedder = build_embedder(settings, stored_model(client, settings))
+                embedder = build_encoder(settings, qstore.stored_model(client, settings))
             except BaseException:
                 if own:
                     client.close()
@@ -124,6 +94,8 @@ class Engine:
     def llm(self) -> LLM | None:
         with self._lock:
             if not self._llm_built:
+                from pipeline.providers.llm import build_llm
+
                 self._llm = build_llm(self.settings)
                 self._llm_built = True
         return self._llm
@@ -152,43 +124,34 @@ class Engine:
         sets it added +0.001 MRR@10 on average for ~0.6 s a query, docs/quality.md)."""
         return self.settings.retrieval.rerank if rerank is None else rerank
 
-    def retriever(
-        self, mode: Mode, top_k: int, filters: Mapping[str, Any] | None = None, rerank: bool | None = None, hybrid: bool | None = None
-    ) -> ParentRetriever:
-        """A retriever with the configured stages; ``rerank``/``hybrid`` override the settings per request."""
-        cfg = self.settings.retrieval
-        use_rerank = self.rerank_for(rerank)
-        return ParentRetriever(
-            self.store,
-            self.embedder,
-            mode,
-            top_k,
-            cfg.overfetch,
-            cfg.fusion,
-            filters,
-            cfg.weights(),
-            hybrid=cfg.hybrid if hybrid is None else hybrid,
-            hybrid_fusion=cfg.hybrid_fusion,
-            dense_weight=cfg.dense_weight,
-            reranker=self.reranker if use_rerank else None,
-            rerank_candidates=max(cfg.rerank_candidates, top_k),
-            rerank_passages=cfg.rerank_passages,
-            rerank_first_stage_weight=cfg.rerank_first_stage_weight,
-            bm25_scope=cfg.bm25_scope,
-            support_weight=cfg.support_weight,
-        )
+    def retrieval_settings(self, rerank: bool | None = None, hybrid: bool | None = None) -> RetrievalSettings:
+        """``retrieval`` with this request's changes (``rerank``, ``hybrid``; None keeps the setting)."""
+        update = {k: v for k, v in (("rerank", rerank), ("hybrid", hybrid)) if v is not None}
+        return self.settings.retrieval.model_copy(update=update) if update else self.settings.retrieval
 
-    def _stats(self, retriever: ParentRetriever, started: float) -> QueryStats:
+    def retriever(self, settings: RetrievalSettings | None = None) -> ParentRetriever:
+        """The retrieval stages ``settings`` (default: ``retrieval``) choose, over this engine's store;
+        the cross-encoder is loaded only when they rerank."""
+        cfg = settings or self.settings.retrieval
+        return ParentRetriever(self.store, self.embedder, cfg, self.reranker if cfg.rerank else None)
+
+    def _stats(self, r: Retrieval, started: float) -> QueryStats:
         usage = getattr(self.embedder, "usage", None)
         return QueryStats(
             embedded_texts=usage.texts if usage else 0,
-            embedded_queries=retriever.embedded_queries,  # this request's, not the process total
-            references_fetched=retriever.references_fetched,
+            embedded_queries=r.embedded_queries,  # this request's, not the process total
+            references_fetched=r.references_fetched,
             retrieve_ms=round((time.perf_counter() - started) * 1000, 2),
-            embed_ms=retriever.embed_ms,
-            rerank_ms=retriever.rerank_ms,
-            stages=list(retriever.stages),
+            embed_ms=r.embed_ms,
+            rerank_ms=r.rerank_ms,
+            stages=list(r.stages),
         )
+
+    def _run(
+        self, query: str, mode: Mode, top_k: int, filters: Mapping[str, Any] | None, rerank: bool | None, hybrid: bool | None, started: float
+    ) -> tuple[Retrieval, Answer]:
+        r = self.retriever(self.retrieval_settings(rerank, hybrid)).retrieve(query, mode, top_k, filters)
+        return r, Answer(query=query, mode=mode, top_k=top_k, sources=r.sources, stats=self._stats(r, started))
 
     def retrieve(
         self,
@@ -210,9 +173,8 @@ class Engine:
         mode, top_k = self._validate(query, mode, top_k)
         started = time.perf_counter()
         # The confidence model was fitted on the top three parents: judge on three, return top_k.
-        retriever = self.retriever(mode, max(top_k, conf.TOP_PARENTS) if judge else top_k, filters, rerank, hybrid)
-        hits = retriever.retrieve(QueryBundle(query_str=query))
-        result = Answer(query=query, mode=mode, top_k=top_k, sources=[to_source(h) for h in hits], stats=self._stats(retriever, started))
+        _, result = self._run(query, mode, max(top_k, conf.TOP_PARENTS) if judge else top_k, filters, rerank, hybrid, started)
+        result.top_k = top_k
         if judge:
             self.assess(result, min_confidence)
             del result.sources[top_k:]
@@ -287,15 +249,23 @@ class Engine:
     def _retrieve_for_answer(
         self, query: str, mode: Mode | str | None, top_k: int | None, filters: Mapping[str, Any] | None, rerank: bool | None,
         min_confidence: float | None,
-    ) -> tuple[LLM, ParentRetriever, list[NodeWithScore], Answer]:
-        """Retrieve and judge for an LLM answer; the LLM is required first (no retrieval if it is missing)."""
+    ) -> tuple[LLM, Any, list[NodeWithScore], Answer]:
+        """Retrieve and judge for an LLM answer; the LLM is required first (no retrieval if it is missing).
+
+        Returns the LLM, a LlamaIndex retriever over the same stages, the parents as LlamaIndex nodes
+        (what the synthesizer reads) and the result.
+        """
+        from pipeline.retrieve.llama import LlamaIndexRetriever, nodes_of
+
         mode, top_k = self._validate(query, mode, top_k)
         self.threshold(min_confidence)  # refused before anything runs
         llm = self._require_llm()
         started = time.perf_counter()
-        retriever = self.retriever(mode, max(top_k, conf.TOP_PARENTS), filters, self.rerank_for(rerank))
-        hits = retriever.retrieve(QueryBundle(query_str=query))
-        result = Answer(query=query, mode=mode, top_k=top_k, sources=[to_source(h) for h in hits], stats=self._stats(retriever, started))
+        k = max(top_k, conf.TOP_PARENTS)
+        r, result = self._run(query, mode, k, filters, self.rerank_for(rerank), None, started)
+        result.top_k = top_k
+        hits = nodes_of(r)
+        retriever = LlamaIndexRetriever(self.retriever(self.retrieval_settings(self.rerank_for(rerank))), mode, k, filters)
         self.assess(result, min_confidence)  # on three parents, as the confidence model was fitted
         del hits[top_k:], result.sources[top_k:]
         result.stats.retrieve_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -321,6 +291,10 @@ class Engine:
         llm, retriever, hits, result = self._retrieve_for_answer(query, mode, top_k, filters, rerank, min_confidence)
         if not result.answerable:
             return result
+        from llama_index.core.schema import QueryBundle
+
+        from pipeline.retrieve.answer import build_query_engine
+
         t_answer = time.perf_counter()
         try:
             response = build_query_engine(retriever, llm).synthesize(QueryBundle(query_str=query), nodes=hits)
@@ -353,6 +327,10 @@ class Engine:
         if not result.answerable:
             yield result
             return
+        from llama_index.core.schema import QueryBundle
+
+        from pipeline.retrieve.answer import build_query_engine
+
         t_answer = time.perf_counter()
         response = build_query_engine(retriever, llm, streaming=True).synthesize(QueryBundle(query_str=query), nodes=hits)
         parts: list[str] = []

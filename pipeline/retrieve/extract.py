@@ -294,11 +294,13 @@ def _answerer(engine: "Engine") -> tuple[ExtractiveAnswerer, Callable[[SourceRef
     def scorer(query: str, passages: list[str]) -> list[float]:
         return engine.reranker.score(query, passages)
 
+    from pipeline.retrieve.read import node_data, parent_rows
+
     parents = engine.store.parents
 
     def locate(source: SourceRef) -> tuple[int | None, list[int] | None]:
-        node = parents.get(source.parent_id)
-        return (getattr(node, "start_char_idx", None) if node else None), parents.page_offsets(source.doc_id)
+        row = parent_rows(parents, [source.parent_id]).get(source.parent_id)  # the stored JSON: no LlamaIndex node
+        return (node_data(row).get("start_char_idx") if row else None), parents.page_offsets(source.doc_id)
 
     return ExtractiveAnswerer(scorer=scorer, sentences=engine.settings.answer.sentences), locate
 

@@ -1,12 +1,18 @@
-"""Score parents from the references that matched them: best reference (max) or reciprocal-rank fusion."""
+"""Stage 2 of retrieval: score parents from the references that matched them (best reference or
+reciprocal-rank fusion), and fuse the dense and BM25 rankings (``rank_found`` composes them)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from pipeline.config import Fusion, HybridFusion
 from pipeline.models import MatchedRef, RefKind
+
+if TYPE_CHECKING:
+    from pipeline.config import RetrievalSettings
+    from pipeline.retrieve.search import Found
 
 RRF_K = 60
 
@@ -92,3 +98,37 @@ def hybrid(
         d, s = norm(dense), norm(sparse)
         fused = {pid: dense_weight * d.get(pid, 0.0) + (1.0 - dense_weight) * s.get(pid, 0.0) for pid in d.keys() | s.keys()}
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def weights_for(cfg: RetrievalSettings) -> dict[RefKind, float] | None:
+    """Per-kind score weights where LLM-written and text references compete on raw cosine (fusion MAX
+    with a weight other than 1), else None."""
+    weights = cfg.weights()
+    return weights if cfg.fusion is Fusion.MAX and any(w != 1.0 for w in weights.values()) else None
+
+
+def rank_found(found: Sequence[Found], cfg: RetrievalSettings) -> tuple[list[tuple[str, float]], list[str]]:
+    """Stage 2: the searches' hits → parents ranked best first, and the stages that ranked them.
+
+    Dense: a parent scores its best reference over every collection plus ``support_weight`` × its next
+    two (``Fusion.MAX``, some kinds first weighted), or the reciprocal-rank fusion of its
+    per-collection ranks (``Fusion.RRF``). BM25 (when any search had a BM25 side): a parent scores its
+    best reference over those sides, and the two rankings are fused by ``hybrid_fusion``.
+    """
+    dense_rankings: list[list[tuple[str, float]]] = []  # per collection, for RRF
+    dense_hits: list[tuple[str, MatchedRef]] = []  # every collection's, for MAX
+    sparse_rankings: list[list[tuple[str, float]]] = []
+    for f in found:
+        pairs = [(p, r) for p, r, _ in f.dense]
+        if cfg.fusion is Fusion.RRF:
+            dense_rankings.append(rank_parents(pairs))
+        else:
+            dense_hits += pairs
+        if f.bm25 is not None:
+            sparse_rankings.append(rank_parents([(p, r) for p, r, _ in f.bm25]))
+    ranked = fuse(dense_rankings, Fusion.RRF) if cfg.fusion is Fusion.RRF else rank_parents(dense_hits, weights_for(cfg), cfg.support_weight)
+    stages = ["dense"]
+    if sparse_rankings:
+        ranked = hybrid(ranked, fuse(sparse_rankings, Fusion.MAX), cfg.hybrid_fusion, cfg.dense_weight)
+        stages.append(f"bm25-{cfg.hybrid_fusion.value}")
+    return ranked, stages

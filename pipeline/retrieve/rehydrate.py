@@ -6,21 +6,20 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from llama_index.core import VectorStoreIndex
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from qdrant_client import QdrantClient
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.errors import StoreUnavailable
 from pipeline.models import RefKind
-from pipeline.providers.embeddings import embed_dim
+from pipeline.providers.encoder import embed_dim
 from pipeline.store import layout
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
-from pipeline.store.migrate import needs_migration
 from pipeline.store.state import has_docstore, open_parents
 from pipeline.store.layout import Collection
+
+if TYPE_CHECKING:  # LlamaIndex only for ``Rehydrated.indexes`` (stock LlamaIndex retrievers), built on demand
+    from llama_index.core import VectorStoreIndex
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +28,11 @@ logger = logging.getLogger(__name__)
 class Rehydrated:
     """The existing collections (by name, searched with ``client``) and the lazily read parent store."""
 
-    client: QdrantClient
+    client: Any  # the store's client: ``store.qdrant.open_client``
     parents: ParentStore
     names: dict[Collection, str] = field(default_factory=dict)
     sparse: set[Collection] = field(default_factory=set)  # collections holding BM25 vectors
-    embedder: BaseEmbedding | None = None
+    embedder: Any = None  # the query embedder (an ``OnnxEncoder`` or a LlamaIndex embedding)
     _indexes: dict[Collection, VectorStoreIndex] | None = field(default=None, init=False, repr=False)
     _self_refs: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # read so far
     _self_refs_built: bool = field(default=False, init=False, repr=False)  # every parent of the docstore hashed in
@@ -81,10 +80,16 @@ class Rehydrated:
         Retrieval queries Qdrant directly (``pipeline/retrieve/parents.py`` says why); these are for
         callers that want stock LlamaIndex retrievers over the same collections.
         """
+        from llama_index.core import VectorStoreIndex
+
+        from pipeline.providers.embeddings import OnnxEmbedding
+        from pipeline.providers.encoder import OnnxEncoder
+
+        embed_model = OnnxEmbedding.wrap(self.embedder) if isinstance(self.embedder, OnnxEncoder) else self.embedder
         with self._lock:
             if self._indexes is None:
                 self._indexes = {
-                    coll: VectorStoreIndex.from_vector_store(qstore.vector_store(self.client, name, coll in self.sparse), embed_model=self.embedder)
+                    coll: VectorStoreIndex.from_vector_store(qstore.vector_store(self.client, name, coll in self.sparse), embed_model=embed_model)
                     for coll, name in self.names.items()
                 }
         return self._indexes
@@ -94,7 +99,7 @@ class Rehydrated:
         self.client.close()
 
 
-def rehydrate(settings: Settings, embedder: BaseEmbedding, client: QdrantClient | None = None) -> Rehydrated:
+def rehydrate(settings: Settings, embedder: Any, client: Any = None) -> Rehydrated:
     """Open the store for queries.
 
     Raises:
@@ -119,6 +124,8 @@ def rehydrate(settings: Settings, embedder: BaseEmbedding, client: QdrantClient 
             f"no ingested data in {settings.store} (collections {', '.join(names.values())}): run `python -m pipeline ingest PATH` first"
         )
     parents = open_parents(settings)  # SQLite file, or the database (store/state.py)
+    from pipeline.store.migrate import needs_migration
+
     if needs_migration(parents):
         parents.close()
         if own_client:

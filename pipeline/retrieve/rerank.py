@@ -16,11 +16,13 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from pipeline.providers import onnx, onnx_folder
+
+if TYPE_CHECKING:
+    from pipeline.config import RetrievalSettings
+    from pipeline.retrieve.search import Found
 
 RERANKER_NAME = "ms-marco-MiniLM-L-12-v2-int8"
 
@@ -73,6 +75,8 @@ class CrossEncoderReranker:
         """One logit per passage, in the order given."""
         if not passages:
             return []
+        import numpy as np  # with the model: a process that never scores a pair never loads it
+
         self.load()
         encodings = self._tokenizer.encode_batch([(query, p) for p in passages])
         # Sort by length so each batch pads little, then put the scores back in order.
@@ -150,3 +154,24 @@ def rerank(
     for (parent_id, _), logit in zip(pairs, reranker.score(query, [t for _, t in pairs])):
         logits[parent_id] = max(logits.get(parent_id, -math.inf), logit)
     return blend(ranked, logits, candidates, first_stage_weight)
+
+
+def passages_of(found: Sequence[Found], parent_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Each given parent's distinct reference texts, best-ranked first (the rank within its search
+    side; a stable sort keeps ties in search order): what the cross-encoder reads of a candidate."""
+    texts: dict[str, list[tuple[int, str]]] = {}
+    for f in found:
+        for hits in (f.dense, f.bm25 or []):
+            for rank, (parent_id, _, text) in enumerate(hits):
+                texts.setdefault(parent_id, []).append((rank, text))
+    return {pid: list(dict.fromkeys(text for _, text in sorted(texts.get(pid, []), key=lambda rt: rt[0]))) for pid in parent_ids}
+
+
+def rerank_found(
+    reranker: CrossEncoderReranker, query: str, ranked: Sequence[tuple[str, float]], found: Sequence[Found], cfg: RetrievalSettings, top_k: int
+) -> list[tuple[str, float]]:
+    """Stage 3 (optional): the first ``max(rerank_candidates, top_k)`` parents re-scored by the
+    cross-encoder on their best ``rerank_passages`` reference texts (``rerank``)."""
+    candidates = max(cfg.rerank_candidates, top_k)
+    passages = passages_of(found, [pid for pid, _ in ranked[:candidates]])
+    return rerank(reranker, query, ranked, passages, candidates, cfg.rerank_passages, cfg.rerank_first_stage_weight)

@@ -191,8 +191,8 @@ def minilm() -> OnnxMiniLMEmbedding:
 
 def counted(embedder: OnnxEmbedding) -> CountingSession:
     """Wrap ``embedder``'s loaded session in a call counter (a test-only copy of the model, see below)."""
-    session = CountingSession(embedder._session)
-    embedder._session = session
+    session = CountingSession(embedder.encoder._session)
+    embedder.encoder._session = session
     return session
 
 
@@ -200,7 +200,7 @@ class TestOnnxBatching:
     def test_16_concurrent_queries_get_their_unbatched_vectors_from_fewer_onnx_calls(self, minilm: OnnxMiniLMEmbedding) -> None:
         alone = np.array([minilm.get_query_embedding(q) for q in QUERIES])
         model = OnnxMiniLMEmbedding(threads=1)
-        model._session, model._tokenizer = minilm._session, minilm._tokenizer
+        model.encoder._session, model.encoder._tokenizer = minilm.encoder._session, minilm.encoder._tokenizer
         session = counted(model)
         batched = BatchedQueryEmbedding(model, window_ms=20, max_batch=16)
         try:
@@ -214,7 +214,7 @@ class TestOnnxBatching:
 
     def test_an_exception_in_the_model_reaches_every_waiting_caller(self, minilm: OnnxMiniLMEmbedding) -> None:
         model = OnnxMiniLMEmbedding(threads=1)
-        model._session, model._tokenizer = minilm._session, minilm._tokenizer
+        model.encoder._session, model.encoder._tokenizer = minilm.encoder._session, minilm.encoder._tokenizer
         session = counted(model)
         session.fail = RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : out of memory")
         batched = BatchedQueryEmbedding(model, window_ms=20, max_batch=16)

@@ -115,7 +115,7 @@ class TestEmbeddingFolder:
 
     def test_nothing_loads_until_used(self, minilm_folder: Path) -> None:
         emb = build_embedder(settings_for(minilm_folder))
-        assert emb._session is None
+        assert emb.encoder._session is None
 
 
 class TestFolderErrors:
@@ -214,5 +214,5 @@ class TestStorePinsTheFolderModel:
         emb = build_embedder(settings_for(minilm_folder))
         (minilm_folder / "model.onnx").unlink()
         shutil.copyfile(onnx.vectrix_dir("bge_small_en") / "model.onnx", minilm_folder / "model.onnx")
-        with pytest.raises(ConfigError, match=rf"does not match the pinned {emb.sha256}; .*changed after embed.model was read"):
+        with pytest.raises(ConfigError, match=rf"does not match the pinned {emb.encoder.sha256}; .*changed after embed.model was read"):
             emb.load()

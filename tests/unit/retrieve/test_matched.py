@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pipeline.models import RefKind
+from pipeline.models import MatchedRef, RefKind
 from pipeline.retrieve import confidence as conf
-from pipeline.retrieve.engine import unique_refs
+from pipeline.retrieve.read import unique_refs as _unique
+
+
+def unique_refs(raw: list[dict]) -> list[MatchedRef]:
+    return _unique(MatchedRef(**m) for m in raw)
 
 
 def test_a_reference_found_by_both_searches_is_listed_once_with_both_scores() -> None:
