@@ -6,6 +6,7 @@ No model is loaded: the fingerprint needs only the embedder's name and dimension
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from pipeline.config import Settings
@@ -72,3 +73,101 @@ def test_a_settings_change_is_an_update_as_in_the_real_run(tmp_path: Path) -> No
     assert plan_ingest(settings, [docs], prune=False).counts == {"unchanged": 1}
     other = settings_for(tmp_path / "store", chunk_overlap=30)
     assert plan_ingest(other, [docs], prune=False).counts == {"update": 1}
+
+
+def parent_ids(settings: Settings, path: Path) -> list[str]:
+    return [p.node_id for p in ParentSplitter(chunk_size=settings.ingest.parent_chunk_size)([load_document(path)])]
+
+
+def test_an_edit_counts_the_parents_kept_new_and_dropped(tmp_path: Path) -> None:
+    """Parent ids are content-addressed: the counts are those the real run would redo."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    a = docs / "a.txt"
+    a.write_text(TEXT + "Brass flutes sound bright. " * 200)
+    settings = settings_for(tmp_path / "store")
+    settings.store.mkdir()
+    record(settings, a)
+    before = parent_ids(settings, a)
+    a.write_text(TEXT + "Wooden oboes sound warm. " * 120)
+    after = parent_ids(settings, a)
+    assert len(before) >= 2 and before[0] == after[0]  # the unchanged opening keeps its parent
+
+    (f,) = plan_ingest(settings, [docs], prune=False).files
+    assert f.action == "update"
+    assert f.parents_kept == len(set(after) & set(before)) >= 1
+    assert f.parents_new == len(set(after) - set(before)) >= 1
+    assert f.parents_dropped == len(set(before) - set(after)) >= 1
+
+
+def test_a_file_that_cannot_be_read_is_a_failure_with_its_reason(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7\nnot really a pdf\n")
+    (docs / "a.txt").write_text(TEXT)
+    plan = plan_ingest(settings_for(tmp_path / "store"), [docs], prune=False)
+    by_name = {Path(f.path).name: f for f in plan.files}
+    assert by_name["broken.pdf"].action == "fail" and by_name["broken.pdf"].reason
+    assert plan.counts == {"fail": 1, "add": 1}
+
+
+def test_without_a_store_everything_is_added_and_nothing_is_written(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text(TEXT)
+    settings = settings_for(tmp_path / "store")
+    plan = plan_ingest(settings, [docs], prune=True)
+    assert [(Path(f.path).name, f.action) for f in plan.files] == [("a.txt", "add")]
+    assert plan.files[0].parents_new == len(parent_ids(settings, docs / "a.txt")) and plan.files[0].parents_kept == 0
+    assert not settings.store.exists()
+
+
+def test_removal_is_planned_only_with_prune_and_only_under_the_folders_given(tmp_path: Path) -> None:
+    docs, other = tmp_path / "docs", tmp_path / "other"
+    docs.mkdir()
+    other.mkdir()
+    settings = settings_for(tmp_path / "store")
+    settings.store.mkdir()
+    for folder in (docs, other):
+        gone = folder / "gone.txt"
+        gone.write_text(TEXT)
+        record(settings, gone)
+        n = len(parent_ids(settings, gone))
+        gone.unlink()
+    assert plan_ingest(settings, [docs], prune=False).files == []
+    plan = plan_ingest(settings, [docs], prune=True)
+    assert [(f.path, f.action) for f in plan.files] == [(doc_id_for(docs / "gone.txt"), "remove")]
+    assert plan.files[0].parents_dropped == n > 1
+
+
+def test_the_same_bytes_written_again_are_unchanged(tmp_path: Path) -> None:
+    """A file copied over with the same bytes (new mtime, maybe a new inode) is not redone."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    a = docs / "a.txt"
+    a.write_text(TEXT)
+    settings = settings_for(tmp_path / "store")
+    settings.store.mkdir()
+    record(settings, a)
+    a.unlink()
+    a.write_text(TEXT)
+    os.utime(a, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns + 5_000_000_000))
+    assert plan_ingest(settings, [docs], prune=False).counts == {"unchanged": 1}
+
+
+def test_other_bytes_of_the_same_size_and_mtime_are_an_update(tmp_path: Path) -> None:
+    """Depends on hashing the bytes: same size, same mtime, same inode, other content. A shortcut on
+    (size, mtime, inode) alone would call this unchanged; the real run's rule does not."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    a = docs / "a.txt"
+    a.write_text(TEXT)
+    settings = settings_for(tmp_path / "store")
+    settings.store.mkdir()
+    record(settings, a)
+    st = a.stat()
+    with open(a, "r+") as f:  # same inode, same length
+        f.write("Silver")
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (a.stat().st_size, a.stat().st_mtime_ns, a.stat().st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert plan_ingest(settings, [docs], prune=False).counts == {"update": 1}
