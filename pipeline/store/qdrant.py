@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from qdrant_client import QdrantClient, models
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from pipeline.config import QdrantBackend, Settings
@@ -19,6 +18,10 @@ from pipeline.errors import ConfigError, ModelMismatch, StoreDamaged, StoreLocke
 from pipeline.providers.sparse import VECTOR_NAME as SPARSE
 from pipeline.store import layout
 from pipeline.store.layout import Collection
+from pipeline.store.where import Where, sparse_model, to_models
+
+if TYPE_CHECKING:  # qdrant_client costs ~0.6 s to import: the embedded engine's query path never needs it
+    from qdrant_client import QdrantClient, models
 
 logger = logging.getLogger(__name__)
 
@@ -110,18 +113,22 @@ def open_client(settings: Settings) -> QdrantClient:
     cfg = settings.qdrant
     chosen = backend(settings)
     if chosen is QdrantBackend.SERVER:
+        from qdrant_client import QdrantClient
+
         api_key = cfg.api_key.get_secret_value() if cfg.api_key else None
         client = QdrantClient(url=cfg.url, api_key=api_key, timeout=int(cfg.timeout), check_compatibility=False)
         with_retries(client.get_collections)()
         return client
     if chosen is QdrantBackend.EDGE:
-        from pipeline.store.edge import EdgeClient  # the only importer of qdrant_edge
+        from pipeline.store.edge import EdgeEngine  # the only importer of qdrant_edge
 
-        return EdgeClient(settings.edge_path, keyword_indexes=PAYLOAD_INDEXES, hnsw_ef=cfg.hnsw_ef)
+        return EdgeEngine(settings.edge_path, keyword_indexes=PAYLOAD_INDEXES, hnsw_ef=cfg.hnsw_ef, facade=_edge_facade)  # type: ignore[return-value]
     if legacy_local(settings):
         logger.info("store %s was written by qdrant-client local mode: opening it in local mode; %s", settings.store, MIGRATE_HINT)
     path = settings.qdrant_path
     path.mkdir(parents=True, exist_ok=True)
+    from qdrant_client import QdrantClient
+
     from pipeline.store.local_mode import SerializedClient
 
     try:
@@ -130,6 +137,13 @@ def open_client(settings: Settings) -> QdrantClient:
         if "already accessed" in str(exc):
             raise StoreLocked.open_elsewhere(f"embedded Qdrant at {path}") from exc
         raise StoreUnavailable(f"cannot open embedded Qdrant at {path}: {exc}") from exc
+
+
+def _edge_facade(engine: Any) -> QdrantClient:
+    """qdrant-client's API over an open embedded engine (built when a caller first needs it)."""
+    from pipeline.store.edge.client import EdgeClient
+
+    return EdgeClient(engine)
 
 
 @runtime_checkable
@@ -143,13 +157,38 @@ class MaintainedFiles(Protocol):
     def outdated(self) -> list[str]: ...
     def upgrade(self) -> list[str]: ...
     def search_hits(
-        self, name: str, queries: Sequence[tuple[str | None, Any]], flt: models.Filter | None, limit: int, keys: list[str] | bool
+        self, name: str, queries: Sequence[tuple[str | None, Any]], where: Any, limit: int, keys: list[str] | bool
     ) -> list[list[tuple[str, float, dict[str, Any]]]]: ...
 
 
 def _edge_client(client: Any) -> MaintainedFiles | None:
     """``client`` if this process maintains its files, else None (asked of the object, not of sys.modules)."""
     return client if isinstance(client, MaintainedFiles) else None
+
+
+@runtime_checkable
+class LeanReads(Protocol):
+    """A backend that answers a query process's reads with the store's plain types (``store.where``)
+    and no qdrant-client: the embedded engine (``store/edge/engine.py``)."""
+
+    def collection_meta(self, name: str) -> dict[str, Any] | None: ...
+    def rows(self, name: str, ids: Sequence[Any], keys: Sequence[str] | bool) -> list[tuple[str, dict[str, Any]]]: ...
+    def count_where(self, name: str, where: Any = None) -> int: ...
+    def scroll_rows(self, name: str, keys: Sequence[str] | bool, where: Any = None) -> Iterator[tuple[str, dict[str, Any]]]: ...
+    def delete_ids(self, name: str, ids: Sequence[Any]) -> None: ...
+
+
+def _lean(client: Any) -> LeanReads | None:
+    """The embedded engine behind ``client`` (itself, or an ``EdgeClient``'s ``engine``), else None."""
+    if isinstance(client, LeanReads):
+        return client
+    engine = getattr(client, "engine", None)
+    return engine if isinstance(engine, LeanReads) else None
+
+
+def qdrant_api(client: Any) -> QdrantClient:
+    """``client`` as a real ``QdrantClient`` (for LlamaIndex): the embedded engine's facade, built on demand."""
+    return client.qdrant if isinstance(client, LeanReads) else client  # type: ignore[attr-defined]
 
 
 def flush(client: Any) -> None:
@@ -191,12 +230,9 @@ def check_model(client: QdrantClient, name: str, model: str, dim: int) -> bool:
     Raises:
         ModelMismatch: it exists with another model or dimension.
     """
-    if not with_retries(client.collection_exists)(name):
+    meta, size = _meta_and_size(client, name)
+    if meta is None:
         return False
-    info = with_retries(client.get_collection)(name)
-    meta = info.config.metadata or {}
-    vectors = info.config.params.vectors
-    size = vectors.size if isinstance(vectors, models.VectorParams) else None
     stored_model = meta.get(META_MODEL, "unknown model")
     stored_dim = meta.get(META_DIM, size)
     if stored_model != model or stored_dim != dim:
@@ -204,8 +240,29 @@ def check_model(client: QdrantClient, name: str, model: str, dim: int) -> bool:
     return True
 
 
+def _meta_and_size(client: Any, name: str) -> tuple[dict[str, Any] | None, int | None]:
+    """(collection metadata, the unnamed dense vector's size) or (None, None) if there is no collection."""
+    engine = _lean(client)
+    if engine is not None:
+        sidecar = engine.collection_meta(name)
+        if sidecar is None:
+            return None, None
+        vectors = sidecar.get("vectors") or {}
+        size = vectors[""]["size"] if sidecar.get("unnamed") and "" in vectors else None
+        return dict(sidecar.get("metadata") or {}), size
+    if not with_retries(client.collection_exists)(name):
+        return None, None
+    from qdrant_client import models
+
+    info = with_retries(client.get_collection)(name)
+    vectors = info.config.params.vectors
+    return dict(info.config.metadata or {}), vectors.size if isinstance(vectors, models.VectorParams) else None
+
+
 def ensure_collections(client: QdrantClient, settings: Settings, model: str, dim: int) -> dict[Collection, str]:
     """Create missing collections (cosine, recorded model/dim, payload indexes); check existing ones."""
+    from qdrant_client import models
+
     out = names(settings)
     for name in out.values():
         if check_model(client, name, model, dim):
@@ -228,15 +285,18 @@ def ensure_collections(client: QdrantClient, settings: Settings, model: str, dim
 def stored_model(client: QdrantClient, settings: Settings) -> str | None:
     """The embedding model recorded in the store's collections, or None for a new store."""
     for name in names(settings).values():
-        if with_retries(client.collection_exists)(name):
-            meta = with_retries(client.get_collection)(name).config.metadata or {}
-            if meta.get(META_MODEL):
-                return str(meta[META_MODEL])
+        meta, _ = _meta_and_size(client, name)
+        if meta and meta.get(META_MODEL):
+            return str(meta[META_MODEL])
     return None
 
 
 def has_sparse(client: QdrantClient, name: str) -> bool:
     """True if the collection has the BM25 vector (collections made before hybrid search do not)."""
+    engine = _lean(client)
+    if engine is not None:
+        sidecar = engine.collection_meta(name)
+        return sidecar is not None and SPARSE in (sidecar.get("sparse_vectors") or {})
     if not with_retries(client.collection_exists)(name):
         return False
     sparse = with_retries(client.get_collection)(name).config.params.sparse_vectors or {}
@@ -245,6 +305,8 @@ def has_sparse(client: QdrantClient, name: str) -> bool:
 
 def missing_sparse_filter() -> models.Filter:
     """Points without a BM25 vector: what a backfill still has to do."""
+    from qdrant_client import models
+
     return models.Filter(must_not=[models.HasVectorCondition(has_vector=SPARSE)])
 
 
@@ -259,6 +321,7 @@ def vector_store(client: QdrantClient, name: str, hybrid: bool, batch_size: int 
 
     from pipeline.providers import sparse
 
+    client = qdrant_api(client)
     if not hybrid:
         return QdrantVectorStore(collection_name=name, client=client, batch_size=batch_size)
     return QdrantVectorStore(
@@ -273,19 +336,23 @@ def vector_store(client: QdrantClient, name: str, hybrid: bool, batch_size: int 
 
 
 def search(
-    client: QdrantClient, name: str, queries: Sequence[tuple[str | None, Any]], flt: models.Filter | None, limit: int, keys: list[str] | bool
+    client: QdrantClient, name: str, queries: Sequence[tuple[str | None, Any]], where: Where | models.Filter | None, limit: int, keys: list[str] | bool
 ) -> list[list[tuple[str, float, dict[str, Any]]]]:
     """(point id, score, payload keys, or none with ``keys=False``) of the best ``limit`` points of one
     collection for each query, best first.
 
     A query is (vector name, None for the dense vector; the query vector, dense or sparse), all in one
-    call. The edge engine answers without qdrant-client's models (``EdgeStore.search_hits``: it holds
+    call; the vector is a list or ``where.Sparse``. The edge engine answers without qdrant-client's models (``EdgeEngine.search_hits``: it holds
     the GIL while searching, so Python per hit is throughput lost; ``MaintainedFiles.search_hits``); elsewhere ``query_points`` for
     one query, ``query_batch_points`` for more.
     """
     edge = _edge_client(client)
     if edge is not None:
-        return edge.search_hits(name, queries, flt, limit, keys)
+        return edge.search_hits(name, queries, where, limit, keys)
+    from qdrant_client import models
+
+    flt = to_models(where)
+    queries = [(using, sparse_model(vector)) for using, vector in queries]
     if len(queries) == 1:
         using, vector = queries[0]
         responses = [client.query_points(name, query=vector, using=using, query_filter=flt, limit=limit, with_payload=keys)]
@@ -297,17 +364,28 @@ def search(
 
 def payloads(client: QdrantClient, name: str, ids: Sequence[str], keys: list[str]) -> list[tuple[str, dict[str, Any]]]:
     """(id, the asked payload keys) of the points among ``ids`` that exist."""
+    engine = _lean(client)
+    if engine is not None:
+        return engine.rows(name, ids, keys)
     return [(str(r.id), dict(r.payload or {})) for r in with_retries(client.retrieve)(name, ids=list(ids), with_payload=keys, with_vectors=False)]
 
 
-def count_points(client: QdrantClient, name: str, flt: models.Filter | None = None) -> int:
+def count_points(client: QdrantClient, name: str, flt: Where | models.Filter | None = None) -> int:
+    engine = _lean(client)
+    if engine is not None:
+        return engine.count_where(name, flt)
     if not with_retries(client.collection_exists)(name):
         return 0
-    return with_retries(client.count)(name, count_filter=flt, exact=True).count
+    return with_retries(client.count)(name, count_filter=to_models(flt), exact=True).count
 
 
-def scroll_payloads(client: QdrantClient, name: str, keys: list[str], flt: models.Filter | None = None) -> Iterator[tuple[str, dict]]:
+def scroll_payloads(client: QdrantClient, name: str, keys: list[str], flt: Where | models.Filter | None = None) -> Iterator[tuple[str, dict]]:
     """Every point's id and the asked payload keys, in pages (used by sync and ``check``)."""
+    engine = _lean(client)
+    if engine is not None:
+        yield from engine.scroll_rows(name, keys, flt)
+        return
+    flt = to_models(flt)
     offset = None
     while True:
         points, offset = with_retries(client.scroll)(
@@ -320,5 +398,12 @@ def scroll_payloads(client: QdrantClient, name: str, keys: list[str], flt: model
 
 
 def delete_points(client: QdrantClient, name: str, ids: list[str]) -> None:
+    engine = _lean(client)
+    if engine is not None:
+        for start in range(0, len(ids), 1024):
+            engine.delete_ids(name, ids[start : start + 1024])
+        return
+    from qdrant_client import models
+
     for start in range(0, len(ids), 1024):
         with_retries(client.delete)(name, points_selector=models.PointIdsList(points=ids[start : start + 1024]), wait=True)

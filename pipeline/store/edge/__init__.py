@@ -1,6 +1,7 @@
 """Embedded Qdrant engine (qdrant-edge) behind qdrant-client's API: the store's default backend.
 
-``EdgeClient`` is a real ``qdrant_client.QdrantClient`` whose inner ``_client`` is ``EdgeStore``, an
+``EdgeEngine`` (``engine.py``) is the engine: what ``open_client`` returns, and all a query process
+uses (lean reads, no qdrant-client). ``EdgeClient`` is a real ``qdrant_client.QdrantClient`` whose inner ``_client`` is ``EdgeStore``, an
 implementation of qdrant-client's ``QdrantBase`` over ``qdrant_edge.EdgeShard`` (as
 ``qdrant_client.local.QdrantLocal`` implements it over numpy). So LlamaIndex's ``QdrantVectorStore``,
 ``pipeline/store/qdrant.py``, ``migrate``, ``check``, ``status``, ingest and retrieval all run
@@ -30,7 +31,18 @@ Example::
     client.close()  # flushes
 """
 
-from pipeline.store.edge.client import EdgeClient, EdgeStore
+from typing import Any
+
+from pipeline.store.edge.engine import EdgeEngine
 from pipeline.store.edge.tuning import SIDECAR, auto_ef
 
-__all__ = ["EdgeClient", "EdgeStore", "SIDECAR", "auto_ef"]
+__all__ = ["EdgeClient", "EdgeEngine", "EdgeStore", "SIDECAR", "auto_ef"]
+
+
+def __getattr__(name: str) -> Any:
+    """``EdgeClient`` and ``EdgeStore`` import qdrant-client (~0.6 s): loaded when first asked for."""
+    if name in ("EdgeClient", "EdgeStore"):
+        from pipeline.store.edge import client
+
+        return getattr(client, name)
+    raise AttributeError(name)

@@ -1,19 +1,15 @@
-"""qdrant-client's ``QdrantBase`` over qdrant-edge shards: the facade (``EdgeStore``) and ``EdgeClient``.
+"""qdrant-client's ``QdrantBase`` over the engine (``engine.py``): the facade (``EdgeStore``) and ``EdgeClient``.
 
-Over 500 lines for one reason: it is one class implementing one interface, method by method (the
+Imported only when something speaks qdrant-client's API to the embedded store (LlamaIndex's
+``QdrantVectorStore`` at ingest, migrate, repair): a query process never loads it. Near 500 lines for one reason: it is one class implementing one interface, method by method (the
 methods qdrant-client's API and LlamaIndex's ``QdrantVectorStore`` call), each a few lines of
 conversion (``convert.py``) around the shard (``shard.py``); splitting the class would split the interface.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
-import shutil
-import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,230 +19,49 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.client_base import QdrantBase
 from qdrant_client.http import models as rest
 
-from pipeline.errors import StoreDamaged, StoreLocked, StoreUnavailable
 from pipeline.store.edge.convert import _filter, _out_id, _point_id, _prefetch, _query, _record, _scored, _search_params, _vectors, _with_payload, _with_vectors
-from pipeline.store.edge.files import _blocks_bytes, _ensure_space, _write_json
-from pipeline.store.edge.pagecache import _available_memory, _keep_cached, _read_into_cache, _to_recache, _warm_files
-from pipeline.store.edge.shard import _Collection, _create_keyword_indexes, _engine_error, _index_params, _schema_name, _shard_config, _wal_fingerprint, _wal_options
-from pipeline.store.edge.tuning import COLD, DENSE, EMPTY_MARK, HNSW, LOCK_FILE, QUANTIZATION, SIDECAR, WARM_MEMORY_SHARE, _SCHEMA
+from pipeline.store.edge.engine import EdgeEngine
+from pipeline.store.edge.shard import _Collection, _engine_error, _index_params, _schema_name
+from pipeline.store.edge.tuning import DENSE, EMPTY_MARK, _SCHEMA
 
 logger = logging.getLogger(__name__)
 
 class EdgeStore(QdrantBase):
-    """qdrant-client's ``QdrantBase`` over one qdrant-edge shard per collection in ``path``.
+    """qdrant-client's ``QdrantBase`` over ``EdgeEngine`` (one qdrant-edge shard per collection).
 
-    Holds an exclusive lock on ``path`` while open (a second process gets ``StoreLocked``). Threads
-    of this process may read and write at once: the engine takes its own locks.
+    The engine owns the lock, the shards and the lean reads; this class converts qdrant-client's
+    models at its boundary and nowhere else. Attributes it lacks (``_get``, ``_update``,
+    ``_collections``, ``path`` ...) are the engine's.
 
     Args:
-        path: the folder of shards (``<store>/edge``); created if missing.
-        keyword_indexes: payload keys given a KEYWORD index in every collection created here
-            (filters and delete-by-filter on them then use the index, not a scan).
-        hnsw_ef: HNSW search breadth for requests that set none; None scales it with each
-            collection's size (``auto_ef``); higher trades speed for recall.
+        engine: an open ``EdgeEngine``, or the folder of shards to open one on (``<store>/edge``).
+        keyword_indexes, hnsw_ef: as ``EdgeEngine`` takes them, when a folder is given.
     """
 
-    def __init__(self, path: Path, keyword_indexes: Sequence[str] = (), hnsw_ef: int | None = None) -> None:
+    def __init__(self, engine: EdgeEngine | Path, keyword_indexes: Sequence[str] = (), hnsw_ef: int | None = None) -> None:
         super().__init__()
-        self.path = Path(path)
-        self.keyword_indexes = tuple(keyword_indexes)
-        self.hnsw_ef = hnsw_ef
-        self.closed = False
-        self._guard = threading.RLock()  # the collection map: create/delete/close
-        self._collections: dict[str, _Collection] = {}
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._lock_fh = open(self.path / LOCK_FILE, "a+")  # noqa: SIM115 (held until close)
-        try:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            self._lock_fh.close()
-            raise StoreLocked.open_elsewhere(f"embedded Qdrant (edge) at {self.path}") from exc
-        self._stop_warm = threading.Event()
-        self.warmed_bytes = 0  # read into the page cache by the warm-up thread (for tests and logs)
-        self._warmer: threading.Thread | None = None
-        try:
-            _ensure_space(self.path)  # loading a shard writes too (WAL segments, mmap pages)
-            self._open_all()
-        except BaseException:
-            self.close()
-            raise
-        self._warmer = threading.Thread(target=self._warm, name="edge-warm", daemon=True)
-        self._warmer.start()
+        self.engine = engine if isinstance(engine, EdgeEngine) else EdgeEngine(Path(engine), keyword_indexes, hnsw_ef)
 
-    # -- lifecycle --
-
-    def _open_all(self) -> None:
-        for entry in sorted(self.path.iterdir()):
-            if not entry.is_dir():
-                continue
-            if entry.name.startswith("."):
-                if ".creating-" in entry.name or ".deleting-" in entry.name:
-                    # a collection never finished (or never finished going): it was never visible
-                    logger.warning("removing %s: left by a run that stopped while creating/deleting a collection", entry)
-                    shutil.rmtree(entry, ignore_errors=True)
-                continue
-            self._collections[entry.name] = self._load(entry)
-
-    def _load(self, folder: Path) -> _Collection:
-        sidecar = folder / SIDECAR
-        if not sidecar.is_file():
-            raise StoreDamaged(
-                folder,
-                f"no {SIDECAR} (not a collection written by this package, or damaged)",
-                "move the folder away and run `python -m pipeline check --repair`, or restore it from a backup",
-            )
-        try:
-            meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise StoreDamaged(sidecar, f"unreadable: {exc}") from exc
-        coll = _Collection(folder, None, meta)
-        mark = meta.get(EMPTY_MARK)
-        if not (isinstance(mark, dict) and mark.get("wal") == _wal_fingerprint(folder)):
-            coll.load()  # now, so a shard the engine cannot open fails the open
-        return coll
-
-    def _warm(self) -> None:
-        """Read the files first searches need (``WARM_FILES``) into the page cache, smallest first.
-
-        Best effort: stops at close, at the ``WARM_MEMORY_SHARE`` budget, or on any read error (a
-        search then reads what it needs itself)."""
-        try:
-            files = sorted((f.stat().st_size, f) for coll in list(self._collections.values()) if coll.loaded for f in _warm_files(coll.path))
-            budget = _available_memory() * WARM_MEMORY_SHARE
-            for size, f in files:
-                if self.warmed_bytes + size > budget:
-                    logger.debug("edge warm-up stopped at %d MB (budget %d MB)", self.warmed_bytes >> 20, int(budget) >> 20)
-                    return
-                _read_into_cache(f, size, self._stop_warm)
-                if self._stop_warm.is_set():
-                    return
-                self.warmed_bytes += size
-        except OSError as exc:  # a segment merged away meanwhile, or unreadable: searches will say
-            logger.debug("edge warm-up stopped: %s", exc)
+    def __getattr__(self, name: str) -> Any:
+        if name == "engine":  # not set yet: __init__ failed
+            raise AttributeError(name)
+        return getattr(self.engine, name)
 
     def close(self, **kwargs: Any) -> None:
         """Flush and close every shard, then release the lock. Safe to call twice."""
-        with self._guard:
-            if self.closed:
-                return
-            self.closed = True
-            stop = getattr(self, "_stop_warm", None)
-            if stop is not None:
-                stop.set()
-            warmer = getattr(self, "_warmer", None)
-            if warmer is not None and warmer is not threading.current_thread():
-                warmer.join()
-            for coll in self._collections.values():
-                if not coll.loaded:
-                    continue
-                cached: list[tuple[Path, list[tuple[int, int]]]] = []
-                try:
-                    coll.shard.flush()
-                    info = coll.shard.info()
-                    if info.points_count:
-                        cached = _to_recache(coll.path)
-                    coll.shard.close()
-                    with coll.meta_lock:
-                        if info.points_count == 0:
-                            schema = {key: _schema_name(idx) for key, idx in info.payload_schema.items()}
-                            coll.meta[EMPTY_MARK] = {"payload_schema": schema, "wal": _wal_fingerprint(coll.path)}
-                            coll.save_meta()
-                        elif coll.meta.pop(EMPTY_MARK, None) is not None:  # a void mark (see EMPTY_MARK)
-                            coll.save_meta()
-                except Exception as exc:  # closing must not hide the error that got us here
-                    logger.warning("closing %s: %s", coll.path, exc)
-                    continue
-                _keep_cached(cached)
-            self._collections.clear()
-            fh = getattr(self, "_lock_fh", None)
-            if fh is not None and not fh.closed:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-                fh.close()
+        self.engine.close()
 
     def flush(self) -> None:
-        """Make every write so far durable (segments on disk, not only the WAL)."""
-        for coll in list(self._collections.values()):
-            if not coll.loaded:
-                continue
-            try:
-                coll.shard.flush()
-            except Exception as exc:
-                raise _engine_error(exc, coll.path) from exc
+        self.engine.flush()
 
     def optimize(self) -> bool:
-        """Merge segments and build HNSW indexes; True if anything changed. A collection without room
-        for a rewritten copy of its segments is skipped with a warning (nothing is lost)."""
-        changed = False
-        for coll in list(self._collections.values()):
-            if not coll.loaded:  # empty at the last close and not written since: nothing to index
-                continue
-            try:
-                _ensure_space(coll.path, _blocks_bytes(coll.path / "segments"))  # a merge rewrites segments
-            except StoreUnavailable as exc:  # DiskFull: the data is committed; only the index build waits
-                logger.warning("skipped optimizing %s (searches stay exact until the next ingest): %s", coll.path.name, exc)
-                continue
-            try:
-                changed = bool(coll.shard.optimize()) or changed
-            except Exception as exc:
-                raise _engine_error(exc, coll.path) from exc
-        return changed
+        return self.engine.optimize()
 
     def outdated(self) -> list[str]:
-        """Collections written before the cold, quantized layout (``_shard_config``): they answer as
-        before, but load their payload indexes into RAM at open and search float vectors."""
-        return sorted(name for name, coll in self._collections.items() if "quantization" not in coll.meta)
+        return self.engine.outdated()
 
     def upgrade(self) -> list[str]:
-        """Rewrite every ``outdated()`` collection in the current layout, in place; the names done.
-
-        The engine applies a changed config by rebuilding the shard's segments (~2 min at 283k
-        points): only ``check --repair`` calls this, in a process that holds the store alone. A crash
-        midway leaves a shard the engine reloads with either config; the sidecar is updated last,
-        so the next repair does it again."""
-        done = []
-        with self._guard:
-            for name in self.outdated():
-                coll = self._collections[name]
-                coll.before_write()
-                dense = coll.dense_params()
-                sparse = coll.sparse_params() or {}
-                _ensure_space(coll.path, _blocks_bytes(coll.path / "segments"))
-                try:
-                    coll.shard.flush()
-                    coll.shard.close()
-                    _wal_options(coll.path)
-                    coll.shard = qe.EdgeShard.load(str(coll.path), _shard_config(dense, sparse))
-                    for key in self.keyword_indexes:
-                        coll.shard.update(qe.UpdateOperation.delete_field_index(key))
-                    _create_keyword_indexes(coll.shard, self.keyword_indexes)
-                    coll.shard.optimize()
-                    coll.shard.flush()
-                except Exception as exc:
-                    raise _engine_error(exc, coll.path) from exc
-                with coll.meta_lock:
-                    coll.meta.update(quantization=QUANTIZATION, memory=COLD)
-                    coll.save_meta()
-                coll.written()
-                done.append(name)
-        return done
-
-    def _get(self, name: str) -> _Collection:
-        if self.closed:
-            raise RuntimeError("EdgeStore is closed; open a new client")
-        coll = self._collections.get(name)
-        if coll is None:
-            raise ValueError(f"Collection {name} not found")
-        return coll
-
-    def _update(self, coll: _Collection, op: Any) -> None:
-        _ensure_space(coll.path)
-        coll.before_write()
-        try:
-            coll.shard.update(op)
-        except Exception as exc:
-            raise _engine_error(exc, coll.path) from exc
-        finally:
-            coll.written()
+        return self.engine.upgrade()
 
     # -- collections --
 
@@ -254,7 +69,7 @@ class EdgeStore(QdrantBase):
         return models.CollectionsResponse(collections=[models.CollectionDescription(name=n) for n in sorted(self._collections)])
 
     def collection_exists(self, collection_name: str, **kwargs: Any) -> bool:
-        return collection_name in self._collections
+        return self.engine.collection_exists(collection_name)
 
     def get_collection(self, collection_name: str, **kwargs: Any) -> models.CollectionInfo:
         coll = self._get(collection_name)
@@ -275,7 +90,7 @@ class EdgeStore(QdrantBase):
             **counts,
             payload_schema=schema,
             config=models.CollectionConfig(
-                params=models.CollectionParams(vectors=coll.vectors_params(), sparse_vectors=coll.sparse_params()),
+                params=models.CollectionParams(vectors=_vectors_params(coll.meta), sparse_vectors=_sparse_params(coll.meta)),
                 hnsw_config=models.HnswConfig(**coll.meta.get("hnsw", {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000})),
                 optimizer_config=models.OptimizersConfig(
                     deleted_threshold=0.2, vacuum_min_vector_number=1000, default_segment_number=0, flush_interval_sec=5
@@ -293,69 +108,26 @@ class EdgeStore(QdrantBase):
         metadata: models.Payload | None = None,
         **kwargs: Any,
     ) -> bool:
-        """Build the shard in a temp folder (payload indexes and sidecar included), then rename it in."""
-        with self._guard:
-            if self.closed:
-                raise RuntimeError("EdgeStore is closed; open a new client")
-            if collection_name in self._collections:
-                raise ValueError(f"Collection {collection_name} already exists")
-            if not collection_name or "/" in collection_name or collection_name.startswith("."):
-                raise ValueError(f"invalid collection name {collection_name!r}")
-            unnamed = isinstance(vectors_config, models.VectorParams)
-            dense = {DENSE: vectors_config} if unnamed else dict(vectors_config or {})
-            sparse = dict(sparse_vectors_config or {})
-            for name, params in dense.items():
-                if params.multivector_config is not None:
-                    raise NotImplementedError("qdrant-edge backend: multivectors")
-            meta = {
-                "format": 1,
+        """The models as the sidecar records them; the engine builds the shard (``EdgeEngine.create``)."""
+        unnamed = isinstance(vectors_config, models.VectorParams)
+        dense = {DENSE: vectors_config} if unnamed else dict(vectors_config or {})
+        sparse = dict(sparse_vectors_config or {})
+        for params in dense.values():
+            if params.multivector_config is not None:
+                raise NotImplementedError("qdrant-edge backend: multivectors")
+        self.engine.create(
+            collection_name,
+            {
                 "unnamed": unnamed,
                 "vectors": {name: {"size": p.size, "distance": p.distance.value} for name, p in dense.items()},
-                "sparse_vectors": {
-                    name: {"modifier": p.modifier.value if p and p.modifier else None} for name, p in sparse.items()
-                },
+                "sparse_vectors": {name: {"modifier": p.modifier.value if p and p.modifier else None} for name, p in sparse.items()},
                 "metadata": json.loads(json.dumps(metadata or {}, default=str)),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "hnsw": HNSW,
-                "memory": COLD,
-            }
-            meta["quantization"] = QUANTIZATION
-            config = _shard_config(dense, sparse)
-            final = self.path / collection_name
-            if final.exists():
-                raise StoreDamaged(final, "folder exists but is not an open collection", "move it away and run the command again")
-            tmp = self.path / f".{collection_name}.creating-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            _ensure_space(self.path)
-            try:
-                shard = qe.EdgeShard.create(str(tmp), config)
-                _create_keyword_indexes(shard, self.keyword_indexes)
-                shard.flush()
-                shard.close()
-                _wal_options(tmp)
-                _write_json(tmp / SIDECAR, meta)
-                os.replace(tmp, final)
-                shard = qe.EdgeShard.load(str(final))
-            except Exception as exc:
-                shutil.rmtree(tmp, ignore_errors=True)
-                if isinstance(exc, (StoreLocked, StoreUnavailable)):  # DiskFull is one
-                    raise
-                raise _engine_error(exc, final) from exc
-            self._collections[collection_name] = _Collection(final, shard, meta)
-            logger.debug("created edge collection %s at %s", collection_name, final)
-            return True
+            },
+        )
+        return True
 
     def delete_collection(self, collection_name: str, **kwargs: Any) -> bool:
-        with self._guard:
-            coll = self._collections.pop(collection_name, None)
-            if coll is None:
-                return False
-            if coll.loaded:
-                coll.shard.close()
-            trash = self.path / f".{collection_name}.deleting-{os.getpid()}"
-            os.replace(coll.path, trash)  # gone at once for a reader; removed below (or on next open)
-            shutil.rmtree(trash, ignore_errors=True)
-            return True
+        return self.engine.drop(collection_name)
 
     def update_collection(self, collection_name: str, metadata: models.Payload | None = None, **kwargs: Any) -> bool:
         unsupported = [k for k, v in kwargs.items() if v is not None]
@@ -380,8 +152,7 @@ class EdgeStore(QdrantBase):
     ) -> models.UpdateResult:
         coll = self._get(collection_name)
         schema = field_schema if field_schema is not None else field_type
-        if isinstance(schema, str):
-            schema = models.PayloadSchemaType(schema)
+        schema = getattr(schema, "value", schema)
         if schema not in _SCHEMA:
             raise NotImplementedError(f"qdrant-edge backend: create_payload_index with schema {schema!r}")
         self._update(coll, qe.UpdateOperation.create_field_index(field_name, _index_params(schema)))
@@ -554,31 +325,10 @@ class EdgeStore(QdrantBase):
         return rest.QueryResponse(points=[_scored(p) for p in hits])
 
     def search_hits(
-        self,
-        collection_name: str,
-        queries: Sequence[tuple[str | None, Any]],
-        query_filter: models.Filter | None,
-        limit: int,
-        with_payload: Sequence[str] | bool,
+        self, collection_name: str, queries: Sequence[tuple[str | None, Any]], where: Any, limit: int, with_payload: Sequence[str] | bool
     ) -> list[list[tuple[str, float, dict[str, Any]]]]:
-        """(id as text, score, payload) of each query's best ``limit`` points, in one engine call.
-
-        Each query is (vector name, None for the dense one; a dense list or ``models.SparseVector``).
-        What ``query_batch_points`` does, without qdrant-client's models: the engine holds the GIL
-        while it searches, so a service process runs its searches and all its Python on one core,
-        and building a validated ``ScoredPoint`` per hit (30-90 a retrieve) was Python time taken
-        from every other request (docs/service.md). An empty collection (a store without LLM
-        references has two) answers without a search.
-        """
-        coll = self._get(collection_name)
-        if not coll.size():
-            return [[] for _ in queries]
-        batch = [self._request(coll, vector, using, None, query_filter, None, limit, None, with_payload, False, None) for using, vector in queries]
-        try:
-            results = coll.shard.query_batch(qe.QueryBatchRequest(batch)) if len(batch) > 1 else [coll.shard.query(batch[0])]
-        except Exception as exc:
-            raise _engine_error(exc, coll.path) from exc
-        return [[(str(p.id), p.score, p.payload or {}) for p in hits] for hits in results]
+        """``EdgeEngine.search_hits``: the search fast path, plain tuples."""
+        return self.engine.search_hits(collection_name, queries, where, limit, with_payload)
 
     def query_batch_points(self, collection_name: str, requests: Sequence[models.QueryRequest], **kwargs: Any) -> list[rest.QueryResponse]:
         coll = self._get(collection_name)
@@ -655,6 +405,20 @@ class EdgeStore(QdrantBase):
         return [_record(r) for r in records]
 
 
+def _vectors_params(meta: Mapping[str, Any]) -> models.VectorParams | dict[str, models.VectorParams]:
+    dense = {name: models.VectorParams(size=v["size"], distance=models.Distance(v["distance"])) for name, v in meta["vectors"].items()}
+    if meta.get("unnamed") and set(dense) == {DENSE}:
+        return dense[DENSE]
+    return dense
+
+
+def _sparse_params(meta: Mapping[str, Any]) -> dict[str, models.SparseVectorParams] | None:
+    sparse = meta.get("sparse_vectors") or {}
+    if not sparse:
+        return None
+    return {name: models.SparseVectorParams(modifier=models.Modifier(v["modifier"]) if v.get("modifier") else None) for name, v in sparse.items()}
+
+
 def _done() -> models.UpdateResult:
     return models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
 
@@ -687,17 +451,22 @@ class EdgeClient(QdrantClient):
         StoreUnavailable: the engine cannot open a shard.
     """
 
-    def __init__(self, path: Path, keyword_indexes: Sequence[str] = (), hnsw_ef: int | None = None) -> None:
+    def __init__(self, engine: EdgeEngine | Path, keyword_indexes: Sequence[str] = (), hnsw_ef: int | None = None) -> None:
         super().__init__(location=":memory:")
         self._client.close()
-        self._client = EdgeStore(path, keyword_indexes, hnsw_ef)
+        self._client = EdgeStore(engine, keyword_indexes, hnsw_ef)
         # Not {"path": ...}: AsyncQdrantClient(**init_options) would open local mode inside the edge
         # folder. There is no async edge client, so building one from these options fails loudly.
-        self._init_options = {"edge_path": str(path)}
+        self._init_options = {"edge_path": str(self._client.engine.path)}
+        self.engine.__dict__.setdefault("_facade", self)  # an engine opened here answers ``qdrant`` with this client
 
     @property
     def store(self) -> EdgeStore:
         return self._client  # type: ignore[return-value]
+
+    @property
+    def engine(self) -> EdgeEngine:
+        return self.store.engine
 
     def upsert(
         self,
@@ -729,8 +498,8 @@ class EdgeClient(QdrantClient):
         return self.store.upgrade()
 
     def search_hits(
-        self, name: str, queries: Sequence[tuple[str | None, Any]], flt: models.Filter | None, limit: int, keys: list[str] | bool
+        self, name: str, queries: Sequence[tuple[str | None, Any]], where: Any, limit: int, keys: list[str] | bool
     ) -> list[list[tuple[str, float, dict[str, Any]]]]:
         """The search fast path, part of this client's interface (``qdrant.search`` uses it when present):
         hits as plain tuples, without qdrant-client's models (the engine holds the GIL while searching)."""
-        return self.store.search_hits(name, queries, flt, limit, keys)
+        return self.engine.search_hits(name, queries, where, limit, keys)

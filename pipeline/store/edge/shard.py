@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import qdrant_edge as qe
-from qdrant_client import models
 
 from pipeline.errors import StoreDamaged, StoreLocked, StoreUnavailable
 from pipeline.store.edge.files import _write_json
-from pipeline.store.edge.tuning import DENSE, EMPTY_MARK, ENGINE_CONFIG, HNSW, QUANTIZATION, SEARCH_THREADS, SIDECAR, WAL_OPTIONS, _DISTANCE, _SCHEMA, auto_ef
+from pipeline.store.edge.tuning import EMPTY_MARK, ENGINE_CONFIG, HNSW, QUANTIZATION, SEARCH_THREADS, SIDECAR, WAL_OPTIONS, _DISTANCE, _SCHEMA, auto_ef
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +42,15 @@ DAMAGE_SIGNS = ("io error", "out of bounds", "deserialize", "corrupt", "checksum
 
 
 def _shard_config(
-    dense: Mapping[str, models.VectorParams],
-    sparse: Mapping[str, models.SparseVectorParams | None],
+    dense: Mapping[str, Mapping[str, Any]],
+    sparse: Mapping[str, Mapping[str, Any] | None],
     hnsw: Mapping[str, int] = HNSW,
     quantile: float = QUANTIZATION["quantile"],
 ) -> qe.EdgeConfig:
     """A shard of the current layout: HNSW as ``hnsw``, int8-quantized dense vectors, every part ``Cold``,
     ``SEARCH_THREADS`` search threads (see the constants). A shard loaded with it keeps its data (the
-    engine checks the vectors match) and its config file is rewritten with it."""
+    engine checks the vectors match) and its config file is rewritten with it. ``dense`` and ``sparse``
+    are as the sidecar records them: name → ``{"size", "distance"}`` / ``{"modifier"}``."""
     cold = qe.Memory.Cold
     quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=quantile, memory=cold)
     return qe.EdgeConfig(
@@ -59,11 +59,11 @@ def _shard_config(
         id_tracker_memory=cold,
         max_search_threads=SEARCH_THREADS,
         vectors={
-            name: qe.EdgeVectorParams(size=p.size, distance=_DISTANCE[p.distance], memory=cold, quantization_config=quant)
+            name: qe.EdgeVectorParams(size=int(p["size"]), distance=_DISTANCE[p["distance"]], memory=cold, quantization_config=quant)
             for name, p in dense.items()
         },
         sparse_vectors={
-            name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if p and p.modifier == models.Modifier.IDF else None, memory=cold)
+            name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if p and p.get("modifier") == "idf" else None, memory=cold)
             for name, p in sparse.items()
         },
     )
@@ -79,7 +79,7 @@ def _open_config(coll: _Collection) -> qe.EdgeConfig | None:
         return None
     try:
         quantile = meta["quantization"].get("quantile", QUANTIZATION["quantile"])
-        return _shard_config(coll.dense_params(), coll.sparse_params() or {}, meta.get("hnsw", HNSW), quantile)
+        return _shard_config(coll.dense_meta(), meta.get("sparse_vectors") or {}, meta.get("hnsw", HNSW), quantile)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
@@ -129,17 +129,17 @@ def _load_shard(coll: _Collection) -> Any:
         raise _engine_error(exc, coll.path) from exc
 
 
-def _index_params(schema: models.PayloadSchemaType) -> Any:
+def _index_params(schema: str) -> Any:
     """A payload index kept on disk: the engine's default loads a keyword index into RAM at open
-    (0.6 s and 87 MB of the load at 283k points, three keys: §7f)."""
-    if schema == models.PayloadSchemaType.KEYWORD:
+    (0.6 s and 87 MB of the load at 283k points, three keys: §7f). ``schema`` as qdrant names it."""
+    if schema == "keyword":
         return qe.KeywordIndexParams(memory=qe.Memory.Cold)
     return _SCHEMA[schema]
 
 
 def _create_keyword_indexes(shard: Any, keys: Sequence[str]) -> None:
     for key in keys:
-        shard.update(qe.UpdateOperation.create_field_index(key, _index_params(models.PayloadSchemaType.KEYWORD)))
+        shard.update(qe.UpdateOperation.create_field_index(key, _index_params("keyword")))
 
 
 # --- one collection ---------------------------------------------------------------------------------
@@ -219,24 +219,6 @@ class _Collection:
     def save_meta(self) -> None:
         _write_json(self.path / SIDECAR, self.meta)
 
-    def vectors_params(self) -> models.VectorParams | dict[str, models.VectorParams]:
-        dense = {
-            name: models.VectorParams(size=v["size"], distance=models.Distance(v["distance"])) for name, v in self.meta["vectors"].items()
-        }
-        if self.meta.get("unnamed") and set(dense) == {DENSE}:
-            return dense[DENSE]
-        return dense
-
-    def dense_params(self) -> dict[str, models.VectorParams]:
-        """``vectors_params`` by name (the unnamed dense vector under ``DENSE``), as ``_shard_config`` takes them."""
-        dense = self.vectors_params()
-        return {DENSE: dense} if isinstance(dense, models.VectorParams) else dense
-
-    def sparse_params(self) -> dict[str, models.SparseVectorParams] | None:
-        sparse = self.meta.get("sparse_vectors") or {}
-        if not sparse:
-            return None
-        return {
-            name: models.SparseVectorParams(modifier=models.Modifier(v["modifier"]) if v.get("modifier") else None)
-            for name, v in sparse.items()
-        }
+    def dense_meta(self) -> dict[str, Any]:
+        """Dense vectors by name (the unnamed one under ``DENSE``), as the sidecar records them."""
+        return dict(self.meta["vectors"])

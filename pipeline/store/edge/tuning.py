@@ -7,7 +7,6 @@ from __future__ import annotations
 
 
 import qdrant_edge as qe
-from qdrant_client import models
 
 
 SIDECAR = "collection.json"
@@ -70,20 +69,21 @@ EMPTY_MARK = "empty_at_close"
 WAL_OPTIONS = {"segment_capacity": 4 << 20, "segment_queue_len": 0, "retain_closed": 1}
 ENGINE_CONFIG = "edge_config.json"
 
+# Keyed by qdrant's names (the values of qdrant-client's enums), so this module needs no qdrant-client.
 _DISTANCE = {
-    models.Distance.COSINE: qe.Distance.Cosine,
-    models.Distance.EUCLID: qe.Distance.Euclid,
-    models.Distance.DOT: qe.Distance.Dot,
-    models.Distance.MANHATTAN: qe.Distance.Manhattan,
+    "Cosine": qe.Distance.Cosine,
+    "Euclid": qe.Distance.Euclid,
+    "Dot": qe.Distance.Dot,
+    "Manhattan": qe.Distance.Manhattan,
 }
 _SCHEMA = {
-    models.PayloadSchemaType.KEYWORD: qe.PayloadSchemaType.Keyword,
-    models.PayloadSchemaType.INTEGER: qe.PayloadSchemaType.Integer,
-    models.PayloadSchemaType.FLOAT: qe.PayloadSchemaType.Float,
-    models.PayloadSchemaType.BOOL: qe.PayloadSchemaType.Bool,
-    models.PayloadSchemaType.TEXT: qe.PayloadSchemaType.Text,
-    models.PayloadSchemaType.UUID: qe.PayloadSchemaType.Uuid,
-    models.PayloadSchemaType.DATETIME: qe.PayloadSchemaType.Datetime,
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+    "bool": qe.PayloadSchemaType.Bool,
+    "text": qe.PayloadSchemaType.Text,
+    "uuid": qe.PayloadSchemaType.Uuid,
+    "datetime": qe.PayloadSchemaType.Datetime,
 }
 
 

@@ -13,7 +13,7 @@ from pipeline.config import QdrantBackend, Settings
 from pipeline.errors import ConfigError, StoreError
 from pipeline.store import qdrant as qstore
 from pipeline.store.convert import migrate_to_edge
-from pipeline.store.edge import EdgeClient
+from pipeline.store.edge import EdgeClient, EdgeEngine
 
 DIM = 8
 
@@ -60,7 +60,7 @@ class TestBackendChoice:
         assert qstore.backend(settings) is QdrantBackend.LOCAL and qstore.legacy_local(settings)
         client = qstore.open_client(settings)
         try:
-            assert not isinstance(client, EdgeClient) and client.count("docs_children").count == 3
+            assert not isinstance(client, (EdgeClient, EdgeEngine)) and client.count("docs_children").count == 3
         finally:
             client.close()
         assert not settings.edge_path.exists()  # nothing created beside it
@@ -68,7 +68,7 @@ class TestBackendChoice:
         assert qstore.backend(settings) is QdrantBackend.EDGE and not qstore.legacy_local(settings)
         client = qstore.open_client(settings)
         try:
-            assert isinstance(client, EdgeClient) and client.count("docs_children").count == 3
+            assert isinstance(client, EdgeEngine) and client.count("docs_children").count == 3
         finally:
             client.close()
 

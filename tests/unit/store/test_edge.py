@@ -18,6 +18,7 @@ from qdrant_client import QdrantClient, models
 
 from pipeline.errors import StoreDamaged, StoreLocked
 from pipeline.store.edge import client as edge_client
+from pipeline.store.edge import engine as edge_engine
 from pipeline.store.edge import files as edge_files
 from pipeline.store.edge import pagecache, shard, tuning
 from pipeline.store.edge import SIDECAR, EdgeClient
@@ -670,9 +671,9 @@ class TestLayout:
     def test_check_repair_upgrades_a_collection_of_the_older_layout(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         path = tmp_path / "edge"
         with monkeypatch.context() as m:  # what create_collection wrote before this layout
-            m.setattr(edge_client, "_shard_config", lambda dense, sparse: tuning.qe.EdgeConfig(
+            m.setattr(edge_engine, "_shard_config", lambda dense, sparse: tuning.qe.EdgeConfig(
                 hnsw_config=tuning.qe.HnswIndexConfig(**tuning.HNSW),
-                vectors={n: tuning.qe.EdgeVectorParams(size=p.size, distance=tuning.qe.Distance.Cosine) for n, p in dense.items()}))
+                vectors={n: tuning.qe.EdgeVectorParams(size=p["size"], distance=tuning.qe.Distance.Cosine) for n, p in dense.items()}))
             m.setattr(edge_client, "_index_params", lambda schema: tuning.qe.PayloadSchemaType.Keyword)
             m.setattr(shard, "_index_params", lambda schema: tuning.qe.PayloadSchemaType.Keyword)
             c = EdgeClient(path, keyword_indexes=INDEXES)
