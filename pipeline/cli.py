@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -17,7 +17,7 @@ from rich.text import Text
 from pipeline.errors import PipelineError
 from pipeline.config import AnswerMode, EnrichPolicy
 from pipeline.models import Answer, Mode
-from pipeline.output import emit_json, err, fail, fatal, log_file_failure, out, settings_for, setup_logging
+from pipeline.output import call_and_emit, emit_json, err, fail, fatal, log_file_failure, out, settings_for, setup_logging
 from pipeline.ingest_output import IngestProgress, interrupted, print_ingest_summary
 
 # Plain click help: the rich renderer of this typer shows a "<bool>" placeholder after every flag and
@@ -368,15 +368,11 @@ def migrate(
     if to in ("postgres", "sqlite"):  # issue 25: the store's state into or out of PostgreSQL (store/statemove.py)
         from pipeline.store.statemove import move_state
 
-        try:
-            moved = move_state(settings, to)
-        except PipelineError as exc:
-            fatal(exc)
-        if json_out:
-            emit_json(moved.model_dump(mode="json"))
-        else:
-            total = sum(sum(c.values()) for c in moved.rows.values())
-            err.print(f"migrated to {to} in {moved.seconds:.1f} s: {total} rows (counts and SHA-256 verified per collection)", highlight=False)
+        def moved(m: Any) -> None:
+            total = sum(sum(c.values()) for c in m.rows.values())
+            err.print(f"migrated to {to} in {m.seconds:.1f} s: {total} rows (counts and SHA-256 verified per collection)", highlight=False)
+
+        call_and_emit(lambda: move_state(settings, to), json_out, moved)
         return
     if to != "edge":
         fail(f"--to {to}: expected edge, postgres or sqlite")
@@ -386,18 +382,15 @@ def migrate(
         if done == total or done % 8192 < 512:
             err.print(f"{name}: {done}/{total} points", highlight=False)
 
-    try:
-        report = migrate_to_edge(settings, progress)
-    except PipelineError as exc:
-        fatal(exc)
-    if json_out:
-        emit_json(report.model_dump(mode="json"))
-    else:
-        err.print(
-            f"migrated to edge in {report.seconds:.1f} s: {sum(report.collections.values())} points in {len(report.collections)} "
-            f"collections (counts verified); old folder kept as {report.old_qdrant}",
+    call_and_emit(
+        lambda: migrate_to_edge(settings, progress),
+        json_out,
+        lambda r: err.print(
+            f"migrated to edge in {r.seconds:.1f} s: {sum(r.collections.values())} points in {len(r.collections)} "
+            f"collections (counts verified); old folder kept as {r.old_qdrant}",
             highlight=False,
-        )
+        ),
+    )
 
 
 def _register_subcommands() -> None:

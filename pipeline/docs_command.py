@@ -9,13 +9,15 @@ import ingest/ (``tests/unit/test_structure.py``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from pipeline.errors import PipelineError
-from pipeline.output import emit_json, err, fatal, out, settings_for, setup_logging
+from pipeline.output import call_and_emit, err, out, settings_for, setup_logging
+
+if TYPE_CHECKING:
+    from pipeline.store.documents import DocumentDetail, DocumentInfo, Removed
 
 docs_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="List, show and remove ingested documents by name.")
 
@@ -46,14 +48,14 @@ def list_docs(store: StoreOpt = Path("storage"), json_out: JsonOpt = False, verb
     settings = settings_for(store)
     from pipeline.store.documents import Catalog
 
-    try:
-        rows = Catalog.read(settings).documents()
-    except PipelineError as exc:
-        fatal(exc)
-    if json_out:
-        emit_json({"store": str(settings.store), "documents": [r.model_dump(mode="json") for r in rows]})
-        return
-    table = Table(title=f"{len(rows)} documents in {settings.store}")
+    def as_json(rows: list[DocumentInfo]) -> object:
+        return {"store": str(settings.store), "documents": [r.model_dump(mode="json") for r in rows]}
+
+    call_and_emit(lambda: Catalog.read(settings).documents(), json_out, lambda rows: _table(rows, settings.store), as_json)
+
+
+def _table(rows: list[DocumentInfo], store: Path) -> None:
+    table = Table(title=f"{len(rows)} documents in {store}")
     for col in ("name", "pages", "parents", "enriched", "ingested at", "size", "content hash", "id"):
         table.add_column(col, overflow="fold")
     for r in rows:
@@ -79,24 +81,24 @@ def show_doc(
     settings = settings_for(store)
     from pipeline.store.documents import Catalog, document_detail
 
-    try:
-        catalog = Catalog.read(settings)
-        doc_id = catalog.resolve(name)
+    def read() -> DocumentDetail:
         from pipeline.store import qdrant as qstore
         from pipeline.store.state import open_parents
 
+        catalog = Catalog.read(settings)
+        doc_id = catalog.resolve(name)
         client = qstore.open_client(settings)
         parents = open_parents(settings)
         try:
-            detail = document_detail(catalog, doc_id, parents, client, qstore.names(settings))
+            return document_detail(catalog, doc_id, parents, client, qstore.names(settings))
         finally:
             parents.close()
             client.close()
-    except PipelineError as exc:
-        fatal(exc)
-    if json_out:
-        emit_json(detail.model_dump(mode="json"))
-        return
+
+    call_and_emit(read, json_out, _show)
+
+
+def _show(detail: DocumentDetail) -> None:
     aka = f" (same content as {detail.alias_of})" if detail.alias_of else (f" (also named {', '.join(detail.aliases)})" if detail.aliases else "")
     out.print(f"[bold]{detail.name}[/]{aka}  {detail.pages} pages, {detail.parents} parents, {detail.enriched_parents} enriched", highlight=False)
     out.print(f"[dim]{detail.doc_id}  sha256 {detail.content_hash or '-'}  ingested {detail.ingested_at or '-'}[/]", highlight=False)
@@ -132,12 +134,8 @@ def remove_docs(
     settings = settings_for(store)
     from pipeline.ingest.remove import remove_names
 
-    try:
-        done = remove_names(settings, names, lock_timeout=lock_timeout)
-    except PipelineError as exc:
-        fatal(exc)
-    if json_out:
-        emit_json({"removed": [r.model_dump(mode="json") for r in done]})
-        return
-    for r in done:
-        err.print(f"removed {r.name}" + ("" if r.content == "removed" else f" (its content is {r.content})"), highlight=False)
+    def show(done: list[Removed]) -> None:
+        for r in done:
+            err.print(f"removed {r.name}" + ("" if r.content == "removed" else f" (its content is {r.content})"), highlight=False)
+
+    call_and_emit(lambda: remove_names(settings, names, lock_timeout=lock_timeout), json_out, show, lambda done: {"removed": [r.model_dump(mode="json") for r in done]})

@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 from rich.console import Console
 
 from pipeline.config import Settings
-from pipeline.errors import StoreLocked, fatal_error
+from pipeline.errors import PipelineError, StoreLocked, fatal_error
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -204,3 +206,26 @@ def emit_json(obj: object) -> None:
         text = json.dumps(obj, indent=2, ensure_ascii=True)
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+T = TypeVar("T")
+
+
+def call_and_emit(call: Callable[[], T], json_out: bool, show: Callable[[T], None], as_json: Callable[[T], object] | None = None) -> T:
+    """The shape of a command that does one thing and reports it: run ``call``; a ``PipelineError``
+    goes to ``fatal`` (exit 2, classified once for every command); then with ``--json`` print the
+    result as one JSON object (``as_json``, else the model's dump), or ``show`` it to people.
+
+    Example:
+        call_and_emit(lambda: create_snapshot(settings, path), json_out, lambda m: _summary("snapshot", m))
+    """
+    try:
+        result = call()
+    except PipelineError as exc:
+        fatal(exc)
+        raise  # unreachable: fatal exits
+    if json_out:
+        emit_json(as_json(result) if as_json is not None else result.model_dump(mode="json"))  # type: ignore[attr-defined]
+    else:
+        show(result)
+    return result

@@ -11,8 +11,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.errors import PipelineError
-from pipeline.output import emit_json, err, fatal, settings_for, setup_logging
+from pipeline.output import call_and_emit, err, settings_for, setup_logging
 
 snapshot_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Back up a store (snapshot create) and put a backup back (snapshot restore).")
 
@@ -53,14 +52,7 @@ def create(
     settings = settings_for(store)
     from pipeline.store.snapshot import create_snapshot
 
-    try:
-        manifest = create_snapshot(settings, path, lock_timeout=lock_timeout)
-    except PipelineError as exc:
-        fatal(exc)
-    if json_out:
-        emit_json(manifest.model_dump(mode="json"))
-    else:
-        _summary("snapshot", manifest)
+    call_and_emit(lambda: create_snapshot(settings, path, lock_timeout=lock_timeout), json_out, lambda m: _summary("snapshot", m))
 
 
 @snapshot_app.command("restore")
@@ -85,11 +77,6 @@ def restore(
     settings = settings_for(store)
     from pipeline.store.snapshot import restore_snapshot
 
-    try:
-        manifest = restore_snapshot(settings, path, force=force, lock_timeout=lock_timeout)
-    except PipelineError as exc:
-        fatal(exc)
-    if json_out:
-        emit_json(manifest.model_dump(mode="json"))
-    else:
-        _summary(f"restored into {settings.store} from", manifest)
+    call_and_emit(
+        lambda: restore_snapshot(settings, path, force=force, lock_timeout=lock_timeout), json_out, lambda m: _summary(f"restored into {settings.store} from", m)
+    )
