@@ -21,7 +21,7 @@ from fastapi import Path as PathParam
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from pipeline.errors import InvalidQuery, PipelineError
+from pipeline.errors import InvalidQuery, fatal_error
 from pipeline.ingest.scan import ScanLimits, under
 from pipeline.models import Answer
 from pipeline.retrieve.engine import Engine
@@ -183,18 +183,26 @@ async def _answer_events(
                 yield _event("replaced", json.dumps({"reason": item.reason, "answer": item.answer}, ensure_ascii=False))
             else:
                 yield _event("token", json.dumps({"text": item}, ensure_ascii=False))
-    except PipelineError as exc:
-        logger.warning("stream stopped: %s: %s", type(exc).__name__, exc)
-        detail = redact_paths(str(exc), state.settings)
-        yield _event("error", json.dumps({"error": type(exc).__name__, "detail": detail, "request_id": request_id_var.get()}))
-    except Exception:
-        logger.exception("stream failed")
-        detail = f"internal error: see the service log for request {request_id_var.get()}"
-        yield _event("error", json.dumps({"error": "InternalError", "detail": detail, "request_id": request_id_var.get()}))
+    except Exception as exc:
+        yield _error_event(state, exc)
     finally:
         if slot is not None:
             slot.release()
         stream.close()  # a client that left mid-answer: stop the LLM stream too
+
+
+def _error_event(state: ServiceState, exc: Exception) -> str:
+    """The SSE renderer of a failure after the stream started: the class the CLI (``output.fatal``) and
+    the HTTP handlers (``app.py``) give the same failure, by the same ``fatal_error`` (a Qdrant
+    response error is ``StoreUnavailable`` in all three); anything it does not know is a bug."""
+    error = fatal_error(exc, state.settings.store)
+    if error is None:
+        logger.exception("stream failed", exc_info=exc)
+        detail = f"internal error: see the service log for request {request_id_var.get()}"
+        return _event("error", json.dumps({"error": "InternalError", "detail": detail, "request_id": request_id_var.get()}))
+    logger.warning("stream stopped: %s: %s", type(error).__name__, error)
+    detail = redact_paths(str(error), state.settings)
+    return _event("error", json.dumps({"error": type(error).__name__, "detail": detail, "request_id": request_id_var.get()}))
 
 
 _DONE = object()

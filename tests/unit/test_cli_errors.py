@@ -139,3 +139,52 @@ def test_a_qdrant_response_error_is_store_unavailable_for_cli_and_service_alike(
         error = fatal_error(exc)
         assert isinstance(error, StoreUnavailable), exc  # the CLI called the first one "InternalError ... a bug"
         assert status_for(error) == 503
+
+
+def _failures() -> list[tuple[BaseException, str]]:
+    import httpx
+    from qdrant_client.http.exceptions import UnexpectedResponse
+
+    from pipeline.errors import QueryError, StoreLocked
+
+    return [
+        (UnexpectedResponse(500, "Internal Server Error", b"boom", httpx.Headers()), "StoreUnavailable"),
+        (QueryError("LLM failed to answer (APIConnectionError: Connection error.)"), "QueryError"),
+        (StoreLocked.open_elsewhere("embedded Qdrant (edge) at s/edge"), "StoreLocked"),
+    ]
+
+
+@pytest.mark.parametrize(("failure", "kind"), _failures(), ids=["qdrant-response", "llm", "store-locked"])
+def test_the_same_failure_has_the_same_class_in_the_cli_http_and_sse(
+    failure: BaseException, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 24, point 5: one classification (``errors.fatal_error``), one renderer per front end.
+    The engine is a stand-in: a Qdrant server answering 500 mid-query cannot be caused in a unit test."""
+    from collections.abc import Iterator
+    from typing import Any
+
+    from fastapi.testclient import TestClient
+
+    from tests.unit.service.fakes import FakeEngine, fake_service
+    from tests.unit.service.test_stream_replaced import events
+
+    class FailingEngine(FakeEngine):
+        def query(self, *args: Any, **kwargs: Any) -> Any:
+            raise failure
+
+        def stream_query(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            yield "The"
+            raise failure
+
+    monkeypatch.setattr(output, "json_requested", lambda: True)
+    with pytest.raises(typer.Exit):
+        output.fatal(failure)
+    cli_kind = json.loads(capsys.readouterr().out)["error"]["type"]
+
+    app, _, _ = fake_service(tmp_path, FailingEngine())
+    client = TestClient(app)
+    r = client.post("/query", json={"query": "How many papers are in S2ORC?", "answer": "llm"})
+    got = events(client.post("/query", json={"query": "How many papers are in S2ORC?", "answer": "llm", "stream": True}).text)
+    assert got[0] == ("token", {"text": "The"}) and got[-1][0] == "error"
+    assert (cli_kind, r.json()["error"], got[-1][1]["error"]) == (kind, kind, kind)
+    assert r.status_code == (400 if kind == "QueryError" else 503)
