@@ -128,6 +128,10 @@ class LedgerEntry(BaseModel):
     hidden: bool = False
     size: int | None = None
     ingested_at: str | None = None
+    # Issue 26: the file as last seen (size, mtime ns, inode, ctime ns; ``ingest/scan.py``). The same four
+    # mean the same bytes (as make and rsync decide), so an unchanged file is neither read nor hashed;
+    # any write to the file changes its ctime, whatever is done to its mtime.
+    file_stat: tuple[int, int, int, int] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -161,6 +165,8 @@ class LedgerEntry(BaseModel):
         for key in ("name", "alias_of", "size", "ingested_at"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.file_stat is not None:
+            out["file_stat"] = list(self.file_stat)
         if self.hidden:
             out["hidden"] = True
         return out
