@@ -51,18 +51,34 @@ ENRICH_KINDS = (RefKind.SUMMARY, RefKind.QUESTION)
 ENRICH_COLLECTIONS = tuple(KIND_TO_COLLECTION[k] for k in ENRICH_KINDS)
 
 FAULT_ENV = "PIPELINE_FAULT_PAUSE"  # test hook: "<step>:<marker file>" pauses at that step
+# Read here, once per process, and not through ``Settings``, on purpose: it is a crash-test hook, not
+# something a user sets. The tests that use it start a real process and kill it (tests/e2e/
+# test_recovery.py, test_sync.py, test_enrich.py, tests/fleet/), and the environment is the one thing
+# that reaches into that process; the write protocol takes no ``Settings`` (the same protocol serves
+# ingest, enrich, removal, repair and migration, whatever settings they run with); and ``pipeline
+# config`` lists every setting to users, where a kill switch has no place (``settings_check.NOT_SETTINGS``
+# names it so it is not an unknown-variable error). Read at import, the write path never consults the
+# environment: unset (always, outside tests) each checkpoint is one string comparison.
+_FAULT_SPEC = os.environ.get(FAULT_ENV, "")
+
+
+def fault_marker(step: str) -> str | None:
+    """The marker file a crash test asked this process to touch at ``step`` (``FAULT_ENV``), or None."""
+    if not _FAULT_SPEC.startswith(step + ":"):
+        return None
+    return _FAULT_SPEC.split(":", 1)[1]
 
 
 def checkpoint(step: str) -> None:
     """Let crash tests stop a real run at a named step (the test then SIGKILLs the process).
 
-    With ``PIPELINE_FAULT_PAUSE=after-parents:/tmp/m``, the process touches /tmp/m on reaching
-    ``after-parents`` and sleeps there. Unset (always, outside tests) this is a no-op.
+    With ``PIPELINE_FAULT_PAUSE=after-parents:/tmp/m`` in the environment the process starts with, it
+    touches /tmp/m on reaching ``after-parents`` and sleeps there. Unset (always, outside tests) this is
+    a no-op.
     """
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec.startswith(step + ":"):
+    marker = fault_marker(step)
+    if marker is None:
         return
-    marker = spec.split(":", 1)[1]
     open(marker, "w").close()
     time.sleep(3600)
 
