@@ -300,6 +300,12 @@ class DatabaseSettings(BaseModel):
     lease_seconds: float = Field(120.0, gt=0.0, description="Seconds an ingest worker's claim on a document lasts without renewal; a killed worker's documents are taken over after it")
 
 
+def config_file() -> Path:
+    """The TOML file settings are read from: ``PIPELINE_CONFIG``, else ./pipeline.toml (one rule for
+    ``Settings`` and ``pipeline config``, which shows the file by name)."""
+    return Path(os.environ.get("PIPELINE_CONFIG") or "pipeline.toml")
+
+
 def is_store(folder: Path) -> bool:
     """A folder that holds a store: its docstore, or embedded-engine collections (edge or local mode)."""
     try:
@@ -378,7 +384,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         named = os.environ.get("PIPELINE_CONFIG")
-        toml_path = Path(named or "pipeline.toml")
+        toml_path = config_file()
         if named and not toml_path.is_file():  # a named file that is not there is a mistake, not "no config"
             why = "is not a file" if toml_path.exists() else "does not exist"
             raise ValueError(f"PIPELINE_CONFIG names {named}, which {why}: fix the path, or unset PIPELINE_CONFIG")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +25,9 @@ def config_command(
     settings = settings_for(store)  # an unknown variable or key exits 2 here, naming the closest one
     from pipeline.settings_check import effective
 
-    toml_path = Path(os.environ.get("PIPELINE_CONFIG") or "pipeline.toml")
+    from pipeline.config import config_file
+
+    toml_path = config_file()
     rows = effective(settings, toml_path)
     if json_out:
         emit_json({"config_file": str(toml_path) if toml_path.is_file() else None, "settings": rows})
