@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
@@ -29,13 +31,8 @@ class Run:
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 1500) -> Run:
     """Run `python -m pipeline ...` in a new process, as a user or a cron job would."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "QDRANT_", "OPENAI_"))}
-    full_env["PIPELINE_CONFIG"] = str(ROOT / "tests" / "no-config.toml")
-    if "PIPELINE_MODEL_CACHE" in os.environ:  # the run's own (tests/conftest.py), not the user's
-        full_env["PIPELINE_MODEL_CACHE"] = os.environ["PIPELINE_MODEL_CACHE"]
-    full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=_cli_env(env), capture_output=True, text=True, timeout=timeout
     )
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
@@ -69,6 +66,64 @@ def store_client(store: Path) -> Any:
     from pipeline.store.qdrant import open_client
 
     return open_client(Settings(store=store))
+
+
+def _cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a `python -m pipeline` child: none of the user's PIPELINE_/QDRANT_/OPENAI_
+    variables, the tests' empty config file, the run's model cache (tests/conftest.py), then ``env``."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "QDRANT_", "OPENAI_"))}
+    full_env["PIPELINE_CONFIG"] = str(ROOT / "tests" / "no-config.toml")
+    if "PIPELINE_MODEL_CACHE" in os.environ:
+        full_env["PIPELINE_MODEL_CACHE"] = os.environ["PIPELINE_MODEL_CACHE"]
+    full_env.update(env or {})
+    return full_env
+
+
+def killed_at(step: str, args: list[str], env: dict[str, str], tmp_path: Path) -> None:
+    """Run `python -m pipeline ARGS` until it reaches the ledger protocol's ``step``, then SIGKILL it.
+
+    The pause is the protocol's own hook (``PIPELINE_FAULT_PAUSE``, pipeline/store/ledger.py): the
+    process touches a marker and waits there."""
+    marker = tmp_path / f"paused-{step}"
+    full = _cli_env({**env, "PIPELINE_FAULT_PAUSE": f"{step}:{marker}"})
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not marker.exists():
+            assert proc.poll() is None, f"ended before {step}: {proc.stderr.read() if proc.stderr else ''}"
+            assert time.monotonic() < deadline, f"never reached {step}"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+
+
+def store_snapshot(store: Path) -> dict[str, Any]:
+    """Everything a reader can see, to compare two stores: (point id, parent id) per collection, the
+    parent ids, and per document its ledger entry's content hash, parents, references and whether an
+    intent is pending."""
+    from pipeline.store.docstore import ParentStore
+
+    client = store_client(store)
+    parents = ParentStore(store / "docstore.sqlite")
+    try:
+        points = {}
+        for c in client.get_collections().collections:
+            found, _ = client.scroll(c.name, limit=100_000, with_payload=["parent_id"])
+            points[c.name] = {(str(p.id), (p.payload or {}).get("parent_id")) for p in found}
+        ledger = {
+            d: {"content_hash": e.content_hash, "parents": sorted(e.parents), "refs": {k: sorted(v) for k, v in e.refs.items()}, "pending": e.pending is not None}
+            for d, e in parents.ledger().items()
+        }
+        return {"points": points, "parents": set(parents.ids()), "ledger": ledger}
+    finally:
+        client.close()
+        parents.close()
+
+
+def referenced_parents(snap: dict[str, Any]) -> set[str]:
+    """The parents the points of a ``store_snapshot`` point at."""
+    return {parent for pts in snap["points"].values() for _, parent in pts}
 
 
 def _ingest_plain(tmp_path_factory: pytest.TempPathFactory, backend: str) -> tuple[Path, Run]:

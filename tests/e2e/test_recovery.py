@@ -11,57 +11,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLE_PDF
-from tests.e2e.conftest import NO_LLM, SMALL_LLM, Run, copy_store, run_cli, store_client
+from tests.conftest import SAMPLE_PDF
+from tests.e2e.conftest import NO_LLM, SMALL_LLM, Run, copy_store, killed_at, run_cli
+from tests.e2e.conftest import store_snapshot as snapshot
 from tests.e2e.pdfs import page_text, write_pdf
 
 pytestmark = pytest.mark.e2e
-
-
-def snapshot(store: Path) -> dict[str, Any]:
-    """Point ids per collection, parent ids, and the ledger's committed ids per document."""
-    from pipeline.store.docstore import ParentStore
-
-    client = store_client(store)
-    parents = ParentStore(store / "docstore.sqlite")
-    try:
-        points = {}
-        for c in client.get_collections().collections:
-            found, _ = client.scroll(c.name, limit=100_000, with_payload=False)
-            points[c.name] = {str(p.id) for p in found}
-        ledger = {d: (sorted(e.parents), {k: sorted(v) for k, v in e.refs.items()}, e.pending is not None) for d, e in parents.ledger().items()}
-        return {"points": points, "parents": set(parents.ids()), "ledger": ledger}
-    finally:
-        client.close()
-        parents.close()
-
-
-def killed_at(step: str, args: list[str], env: dict[str, str], tmp_path: Path) -> None:
-    """Run `python -m pipeline ARGS` until it reaches ``step``, then SIGKILL it."""
-    marker = tmp_path / f"paused-{step}"
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "QDRANT_", "OPENAI_"))}
-    full.update(env, PIPELINE_FAULT_PAUSE=f"{step}:{marker}", PIPELINE_CONFIG=str(ROOT / "tests" / "no-config.toml"))
-    if "PIPELINE_MODEL_CACHE" in os.environ:
-        full["PIPELINE_MODEL_CACHE"] = os.environ["PIPELINE_MODEL_CACHE"]
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 600
-        while not marker.exists():
-            assert proc.poll() is None, f"ended before {step}: {proc.stderr.read() if proc.stderr else ''}"
-            assert time.monotonic() < deadline, f"never reached {step}"
-            time.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +56,7 @@ def test_killed_enrich_then_the_documented_recovery_deletes_nothing_and_converge
     assert again.code == 0, again.stderr
     assert again.json["stats"]["files_unchanged"] == 1
     doc = next(iter(after_kill["ledger"]))
-    assert snapshot(store)["ledger"][doc][1]["parents"] == after_kill["ledger"][doc][1]["parents"] != []
+    assert snapshot(store)["ledger"][doc]["refs"]["parents"] == after_kill["ledger"][doc]["refs"]["parents"] != []
 
     check = run_cli("check", "--json", "--store", str(store))
     assert "old-layout" not in {p["kind"] for p in check.json["problems"]}

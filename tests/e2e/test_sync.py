@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +13,13 @@ import pytest
 
 from pipeline.store.docstore import ParentStore
 from tests.conftest import ROOT, shared_path
-from tests.e2e.conftest import BACKENDS, NO_LLM, backend_env, copy_store, run_cli, store_client
+from tests.e2e.conftest import BACKENDS, NO_LLM, backend_env, copy_store, killed_at, referenced_parents, run_cli, store_client
+from tests.e2e.conftest import store_snapshot as snapshot
 from tests.e2e.pdfs import page_text, write_pdf
 
 pytestmark = pytest.mark.e2e
 
 PAGES = [page_text(f"p{i}") for i in range(10)]
-
-
-def snapshot(store: Path) -> dict[str, Any]:
-    """Everything a reader can see: point ids with their parent per collection, parents, ledger ids."""
-    client = store_client(store)
-    parents = ParentStore(store / "docstore.sqlite")
-    try:
-        points = {}
-        for c in client.get_collections().collections:
-            found, _ = client.scroll(c.name, limit=100_000, with_payload=["parent_id"])
-            points[c.name] = {(str(p.id), p.payload["parent_id"]) for p in found}
-        ledger = {d: (e.content_hash, sorted(e.parents), e.pending is not None) for d, e in parents.ledger().items()}
-        return {"points": points, "parents": set(parents.ids()), "ledger": ledger}
-    finally:
-        client.close()
-        parents.close()
-
-
-def referenced_parents(snap: dict[str, Any]) -> set[str]:
-    return {parent for pts in snap["points"].values() for _, parent in pts}
 
 
 @pytest.fixture()
@@ -78,7 +57,7 @@ class TestIncrementalSync:
     def test_sync_purges_deleted_files_plain_ingest_never_deletes(self, corpus: Path, tmp_path: Path) -> None:
         store = tmp_path / "store"
         assert ingest(store, corpus).code == 0
-        short_parents = set(snapshot(store)["ledger"][(corpus / "short.pdf").resolve().as_posix()][1])
+        short_parents = set(snapshot(store)["ledger"][(corpus / "short.pdf").resolve().as_posix()]["parents"])
         (corpus / "short.pdf").unlink()
         plain = ingest(store, corpus)
         assert plain.json["stats"]["files_removed"] == 0 and short_parents <= snapshot(store)["parents"]
@@ -130,22 +109,7 @@ def test_sigkill_at_any_step_then_rerun_converges(step: str, crash_case: dict[st
     store = tmp_path / "store"
     copy_store(crash_case["initial"], store)  # the first ingest of the unchanged corpus
     shutil.copy2(templates / "long-changed.pdf", corpus / "long.pdf")
-    marker = tmp_path / "paused"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "QDRANT_"))}
-    env.update(NO_LLM, PIPELINE_FAULT_PAUSE=f"{step}:{marker}", PIPELINE_CONFIG=str(ROOT / "tests" / "no-config.toml"))
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "ingest", str(corpus), "--store", str(store)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not marker.exists():
-            assert proc.poll() is None, "ingest ended before reaching the pause point"
-            assert time.time() < deadline
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    killed_at(step, ["ingest", str(corpus), "--store", str(store)], NO_LLM, tmp_path)
     interrupted = snapshot(store)
     # Whatever a reader sees mid-crash points at parents that exist.
     assert referenced_parents(interrupted) <= interrupted["parents"]

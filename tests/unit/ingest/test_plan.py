@@ -41,6 +41,18 @@ def record(settings: Settings, path: Path) -> None:
         store.close()
 
 
+def recorded_file(tmp_path: Path, text: str = TEXT) -> tuple[Settings, Path]:
+    """``docs/a.txt`` holding ``text``, ingested (its ledger entry recorded) into a new store."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    a = docs / "a.txt"
+    a.write_text(text)
+    settings = settings_for(tmp_path / "store")
+    settings.store.mkdir()
+    record(settings, a)
+    return settings, a
+
+
 def test_unchanged_changed_added_and_removed(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -64,15 +76,10 @@ def test_unchanged_changed_added_and_removed(tmp_path: Path) -> None:
 
 def test_a_settings_change_is_an_update_as_in_the_real_run(tmp_path: Path) -> None:
     """The dry run once said "unchanged" here: it compared the bytes and not the settings."""
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "a.txt").write_text(TEXT)
-    settings = settings_for(tmp_path / "store")
-    settings.store.mkdir()
-    record(settings, docs / "a.txt")
-    assert plan_ingest(settings, [docs], prune=False).counts == {"unchanged": 1}
+    settings, a = recorded_file(tmp_path)
+    assert plan_ingest(settings, [a.parent], prune=False).counts == {"unchanged": 1}
     other = settings_for(tmp_path / "store", chunk_overlap=30)
-    assert plan_ingest(other, [docs], prune=False).counts == {"update": 1}
+    assert plan_ingest(other, [a.parent], prune=False).counts == {"update": 1}
 
 
 def parent_ids(settings: Settings, path: Path) -> list[str]:
@@ -81,19 +88,13 @@ def parent_ids(settings: Settings, path: Path) -> list[str]:
 
 def test_an_edit_counts_the_parents_kept_new_and_dropped(tmp_path: Path) -> None:
     """Parent ids are content-addressed: the counts are those the real run would redo."""
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    a = docs / "a.txt"
-    a.write_text(TEXT + "Brass flutes sound bright. " * 200)
-    settings = settings_for(tmp_path / "store")
-    settings.store.mkdir()
-    record(settings, a)
+    settings, a = recorded_file(tmp_path, TEXT + "Brass flutes sound bright. " * 200)
     before = parent_ids(settings, a)
     a.write_text(TEXT + "Wooden oboes sound warm. " * 120)
     after = parent_ids(settings, a)
     assert len(before) >= 2 and before[0] == after[0]  # the unchanged opening keeps its parent
 
-    (f,) = plan_ingest(settings, [docs], prune=False).files
+    (f,) = plan_ingest(settings, [a.parent], prune=False).files
     assert f.action == "update"
     assert f.parents_kept == len(set(after) & set(before)) >= 1
     assert f.parents_new == len(set(after) - set(before)) >= 1
@@ -142,32 +143,20 @@ def test_removal_is_planned_only_with_prune_and_only_under_the_folders_given(tmp
 
 def test_the_same_bytes_written_again_are_unchanged(tmp_path: Path) -> None:
     """A file copied over with the same bytes (new mtime, maybe a new inode) is not redone."""
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    a = docs / "a.txt"
-    a.write_text(TEXT)
-    settings = settings_for(tmp_path / "store")
-    settings.store.mkdir()
-    record(settings, a)
+    settings, a = recorded_file(tmp_path)
     a.unlink()
     a.write_text(TEXT)
     os.utime(a, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns + 5_000_000_000))
-    assert plan_ingest(settings, [docs], prune=False).counts == {"unchanged": 1}
+    assert plan_ingest(settings, [a.parent], prune=False).counts == {"unchanged": 1}
 
 
 def test_other_bytes_of_the_same_size_and_mtime_are_an_update(tmp_path: Path) -> None:
     """Depends on hashing the bytes: same size, same mtime, same inode, other content. A shortcut on
     (size, mtime, inode) alone would call this unchanged; the real run's rule does not."""
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    a = docs / "a.txt"
-    a.write_text(TEXT)
-    settings = settings_for(tmp_path / "store")
-    settings.store.mkdir()
-    record(settings, a)
+    settings, a = recorded_file(tmp_path)
     st = a.stat()
     with open(a, "r+") as f:  # same inode, same length
         f.write("Silver")
     os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert (a.stat().st_size, a.stat().st_mtime_ns, a.stat().st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
-    assert plan_ingest(settings, [docs], prune=False).counts == {"update": 1}
+    assert plan_ingest(settings, [a.parent], prune=False).counts == {"update": 1}
