@@ -18,7 +18,7 @@ from pipeline.errors import PipelineError
 from pipeline.config import AnswerMode, EnrichPolicy
 from pipeline.models import Answer, Mode
 from pipeline.output import call_and_emit, emit_json, err, fail, fatal, log_file_failure, out, settings_for, setup_logging
-from pipeline.ingest_output import IngestProgress, interrupted, print_ingest_summary
+from pipeline.ingest_output import IngestProgress, _enrich_line, interrupted, print_ingest_summary, replay
 
 # Plain click help: the rich renderer of this typer shows a "<bool>" placeholder after every flag and
 # "{paths}" for arguments, which reads as if they took values.
@@ -66,6 +66,7 @@ def ingest(
     prune: Annotated[bool, typer.Option("--prune", "--sync", help="Also remove documents under the given folders whose files are gone.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be added, updated and removed; change nothing.")] = False,
     lock_timeout: Annotated[float, typer.Option(help="Seconds to wait for another ingest to finish.")] = 0.0,
+    rehash: Annotated[bool, typer.Option("--rehash", help="Read and hash every file, also those whose size, times and inode are as last ingested.")] = False,
     enrich: Annotated[Optional[EnrichPolicy], typer.Option("--enrich", help="Summaries and questions: now, later (`pipeline enrich`), or auto (default: only with an LLM whose references help).")] = None,
     json_out: JsonOpt = False,
     log_file: Annotated[Optional[Path], typer.Option(help="Also write JSON-lines logs to this file.")] = None,
@@ -81,8 +82,6 @@ def ingest(
     settings = settings_for(store)
     if enrich is not None:
         settings.ingest = settings.ingest.model_copy(update={"enrich": enrich})
-    from pipeline.ingest.run import Ingestor
-
     missing = [p for p in paths if not p.exists()]
     for p in missing:
         err.print(f"[red]failed[/] {p}: no such file or folder", highlight=False)
@@ -98,22 +97,32 @@ def ingest(
                 err.print(f"{f.action:<9} {f.path}{extra}{': ' + f.reason if f.reason else ''}", highlight=False)
             err.print("dry run, nothing changed: " + ", ".join(f"{k} {v}" for k, v in sorted(plan.counts.items())), highlight=False)
         raise typer.Exit(0)
+    existing = [p for p in paths if p.exists()]
     if not prune:  # nothing readable at all: say why, exit 1, and create no store for it
         from pipeline.ingest.scan import scan
 
-        found = scan([p for p in paths if p.exists()])
+        found = scan(existing)
         if not found.files:
             for s in found.skipped:
                 err.print(f"[red]failed[/] {s.path}: {s.reason}", highlight=False)
             fail("nothing to ingest: no supported file among the given paths (nothing was created)", code=1)
-    progress = None
-    try:
+    from pipeline.ingest.quick import unchanged_report
+
+    report = None if rehash else unchanged_report(settings, existing, prune)  # nothing to do: no models, no LlamaIndex
+    if report is not None:
         with IngestProgress() as progress:
-            report = Ingestor(settings, progress=progress, lock_timeout=lock_timeout).run([p for p in paths if p.exists()], prune=prune)
-    except PipelineError as exc:
-        fatal(exc)
-    except KeyboardInterrupt:
-        interrupted(progress)  # what finished, and that the same command resumes; exit 130
+            replay(report, progress)
+    else:
+        from pipeline.ingest.run import Ingestor
+
+        progress = None
+        try:
+            with IngestProgress() as progress:
+                report = Ingestor(settings, progress=progress, lock_timeout=lock_timeout, rehash=rehash).run(existing, prune=prune)
+        except PipelineError as exc:
+            fatal(exc)
+        except KeyboardInterrupt:
+            interrupted(progress)  # what finished, and that the same command resumes; exit 130
     from pipeline.models import FileResult
 
     for p in missing:

@@ -69,6 +69,16 @@ class IngestProgress(TerminalProgress):
                 logger.info("enrichment: %d/%d parents done", detail["done"], detail["total"])
 
 
+def replay(report: IngestReport, progress: IngestProgress) -> None:
+    """The events a full run would have sent for a report made without one (``ingest/quick.py``), so
+    a run with nothing to do logs the same lines (each file searchable, each failed or skipped one)."""
+    total = sum(1 for f in report.files if f.status == "unchanged")
+    for f in report.files:
+        if f.status == "unchanged":
+            progress("file", {"path": f.path, "total": total})
+        progress("done", {"path": f.path, "status": f.status, "reason": f.reason})
+
+
 def _skipped_line(report: IngestReport) -> str:
     """How many files of the given folders were not read for their type, and which (the first few)."""
     names = [Path(f.path).name for f in report.files if f.status == "skipped"]

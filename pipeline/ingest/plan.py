@@ -1,19 +1,25 @@
-"""What an ingest would do, without doing it (``ingest --dry-run``): no LLM, no embeddings, no writes."""
+"""What an ingest would do, without doing it (``ingest --dry-run``): no LLM, no embeddings, no writes.
+
+Imports nothing heavy at module level: ``prune_candidates`` is also the rule of an ingest with
+nothing to do (``ingest/quick.py``), which must start in a fraction of a second."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from pipeline.config import Settings
 from pipeline.errors import LoadError
-from pipeline.ingest.fingerprint import fingerprint, phase1_transforms, store_embedder
-from pipeline.ingest.load import discover, file_hash, load_document
-from pipeline.ingest.split import ParentSplitter
 from pipeline.store.state import has_docstore, open_parents
+from pipeline.ingest.scan import file_stat
 from pipeline.store.layout import doc_id_for
+
+if TYPE_CHECKING:
+    from pipeline.store.ledger import LedgerEntry
 
 
 class PlannedFile(BaseModel):
@@ -45,6 +51,7 @@ def _fingerprint(settings: Settings, has_store: bool) -> str:
     """Phase 1's fingerprint as the real run computes it (following the store's model where it can
     read it; a store open in another process falls back to the configured model)."""
     from pipeline.errors import PipelineError
+    from pipeline.ingest.fingerprint import fingerprint, phase1_transforms, store_embedder
     from pipeline.providers.embeddings import build_embedder, embed_dim
     from pipeline.store import qdrant as qstore
 
@@ -63,12 +70,26 @@ def _fingerprint(settings: Settings, has_store: bool) -> str:
     return fingerprint(split + per_parent)
 
 
+def _unchanged(old: LedgerEntry, path: Path, fingerprint: str) -> bool:
+    """As the real run decides: the file as last seen (size, mtime, inode, ctime) or the same bytes."""
+    from pipeline.ingest.load import file_hash
+
+    try:
+        seen = file_stat(os.stat(path))
+    except OSError:
+        seen = None
+    return old.unchanged(old.known_hash(seen), fingerprint) or old.unchanged(file_hash(path), fingerprint)
+
+
 def plan_ingest(settings: Settings, paths: Sequence[Path], prune: bool) -> Plan:
     """Compare the files with the ledger; for changed files, count parents that would be redone.
 
     Parent ids are content-addressed, so splitting (cheap, no models) tells exactly which parents
     a real run would re-summarise and re-embed.
     """
+    from pipeline.ingest.load import discover, load_document  # LlamaIndex: only where something is planned
+    from pipeline.ingest.split import ParentSplitter
+
     store = open_parents(settings) if has_docstore(settings) else None
     ledger = store.ledger() if store else {}
     if store:
@@ -81,7 +102,7 @@ def plan_ingest(settings: Settings, paths: Sequence[Path], prune: bool) -> Plan:
         doc_id = doc_id_for(path)
         seen.add(doc_id)
         old = ledger.get(doc_id)
-        if old is not None and old.unchanged(file_hash(path), fingerprint):  # the real run's own rule
+        if old is not None and _unchanged(old, path, fingerprint):  # the real run's own rule
             plan.files.append(PlannedFile(path=str(path), action="unchanged", parents_kept=len(old.parents)))
             continue
         try:

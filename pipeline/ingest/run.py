@@ -36,6 +36,7 @@ from pipeline.ingest.enrich import EnrichmentPhase, ParentEnricher, enriched_cou
 from pipeline.ingest.load import PAGE_OFFSETS, load_document, read_source
 from pipeline.ingest.fleet import chores, claimed
 from pipeline.ingest.plan import prune_candidates
+from pipeline.ingest.quick import remember
 from pipeline.ingest.scan import ScanLimits, scan
 from pipeline.store.lock import store_lock  # noqa: F401 (re-exported: ingest/remove.py and repair.py take it from here)
 from pipeline.ingest.write import DocumentWriter
@@ -125,8 +126,11 @@ class Ingestor:
         client: QdrantClient | None = None,
         limits: ScanLimits | None = None,
         enrich: bool | None = None,
+        rehash: bool = False,
     ) -> None:
-        """``enrich``: run the second phase in ``run()``; None = as ``ingest.enrich`` says (see ``enrich_during_ingest``)."""
+        """``enrich``: run the second phase in ``run()``; None = as ``ingest.enrich`` says (see ``enrich_during_ingest``).
+        ``rehash``: read and hash every file, also those the ledger records as last seen (``file_stat``)."""
+        self.rehash = rehash
         self.settings = settings
         self.limits = limits or ScanLimits()  # the service's ingest roots and caps; none for the CLI
         self.client = client  # an open client to reuse (the service's embedded one); left open after a run
@@ -287,6 +291,7 @@ class Ingestor:
                 mark_damaged(client, collections, parents)
             split, per_parent = self._transforms(dim)
             fingerprint = self.fingerprint(split + per_parent)
+            remember(settings, self.embedder.model_name, fingerprint)  # for the next run with nothing to do (ingest/quick.py)
             split_pipe = IngestionPipeline(transformations=split, cache=cache)
             parent_pipe = IngestionPipeline(transformations=per_parent, cache=cache)
             kinds: Counter[str] = Counter()
@@ -357,6 +362,9 @@ class Ingestor:
     ) -> FileResult:
         doc_id = doc_id_for(path)
         old = parents.ledger_entry(doc_id)
+        seen = self.scanned.stats.get(path)
+        if old is not None and not self.rehash and old.unchanged(old.known_hash(seen), fingerprint):  # as last seen: not even read
+            return self._unchanged(parents, path, doc_id, old, seen, stats, kinds)
         try:  # one open (no links followed under the roots): the hash and the parse use these same bytes
             data = read_source(path, self.limits, self.scanned.identity.get(path))
         except LoadError as exc:
@@ -364,13 +372,9 @@ class Ingestor:
             return self._failed(parents, path, doc_id, exc.reason + (f"; {exc.hint}" if exc.hint else ""))
         quick_hash = hashlib.sha256(data).hexdigest()
         if old is not None and old.unchanged(quick_hash, fingerprint):
-            self.names.keep(parents, path, doc_id, old)
-            parents.clear_failure(doc_id)
-            stats.parents += len(old.parents)
-            kinds.update(old.kinds)
-            return FileResult(path=str(path), doc_id=doc_id, status="unchanged", parents=len(old.parents))
+            return self._unchanged(parents, path, doc_id, old, seen, stats, kinds)
         if (owner := self.names.owner_of(quick_hash, doc_id)) is not None:  # same bytes as an indexed document
-            alias = self.names.alias_entry(path, doc_id, old, quick_hash, len(data), owner)
+            alias = self.names.alias_entry(path, doc_id, old, quick_hash, len(data), owner).model_copy(update={"file_stat": seen})
             writer.apply(doc_id, Change(Op.WRITE, final=alias))  # owns nothing; drops what the file held before
             parents.clear_failure(doc_id)
             owner_name = parents.ledger_entry(owner).name if parents.ledger_entry(owner) else None
@@ -394,7 +398,7 @@ class Ingestor:
                     stats.parents_rebuilt += 1
                 self.progress("parent", {"path": str(path), "done": i + 1, "total": len(parent_nodes)})
             entry = writer.write(doc_id, content_hash, fingerprint, nodes)
-            entry = self.names.stamp(parents, path, doc_id, old, entry, len(data))
+            entry = self.names.stamp(parents, path, doc_id, old, entry, len(data), seen)
             # Where each page starts, so an extractive answer cites a sentence's own page (retrieve/extract.py).
             parents.put_page_offsets(doc_id, doc.metadata.get(PAGE_OFFSETS) or [0])
         except IngestError as exc:
@@ -405,6 +409,19 @@ class Ingestor:
         kinds.update(entry.kinds)
         status = "added" if old is None or not old.parents else "updated"
         return FileResult(path=str(path), doc_id=doc_id, status=status, parents=len(entry.parents))
+
+    def _unchanged(
+        self, parents: ParentStore, path: Path, doc_id: str, old: Any, seen: tuple[int, int, int, int] | None, stats: IngestStats, kinds: Counter[str]
+    ) -> FileResult:
+        """Nothing to write: name it if it has no name yet, and record the file as seen now (so the next
+        run skips it without reading), in one ledger write, only if either changed."""
+        self.names.keep(parents, path, doc_id, old)
+        if seen is not None and old.file_stat != seen and (now := parents.ledger_entry(doc_id)) is not None:
+            parents.put_ledger(doc_id, now.model_copy(update={"file_stat": seen}))
+        parents.clear_failure(doc_id)
+        stats.parents += len(old.parents)
+        kinds.update(old.kinds)
+        return FileResult(path=str(path), doc_id=doc_id, status="unchanged", parents=len(old.parents))
 
     @staticmethod
     def _failed(parents: ParentStore, path: Path, doc_id: str, reason: str) -> FileResult:

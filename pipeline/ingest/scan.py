@@ -86,6 +86,14 @@ class Scan:
     over_limit: bool = False  # max_files reached: the walk stopped early
     identity: dict[Path, tuple[int, int]] = field(default_factory=dict)  # with roots: (st_dev, st_ino) per file
     unsupported: list[Skipped] = field(default_factory=list)  # files in folders left out for their type (not errors)
+    # Every accepted file's (size, mtime ns, inode, ctime ns) as the check saw it: a file the ledger
+    # records with the same four is unchanged without being read (``file_stat``, issue 26).
+    stats: dict[Path, tuple[int, int, int, int]] = field(default_factory=dict)
+
+
+def file_stat(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What identifies a file's bytes without reading them: size, mtime, inode and ctime (ns)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def check_path_text(text: str) -> Path:
@@ -223,6 +231,7 @@ def scan(paths: Iterable[Path], limits: ScanLimits = ScanLimits()) -> Scan:
             return True  # the same file reached twice (e.g. through a symlink): ingest it once
         seen.add(real)
         out.files.append(real if roots else path)
+        out.stats[real if roots else path] = file_stat(st)
         if roots:
             out.identity[real] = (st.st_dev, st.st_ino)
         return True

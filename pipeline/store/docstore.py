@@ -189,6 +189,10 @@ class LedgerReader:
     def failures(self) -> dict[str, dict[str, Any]]:
         return self._all(FAILURES)
 
+    def raw_ledger(self) -> dict[str, dict[str, Any]]:
+        """The ledger as stored (JSON), as ``ParentStore.raw_ledger`` returns it (for layout checks)."""
+        return self._all(LEDGER)
+
     def count(self) -> int:
         try:
             return self._conn.execute("SELECT COUNT(*) FROM kv WHERE collection = ?", (f"{NAMESPACE}/data",)).fetchone()[0]

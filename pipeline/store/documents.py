@@ -396,11 +396,16 @@ class IngestNames:
             content_hash=content_hash, fingerprint=self.fingerprint, name=self.name(path, doc_id, old), alias_of=owner, size=size, ingested_at=now()
         )
 
-    def stamp(self, parents: ParentStore, path: Path, doc_id: str, old: LedgerEntry | None, entry: LedgerEntry, size: int) -> LedgerEntry:
-        """Record name, size and time on a document just written (one SQLite write after the protocol's
-        commit: a crash between leaves it unnamed, shown by its file name until the next ingest), and
-        send the aliases of content that changed to be ingested on their own."""
-        stamped = entry.model_copy(update={"name": self.name(path, doc_id, old), "size": size, "ingested_at": now(), "hidden": False})
+    def stamp(
+        self, parents: ParentStore, path: Path, doc_id: str, old: LedgerEntry | None, entry: LedgerEntry, size: int, file_stat: Any = None
+    ) -> LedgerEntry:
+        """Record name, size, time and the file as seen (``file_stat``) on a document just written (one
+        SQLite write after the protocol's commit: a crash between leaves it unnamed, shown by its file
+        name, and read again by the next ingest), and send the aliases of content that changed to be
+        ingested on their own."""
+        stamped = entry.model_copy(
+            update={"name": self.name(path, doc_id, old), "size": size, "ingested_at": now(), "hidden": False, "file_stat": file_stat}
+        )
         parents.put_ledger(doc_id, stamped)
         if old is not None and old.content_hash != entry.content_hash:
             for alias_id, alias in parents.ledger().items():

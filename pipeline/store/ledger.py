@@ -204,6 +204,11 @@ class LedgerEntry(BaseModel):
             and self.fingerprint == fingerprint
         )
 
+    def known_hash(self, file_stat: Sequence[int] | None) -> str | None:
+        """The recorded content hash if the file is as last seen (``file_stat``), else None: hash it."""
+        same = file_stat is not None and self.file_stat is not None and tuple(self.file_stat) == tuple(file_stat)
+        return self.content_hash if same else None
+
     def committed(self) -> LedgerEntry:
         return self.model_copy(update={"pending": None})
 

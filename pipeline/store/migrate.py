@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
-
-from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import UnexpectedResponse
+from typing import TYPE_CHECKING, Any
 
 from pipeline.models import RefKind
 from pipeline.store import layout
 from pipeline.store import qdrant as qstore
 from pipeline.store.docstore import ParentStore
 from pipeline.store.layout import Collection
+from pipeline.store.where import to_models
+
+if TYPE_CHECKING:  # qdrant-client (~0.6 s to import) only where points are moved: `needs_migration` runs on every ingest
+    from qdrant_client import QdrantClient, models
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ BATCH = 256
 
 
 def _parent_refs_filter() -> models.Filter:
+    from qdrant_client import models
+
     return models.Filter(must=[models.FieldCondition(key=layout.KIND, match=models.MatchValue(value=RefKind.PARENT.value))])
 
 
@@ -58,6 +61,8 @@ def migrate_parent_refs(client: QdrantClient, collections: dict[Collection, str]
     """
     if not needs_migration(parents):
         return 0
+    from qdrant_client import models
+
     src, dst = collections[Collection.CHILDREN], collections[Collection.PARENTS]
     if not qstore.with_retries(client.collection_exists)(dst):  # `check --repair` knows no model: copy src's
         info = qstore.with_retries(client.get_collection)(src)
@@ -123,6 +128,8 @@ def add_sparse_vectors(
     """
     from llama_index.core.schema import MetadataMode
     from llama_index.core.vector_stores.utils import metadata_dict_to_node
+    from qdrant_client import models
+    from qdrant_client.http.exceptions import UnexpectedResponse
 
     from pipeline.errors import StoreUnavailable
     from pipeline.providers import sparse
@@ -144,7 +151,7 @@ def add_sparse_vectors(
         while True:
             # Always the first page of what is left: updated points leave the filter.
             points, _ = qstore.with_retries(client.scroll)(
-                name, scroll_filter=qstore.missing_sparse_filter(), limit=BATCH, with_payload=True, with_vectors=False
+                name, scroll_filter=to_models(qstore.missing_sparse_filter()), limit=BATCH, with_payload=True, with_vectors=False
             )
             if not points:
                 break

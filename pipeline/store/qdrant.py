@@ -303,11 +303,9 @@ def has_sparse(client: QdrantClient, name: str) -> bool:
     return SPARSE in sparse
 
 
-def missing_sparse_filter() -> models.Filter:
+def missing_sparse_filter() -> Where:
     """Points without a BM25 vector: what a backfill still has to do."""
-    from qdrant_client import models
-
-    return models.Filter(must_not=[models.HasVectorCondition(has_vector=SPARSE)])
+    return Where(without_vector=SPARSE)
 
 
 def vector_store(client: QdrantClient, name: str, hybrid: bool, batch_size: int = 256) -> Any:

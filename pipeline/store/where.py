@@ -20,14 +20,16 @@ Scalar = str | int | bool
 @dataclass(frozen=True)
 class Where:
     """Points whose payload matches every condition: ``match_any`` (key → any of the values) and
-    ``match`` (key → this value). Integers are matched as an equal range (``gte == lte == value``),
-    as Qdrant matches numbers without an integer index; strings and booleans by value."""
+    ``match`` (key → this value), and without the named vector ``without_vector`` (a backfill's
+    rest). Integers are matched as an equal range (``gte == lte == value``), as Qdrant matches numbers
+    without an integer index; strings and booleans by value."""
 
     match_any: Mapping[str, Sequence[Scalar]] = field(default_factory=dict)
     match: Mapping[str, Scalar] = field(default_factory=dict)
+    without_vector: str | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.match_any or self.match)
+        return bool(self.match_any or self.match or self.without_vector is not None)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ def to_edge(where: Where | None) -> Any:
             must.append(qe.FieldCondition(key, range=qe.RangeFloat(gte=value, lte=value)))
         else:
             must.append(qe.FieldCondition(key, match=qe.MatchValue(value)))
-    return qe.Filter(must=must)
+    must_not = [qe.HasVectorCondition(where.without_vector)] if where.without_vector is not None else None
+    return qe.Filter(must=must or None, must_not=must_not)
 
 
 def to_models(where: Any) -> Any:
@@ -71,7 +74,8 @@ def to_models(where: Any) -> Any:
             must.append(models.FieldCondition(key=key, range=models.Range(gte=value, lte=value)))
         else:
             must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
-    return models.Filter(must=must)
+    must_not = [models.HasVectorCondition(has_vector=where.without_vector)] if where.without_vector is not None else None
+    return models.Filter(must=must or None, must_not=must_not)
 
 
 def sparse_model(vector: Any) -> Any:
