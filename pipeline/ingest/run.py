@@ -131,6 +131,8 @@ class Ingestor:
         """``enrich``: run the second phase in ``run()``; None = as ``ingest.enrich`` says (see ``enrich_during_ingest``).
         ``rehash``: read and hash every file, also those the ledger records as last seen (``file_stat``)."""
         self.rehash = rehash
+        if embedder is None:  # ours to build: on every core this process may use (embed.threads=0, auto)
+            settings = settings.model_copy(update={"embed": settings.embed.model_copy(update={"threads": settings.embed.ingest_threads()})})
         self.settings = settings
         self.limits = limits or ScanLimits()  # the service's ingest roots and caps; none for the CLI
         self.client = client  # an open client to reuse (the service's embedded one); left open after a run
