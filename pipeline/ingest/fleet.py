@@ -27,25 +27,27 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.store.layout import doc_id_for
+from pipeline.store.ledger import fault_marker
 from pipeline.store.state import db_url, lock_key, namespace, worker_id
 
 logger = logging.getLogger(__name__)
 
-STALL_ENV = "PIPELINE_FAULT_STALL"  # test hook: "<step>:<marker file>" stops the whole process there
-
-
 def stall(step: str) -> None:
     """Let the fencing test stall a real worker past its lease, as a long pause would: with
-    ``PIPELINE_FAULT_STALL=before-commit:/tmp/m`` the process touches /tmp/m and stops itself
+    ``PIPELINE_FAULT_PAUSE=stall-before-commit:/tmp/m`` the process touches /tmp/m and stops itself
     (SIGSTOP: its heartbeat stops too, so the lease runs out) until the test sends SIGCONT.
-    Unset (always, outside tests) this is a no-op. Why not the ledger's ``PIPELINE_FAULT_PAUSE``:
-    it sleeps in one thread while the heartbeat keeps the lease alive, which is the opposite case.
+    Unset (always, outside tests) this is a no-op. The ledger's own pause steps (``checkpoint``)
+    sleep in one thread while the heartbeat keeps the lease alive: the opposite case.
     """
-    spec = os.environ.get(STALL_ENV, "")
-    if not spec.startswith(step + ":"):
+    marker = fault_marker(step)
+    if marker is None or _stalled.is_set():
         return
-    open(spec.split(":", 1)[1], "w").close()
+    _stalled.set()  # once per process
+    open(marker, "w").close()
     os.kill(os.getpid(), signal.SIGSTOP)
+
+
+_stalled = threading.Event()
 
 
 class Leases:
@@ -145,7 +147,7 @@ class Leases:
         def check(conn: Any, collection: str, keys: list[str], values: list[dict | None]) -> None:
             if ledger_key in keys:
                 value = values[keys.index(ledger_key)]
-                stall("before-commit" if value is not None and not value.get("pending") else "before-intent")
+                stall("stall-before-commit" if value is not None and not value.get("pending") else "stall-before-intent")
                 self.check_token(conn, key)
 
         with guarded(check):
