@@ -38,13 +38,14 @@ from pipeline.providers.encoder import (  # re-exported (__all__): the names cal
     padded,
     pool,
 )
+from pipeline.providers.openai_embed import openai_embedder
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "BGE_QUERY_PREFIX", "BGE_SMALL_NAME", "DEFAULT_ONNX_MODEL", "MINILM_DIM", "MINILM_NAME", "ONNX_MODELS", "OPENAI_DIMS", "TOKENIZER_DIR",
     "BgeSmallEmbedding", "EmbedUsage", "FolderEmbedding", "OnnxEmbedding", "OnnxMiniLMEmbedding", "build_embedder", "build_encoder",
-    "embed_dim", "folder_embedder", "is_folder_model", "onnx_model_for", "padded", "pool",
+    "embed_dim", "folder_embedder", "is_folder_model", "onnx_model_for", "openai_embedder", "padded", "pool",
 ]
 
 
@@ -163,40 +164,6 @@ def folder_embedder(settings: Settings) -> OnnxEmbedding:
     return OnnxEmbedding.wrap(folder_encoder(settings))
 
 
-def _counting_openai_class() -> type[BaseEmbedding]:
-    from llama_index.embeddings.openai import OpenAIEmbedding
-
-    class CountingOpenAIEmbedding(OpenAIEmbedding):
-        """``OpenAIEmbedding`` that counts texts and queries, like every embedder here."""
-
-        _usage: EmbedUsage = PrivateAttr(default_factory=EmbedUsage)
-
-        @property
-        def usage(self) -> EmbedUsage:
-            return self._usage
-
-        def load(self) -> None:
-            return None
-
-        def _get_query_embedding(self, query: str) -> list[float]:
-            self._usage.add(queries=1)
-            return super()._get_query_embedding(query)
-
-        async def _aget_query_embedding(self, query: str) -> list[float]:
-            self._usage.add(queries=1)
-            return await super()._aget_query_embedding(query)
-
-        def _get_text_embedding(self, text: str) -> list[float]:
-            self._usage.add(texts=1)
-            return super()._get_text_embedding(text)
-
-        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-            self._usage.add(texts=len(texts))
-            return super()._get_text_embeddings(texts)
-
-    return CountingOpenAIEmbedding
-
-
 def build_embedder(settings: Settings, stored_model: str | None = None) -> BaseEmbedding:
     """The configured embedder as a LlamaIndex ``BaseEmbedding``; weights load on first use (or ``load()``).
 
@@ -206,16 +173,7 @@ def build_embedder(settings: Settings, stored_model: str | None = None) -> BaseE
     if cfg.provider is EmbedProvider.ONNX:
         return OnnxEmbedding.wrap(build_encoder(settings, stored_model))
     if cfg.provider is EmbedProvider.OPENAI:
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        if key is None and cfg.api_base is None:
-            raise ConfigError("embed.provider=openai needs OPENAI_API_KEY (or PIPELINE_EMBED__API_BASE for a local server)")
-        openai_cls = _counting_openai_class()
-        return openai_cls(
-            model=cfg.model or "text-embedding-3-small",
-            api_key=key or "not-needed",
-            api_base=cfg.api_base,
-            embed_batch_size=cfg.batch_size,
-        )
+        return openai_embedder(settings)
     raise ConfigError(f"unknown embedding provider {cfg.provider!r}")
 
 

@@ -13,7 +13,6 @@ texts and an unchanged re-ingest can prove it embedded nothing.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,6 +21,7 @@ import numpy as np
 from pipeline.config import EmbedProvider
 from pipeline.errors import ConfigError
 from pipeline.providers import onnx, onnx_folder
+from pipeline.providers.usage import EmbedUsage
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -55,20 +55,6 @@ def pool(states: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
         return states[:, 0, :]
     summed = (states * mask[..., None]).sum(axis=1)
     return summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
-
-
-@dataclass
-class EmbedUsage:
-    """Thread-safe counters of texts (corpus) and queries embedded by one embedder."""
-
-    texts: int = 0
-    queries: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, texts: int = 0, queries: int = 0) -> None:
-        with self._lock:
-            self.texts += texts
-            self.queries += queries
 
 
 class OnnxEncoder:
@@ -272,7 +258,7 @@ def folder_encoder(settings: Settings) -> FolderEncoder:
     pooling = "pooled by the model" if pooled else cfg.pooling
     shaping = {"pooling": pooling, "query_prefix": cfg.query_prefix, "passage_prefix": cfg.passage_prefix, "max_tokens": max_tokens}
     return FolderEncoder(
-        threads=cfg.threads,
+        threads=cfg.threads or 1,  # 0 (auto): 1 for queries; ingest passes its own (EmbedSettings.ingest_threads)
         batch_size=cfg.batch_size,
         model_name=onnx_folder.model_name(fm, **shaping),
         dim=dim,
@@ -334,10 +320,12 @@ def build_encoder(settings: Settings, stored_model: str | None = None) -> Any:
         if is_folder_model(settings):
             return folder_encoder(settings)
         cls = BgeSmallEncoder if onnx_model_for(settings, stored_model) == "bge-small" else MiniLMEncoder
-        return cls(threads=cfg.threads, batch_size=cfg.batch_size)
-    from pipeline.providers.embeddings import build_embedder  # OpenAI: LlamaIndex's client
+        return cls(threads=cfg.threads or 1, batch_size=cfg.batch_size)
+    if cfg.provider is EmbedProvider.OPENAI:
+        from pipeline.providers.openai_embed import openai_embedder  # LlamaIndex's client: that path is heavy anyway
 
-    return build_embedder(settings, stored_model)
+        return openai_embedder(settings)
+    raise ConfigError(f"unknown embedding provider {cfg.provider!r}")
 
 
 def embed_dim(embedder: Any) -> int:

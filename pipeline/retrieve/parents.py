@@ -30,7 +30,9 @@ from pipeline.models import Mode, SourceRef
 from pipeline.retrieve.fuse import rank_found
 from pipeline.retrieve.read import read_parents
 from pipeline.retrieve.rerank import CrossEncoderReranker, rerank_found
-from pipeline.retrieve.search import check_filters, lexical_query, matched_by_parent, search_references
+from pipeline.retrieve.modes import Search
+from pipeline.retrieve.search import Found, check_filters, lexical_query, matched_by_parent, search_collection, search_references
+from pipeline.store.where import Sparse
 
 
 @dataclass
@@ -67,6 +69,10 @@ class ParentRetriever:
         self.settings = settings
         self.reranker = reranker
 
+    def search_one(self, store: Any, search: Search, embedding: list[float], sparse: Sparse | None, limit: int, filters: Mapping[str, Any], with_text: bool) -> Found:
+        """Stage 1 for one collection (``search.search_collection``)."""
+        return search_collection(store, search, embedding, sparse, limit, filters, with_text)
+
     def embed(self, query: str) -> tuple[list[float], float]:
         """The query's vector and the milliseconds it took."""
         started = time.perf_counter()
@@ -87,7 +93,7 @@ class ParentRetriever:
             out.embedded_queries = 1
         lexical = lexical_query(query) if cfg.hybrid else None  # built once, for every collection
         use_rerank = cfg.rerank and self.reranker is not None
-        found = search_references(self.store, mode, embedding, lexical, top_k * cfg.overfetch, wanted, use_rerank, cfg.bm25_scope)
+        found = search_references(self.store, mode, embedding, lexical, top_k * cfg.overfetch, wanted, use_rerank, cfg.bm25_scope, self.search_one)
         out.references_fetched = sum(f.fetched for f in found)
         ranked, out.stages = rank_found(found, cfg)
         if use_rerank and ranked:

@@ -15,7 +15,7 @@ embedding took 6.1-7.8 ms that way in mode all and takes 1.8-2.6 ms this way; th
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,20 +112,23 @@ def search_collection(
 
 def search_references(
     store: Any, mode: Mode, embedding: list[float], lexical: Sparse | None, limit: int, filters: Mapping[str, Any], with_text: bool,
-    bm25_scope: str = "parents",
+    bm25_scope: str = "parents", search_one: Callable[..., Found] | None = None,
 ) -> list[Found]:
     """Every collection of ``mode`` the store has, in the mode's order (``modes.searches_for``).
 
     BM25 runs beside the dense search on the parents' self-references (``bm25_scope="parents"``) or on
     every collection (``"all"``), wherever the collection holds BM25 vectors and ``lexical`` is given.
+    ``search_one`` searches one collection (default ``search_collection``; the e2e test puts the old
+    LlamaIndex search there to compare both).
     """
+    search_one = search_one or search_collection
     found = []
     for search in searches_for(mode):
         if search.collection not in store.names:
             continue
         bm25_here = bm25_scope == "all" or search.collection is Collection.PARENTS
         vector = lexical if bm25_here and search.collection in store.sparse else None
-        found.append(search_collection(store, search, embedding, vector, limit, filters, with_text))
+        found.append(search_one(store, search, embedding, vector, limit, filters, with_text))
     return found
 
 

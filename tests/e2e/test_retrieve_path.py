@@ -1,30 +1,32 @@
-"""Retrieval reads Qdrant directly (``ParentRetriever._search_collection``): same results as the LlamaIndex path.
+"""Retrieval reads the engine directly (``search.search_collection``): same results as the LlamaIndex path.
 
 ``LlamaIndexPath`` is the search as it was before: LlamaIndex's ``VectorStoreIndex`` retriever over
-``QdrantVectorStore`` (dense, and ``VectorStoreQueryMode.SPARSE`` for BM25), every hit a full node.
-Both run on the sample store of each embedded backend (and, with the ``llm`` marker, a store with
+``QdrantVectorStore`` (dense, and ``VectorStoreQueryMode.SPARSE`` for BM25), every hit a full node, put
+in the place of stage 1 (``ParentRetriever.search_one``). Both run on the sample store of each embedded backend (and, with the ``llm`` marker, a store with
 summaries and questions) for ~50 queries, modes chunk and all, hybrid on and off, with and without filters: same parents in the same order, scores within 1e-6, the same
-matched references and the same ``references_fetched``.
+matched references and the same ``references_fetched``. The parents themselves are compared with what
+LlamaIndex's docstore returns for them (``ParentStore.get_many``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 from llama_index.core.schema import QueryBundle
 from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters, VectorStoreQueryMode
-from qdrant_client import models
 
 from pipeline.config import Settings
 from pipeline.models import MatchedRef, Mode, RefKind
 from pipeline.retrieve.engine import Engine
 from pipeline.retrieve.modes import Search
-from pipeline.retrieve.parents import KINDS_IN, MATCHED, Hit, ParentRetriever, _sparse_query
+from pipeline.retrieve.parents import ParentRetriever, Retrieval
+from pipeline.retrieve.search import KINDS_IN, Found, Hit, lexical_query, search_collection
 from pipeline.store import docstore, layout
 from pipeline.store.layout import Collection
+from pipeline.store.where import Sparse
 
 HANDWRITTEN = [
     "How does SciBERT differ from a BERT model pretrained on S2ORC?",
@@ -35,32 +37,34 @@ HANDWRITTEN = [
 ]
 
 
+def _old_filters(search: Search, filters: Mapping[str, Any]) -> MetadataFilters | None:
+    items = []
+    if set(search.kinds) != KINDS_IN[search.collection]:
+        items.append(MetadataFilter(key=layout.KIND, value=[k.value for k in search.kinds], operator=FilterOperator.IN))
+    items += [MetadataFilter(key=k, value=v) for k, v in filters.items()]
+    return MetadataFilters(filters=items) if items else None
+
+
 class LlamaIndexPath(ParentRetriever):
     """The pre-change search: LlamaIndex retrievers over ``QdrantVectorStore``, hits as full nodes."""
 
-    def _retrieve(self, query_bundle: QueryBundle) -> Any:
-        self._query = query_bundle.query_str
-        return super()._retrieve(query_bundle)
+    query = ""
 
-    def _old_filters(self, search: Search) -> MetadataFilters | None:
-        items = []
-        if set(search.kinds) != KINDS_IN[search.collection]:
-            items.append(MetadataFilter(key=layout.KIND, value=[k.value for k in search.kinds], operator=FilterOperator.IN))
-        items += [MetadataFilter(key=k, value=v) for k, v in self.filters.items()]
-        return MetadataFilters(filters=items) if items else None
+    def retrieve(self, query: str, *args: Any, **kwargs: Any) -> Retrieval:
+        self.query = query
+        return super().retrieve(query, *args, **kwargs)
 
-    def _search_collection(self, search: Search, embedding: list[float], sparse: models.SparseVector | None, with_text: bool) -> list[list[Hit]]:
-        index = self.store.indexes[search.collection]
-        limit = self.top_k * self.overfetch
-        bundle = QueryBundle(query_str=self._query, embedding=embedding)
+    def search_one(self, store: Any, search: Search, embedding: list[float], sparse: Sparse | None, limit: int, filters: Mapping[str, Any], with_text: bool) -> Found:
+        index = store.indexes[search.collection]
+        bundle = QueryBundle(query_str=self.query, embedding=embedding)
         out = []
         for is_sparse in [False] + ([True] if sparse is not None else []):
             if is_sparse:
                 retriever = index.as_retriever(
-                    similarity_top_k=limit, sparse_top_k=limit, filters=self._old_filters(search), vector_store_query_mode=VectorStoreQueryMode.SPARSE
+                    similarity_top_k=limit, sparse_top_k=limit, filters=_old_filters(search, filters), vector_store_query_mode=VectorStoreQueryMode.SPARSE
                 )
             else:
-                retriever = index.as_retriever(similarity_top_k=limit, filters=self._old_filters(search))
+                retriever = index.as_retriever(similarity_top_k=limit, filters=_old_filters(search, filters))
             hits = []
             for hit in retriever.retrieve(bundle):
                 parent_id = getattr(hit.node, "index_id", None) or hit.node.metadata.get(layout.PARENT_ID)
@@ -68,21 +72,13 @@ class LlamaIndexPath(ParentRetriever):
                     kind=RefKind(hit.node.metadata[layout.KIND]), node_id=hit.node.node_id, score=float(hit.score or 0.0), via="bm25" if is_sparse else "dense"
                 )
                 hits.append((parent_id, ref, hit.node.get_content()))
-            self.references_fetched += len(hits)
             out.append(hits)
-        return out
+        return Found(search.collection, out[0], out[1] if len(out) > 1 else None)
 
 
-def make(
-    cls: type[ParentRetriever], engine: Engine, mode: Mode, top_k: int, filters: dict[str, str] | None, hybrid: bool, scope: str = "parents", rerank: bool = False
-) -> ParentRetriever:
-    cfg = engine.settings.retrieval
-    return cls(
-        engine.store, engine.embedder, mode, top_k, cfg.overfetch, cfg.fusion, filters, cfg.weights(),
-        hybrid=hybrid, hybrid_fusion=cfg.hybrid_fusion, dense_weight=cfg.dense_weight, bm25_scope=scope,
-        reranker=engine.reranker if rerank else None, rerank_candidates=max(cfg.rerank_candidates, top_k),
-        rerank_passages=cfg.rerank_passages, rerank_first_stage_weight=cfg.rerank_first_stage_weight,
-    )
+def make(cls: type[ParentRetriever], engine: Engine, hybrid: bool, scope: str = "parents", rerank: bool = False) -> ParentRetriever:
+    cfg = engine.settings.retrieval.model_copy(update={"hybrid": hybrid, "bm25_scope": scope, "rerank": rerank})
+    return cls(engine.store, engine.embedder, cfg, engine.reranker if rerank else None)
 
 
 def assert_same_hits(new: list[Hit], old: list[Hit]) -> None:
@@ -120,20 +116,21 @@ def sample_ids(engine: Engine) -> dict[str, str]:
 def compare(
     engine: Engine, query: str, embedding: list[float], mode: Mode, filters: dict[str, str] | None, hybrid: bool, scope: str = "parents", rerank: bool = False
 ) -> None:
-    new_r = make(ParentRetriever, engine, mode, 3, filters, hybrid, scope, rerank)
-    old_r = make(LlamaIndexPath, engine, mode, 3, filters, hybrid, scope, rerank)
-    new = new_r.retrieve(QueryBundle(query_str=query, embedding=list(embedding)))
-    old = old_r.retrieve(QueryBundle(query_str=query, embedding=list(embedding)))
+    new_r = make(ParentRetriever, engine, hybrid, scope, rerank)
+    old_r = make(LlamaIndexPath, engine, hybrid, scope, rerank)
+    new = new_r.retrieve(query, mode, 3, filters, embedding=list(embedding))
+    old = old_r.retrieve(query, mode, 3, filters, embedding=list(embedding))
     where = f"{query!r} mode={mode.value} hybrid={hybrid} filters={filters}"
-    assert [h.node.node_id for h in new] == [h.node.node_id for h in old], where
-    assert [h.score for h in new] == pytest.approx([h.score for h in old], abs=1e-6), where
-    for n, o in zip(new, old):
-        nm, om = n.node.metadata.pop(MATCHED), o.node.metadata.pop(MATCHED)
-        assert [(m["kind"], m["node_id"], m["via"]) for m in nm] == [(m["kind"], m["node_id"], m["via"]) for m in om], where
-        assert [m["score"] for m in nm] == pytest.approx([m["score"] for m in om], abs=1e-6), where
-        assert n.node.to_dict() == o.node.to_dict(), where
-    assert new_r.references_fetched == old_r.references_fetched, where
-    assert new_r.stages == old_r.stages, where
+    assert [s.parent_id for s in new.sources] == [s.parent_id for s in old.sources], where
+    assert [s.score for s in new.sources] == pytest.approx([s.score for s in old.sources], abs=1e-6), where
+    for n, o in zip(new.sources, old.sources):
+        assert [(m.kind, m.node_id, m.via) for m in n.matched] == [(m.kind, m.node_id, m.via) for m in o.matched], where
+        assert [m.score for m in n.matched] == pytest.approx([m.score for m in o.matched], abs=1e-6), where
+        assert n.model_dump(exclude={"score", "matched"}) == o.model_dump(exclude={"score", "matched"}), where
+    nodes = engine.store.parents.get_many([s.parent_id for s in new.sources])  # LlamaIndex's own reading of the parents
+    assert [s.text for s in new.sources] == [nodes[s.parent_id].get_content() for s in new.sources], where
+    assert new.references_fetched == old.references_fetched, where
+    assert new.stages == old.stages, where
 
 
 @pytest.mark.e2e
@@ -171,14 +168,18 @@ def test_reranked_results_match(engine: Engine, queries: list[tuple[str, list[fl
 def test_kind_filter_and_reference_texts_match(engine: Engine, queries: list[tuple[str, list[float]]]) -> None:
     """A search wanting some kinds of a collection filters on ``kind``; texts (the reranker's input) match."""
     search = Search(Collection.CHILDREN, (RefKind.CHUNK_128, RefKind.CHUNK_512))
-    new_r, old_r = make(ParentRetriever, engine, Mode.CHUNK, 3, None, True), make(LlamaIndexPath, engine, Mode.CHUNK, 3, None, True)
+    old_r = make(LlamaIndexPath, engine, True)
+    limit = 3 * engine.settings.retrieval.overfetch
     for query, embedding in queries[:10]:
-        old_r._query = query
-        sparse = _sparse_query(query)
-        new = new_r._search_collection(search, embedding, sparse, with_text=True)
-        old = old_r._search_collection(search, embedding, sparse, with_text=True)
-        assert len(new) == len(old)
+        old_r.query = query  # type: ignore[attr-defined]
+        sparse = lexical_query(query)
+        new_f = search_collection(engine.store, search, embedding, sparse, limit, {}, with_text=True)
+        old_f = old_r.search_one(engine.store, search, embedding, sparse, limit, {}, with_text=True)
+        new, old = [new_f.dense, new_f.bm25], [old_f.dense, old_f.bm25]
+        assert (new_f.bm25 is None) == (old_f.bm25 is None) == (sparse is None)
         for n, o in zip(new, old):
+            if n is None or o is None:
+                continue
             assert_same_hits(n, o)
             assert [t for _, _, t in n] == [t for _, _, t in o]
             assert all(t for _, _, t in n)
@@ -200,8 +201,8 @@ def test_parent_self_references_resolve_without_payloads_even_when_unknown(engin
     in a store written before them from every parent id hashed once, and an id neither knows is read
     from Qdrant once; each way gives the hits that reading the payloads gives."""
     search = Search(Collection.PARENTS, (RefKind.PARENT,))
-    retriever = make(ParentRetriever, engine, Mode.CHUNK, 3, None, True)
     store = engine.store
+    limit = 3 * engine.settings.retrieval.overfetch
     ids = store.parents.ids()
     refs = {layout.ref_id_for(pid, RefKind.PARENT, 0): pid for pid in ids}
     assert store.parents.parents_of_self_refs(list(refs)) == refs  # ingest wrote them
@@ -209,12 +210,12 @@ def test_parent_self_references_resolve_without_payloads_even_when_unknown(engin
     def same_hits() -> None:
         store._self_refs.clear()
         for query, embedding in queries[:8]:
-            sparse = _sparse_query(query)
-            lean = retriever._search_collection(search, embedding, sparse, with_text=False)
-            read = retriever._search_collection(search, embedding, sparse, with_text=True)
-            assert len(lean) == len(read) and lean[0]
-            for n, o in zip(lean, read):
-                assert_same_hits(n, o)
+            sparse = lexical_query(query)
+            lean = search_collection(store, search, embedding, sparse, limit, {}, with_text=False)
+            read = search_collection(store, search, embedding, sparse, limit, {}, with_text=True)
+            assert lean.dense
+            assert_same_hits(lean.dense, read.dense)
+            assert_same_hits(lean.bm25 or [], read.bm25 or [])
         assert store._self_refs and set(store._self_refs.values()) <= set(ids)  # the ids read are kept
 
     store._self_refs_built = False
