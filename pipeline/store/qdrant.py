@@ -259,6 +259,11 @@ def _meta_and_size(client: Any, name: str) -> tuple[dict[str, Any] | None, int |
     return dict(info.config.metadata or {}), vectors.size if isinstance(vectors, models.VectorParams) else None
 
 
+def metadata(client: Any, name: str) -> dict[str, Any] | None:
+    """The collection's metadata (model and dimension), or None if there is no such collection."""
+    return _meta_and_size(client, name)[0]
+
+
 def ensure_collections(client: QdrantClient, settings: Settings, model: str, dim: int) -> dict[Collection, str]:
     """Create missing collections (cosine, recorded model/dim, payload indexes); check existing ones."""
     from qdrant_client import models

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from qdrant_client import QdrantClient
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.store import qdrant as qstore
@@ -12,6 +10,9 @@ from pipeline.store.docstore import LedgerReader, ParentStore
 from pipeline.store.documents import require_store
 from pipeline.store.state import KVLedgerReader, fleet, has_docstore, open_ledger_reader
 from pipeline.store.state import namespace as state_namespace
+
+if TYPE_CHECKING:  # status reads the embedded engine without qdrant-client (~0.6 s to import)
+    from qdrant_client import QdrantClient
 
 
 def store_status(settings: Settings, client: QdrantClient | None = None, parents: ParentStore | LedgerReader | KVLedgerReader | None = None) -> dict[str, Any]:
@@ -33,15 +34,14 @@ def store_status(settings: Settings, client: QdrantClient | None = None, parents
         model: str | None = None
         dim: int | None = None
         for name in qstore.names(settings).values():
-            if not qstore.with_retries(client.collection_exists)(name):
+            meta = qstore.metadata(client, name)
+            if meta is None:
                 continue
-            info = qstore.with_retries(client.get_collection)(name)  # one read: sparse config and metadata
             collections[name] = qstore.count_points(client, name)
-            if qstore.SPARSE not in (info.config.params.sparse_vectors or {}):
+            if not qstore.has_sparse(client, name):
                 without_bm25[name] = collections[name]
             elif missing := qstore.count_points(client, name, qstore.missing_sparse_filter()):
                 without_bm25[name] = missing
-            meta = info.config.metadata or {}
             model = model or meta.get(qstore.META_MODEL)
             dim = dim or meta.get(qstore.META_DIM)
         ledger = parents.ledger() if parents else {}
