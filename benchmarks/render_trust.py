@@ -2,7 +2,7 @@
 benchmarks/fit_confidence.py (confidence/report.json), `python -m pipeline eval --negatives ... --answers`
 (answers/*.json) and the containment before/after record (answers/containment.json).
 
-Imported by benchmarks/render_docs.py; a module of its own to keep that one from growing.
+Imported by benchmarks/render_quality.py (the docs/quality.md page; benchmarks/render_docs.py writes it).
 """
 
 from __future__ import annotations
