@@ -10,7 +10,7 @@ from llama_index.core.schema import BaseNode
 from pydantic import PrivateAttr
 
 from pipeline.config import Settings
-from pipeline.store.sqlite_kv import SQLiteKVStore
+from pipeline.store.sqlite_kv import SQLiteKVStore, llama_kv
 from pipeline.store.state import CACHE_KV, open_kv
 
 
@@ -22,12 +22,12 @@ class CountingCache(IngestionCache):
 
     @classmethod
     def open(cls, path: Path) -> "CountingCache":
-        return cls(cache=SQLiteKVStore(path))
+        return cls(cache=llama_kv(SQLiteKVStore(path)))
 
     @classmethod
     def for_settings(cls, settings: Settings) -> "CountingCache":
         """The store's cache: ``cache.sqlite``, or in fleet mode its rows in PostgreSQL (store/state.py)."""
-        return cls(cache=open_kv(settings, CACHE_KV))
+        return cls(cache=llama_kv(open_kv(settings, CACHE_KV)))
 
     @property
     def hits(self) -> int:

@@ -8,6 +8,7 @@ in one SQLite transaction. ``LedgerReader`` reads the ledger, failures and paren
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -46,14 +47,21 @@ class ParentStore:
 
     def __init__(self, path: Path | str, kv: Any = None) -> None:
         """``kv``: another KV under the same format (``PostgresKV`` in fleet mode, store/state.py); None = the SQLite file."""
-        from llama_index.core.storage.docstore.keyval_docstore import KVDocumentStore
-
         from pipeline.store.sqlite_kv import SQLiteKVStore
 
         self.path = path
         self.kv = kv if kv is not None else SQLiteKVStore(path)
-        self.docstore = KVDocumentStore(self.kv, namespace=NAMESPACE)
         self._data = f"{NAMESPACE}/data"
+
+    @functools.cached_property
+    def docstore(self) -> Any:
+        """LlamaIndex's ``KVDocumentStore`` over ``kv``, built on first use: a query reads rows through
+        ``kv`` and never imports LlamaIndex (retrieve/read.py); writes and node reads go through this."""
+        from llama_index.core.storage.docstore.keyval_docstore import KVDocumentStore
+
+        from pipeline.store.sqlite_kv import llama_kv
+
+        return KVDocumentStore(llama_kv(self.kv), namespace=NAMESPACE)
 
     def get(self, parent_id: str) -> BaseNode | None:
         return self.docstore.get_node(parent_id, raise_error=False)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from llama_index.core.storage.kvstore.types import DEFAULT_BATCH_SIZE, DEFAULT_COLLECTION
+from pipeline.store.sqlite_kv import DEFAULT_BATCH_SIZE, DEFAULT_COLLECTION
 
 from pipeline.errors import ConfigError, StoreUnavailable
 from pipeline.store.sqlite_kv import SyncKVStore

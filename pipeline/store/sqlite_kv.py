@@ -1,5 +1,10 @@
 """A LlamaIndex ``BaseKVStore`` on one SQLite file: the disk format under the docstore and the ingest cache.
 
+It imports no LlamaIndex: a query process reads parents through it, and ``llama_index.core``'s package
+``__init__`` alone costs ~1 s of CPU. It is LlamaIndex's ``BaseKVStore`` all the same, as a virtual
+subclass (``abc`` registration, ``llama_kv``), registered where LlamaIndex is imported anyway: the
+ingest cache (``IngestionCache`` checks the type) and the docstore's ``KVDocumentStore``.
+
 Why SQLite: a JSON ``SimpleKVStore`` must be loaded whole and rewritten whole; here a lookup reads one
 row, and a ``transaction()`` makes a batch of writes atomic (a killed process leaves the old state).
 Every ``sqlite3`` error leaves this module as a ``PipelineError`` naming the file (``StoreDamaged`` for
@@ -15,14 +20,38 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from llama_index.core.storage.kvstore.types import DEFAULT_BATCH_SIZE, DEFAULT_COLLECTION, BaseKVStore
+from typing import Any
 
 from pipeline.errors import fatal_error, sqlite_error
 
+# LlamaIndex's (llama_index.core.storage.kvstore.types), so rows land in the collections its stores read.
+DEFAULT_COLLECTION = "data"
+DEFAULT_BATCH_SIZE = 1
 
-class SyncKVStore(BaseKVStore):
-    """LlamaIndex's async KV methods answered by the sync ones: both our stores are local and fast
-    (SQLite) or pooled (PostgreSQL), and nothing here runs an event loop over them."""
+
+class SyncKVStore:
+    """LlamaIndex's ``BaseKVStore`` interface, its async methods answered by the sync ones: both our
+    stores are local and fast (SQLite) or pooled (PostgreSQL), and nothing here runs an event loop over
+    them. A virtual subclass of ``BaseKVStore`` once ``llama_kv`` has run."""
+
+    def put(self, key: str, val: dict, collection: str = DEFAULT_COLLECTION) -> None:
+        raise NotImplementedError
+
+    def get(self, key: str, collection: str = DEFAULT_COLLECTION) -> dict | None:
+        raise NotImplementedError
+
+    def get_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
+        raise NotImplementedError
+
+    def delete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
+        raise NotImplementedError
+
+    def put_all(self, kv_pairs: list[tuple[str, dict]], collection: str = DEFAULT_COLLECTION, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        for key, val in kv_pairs:
+            self.put(key, val, collection)
+
+    async def aput_all(self, kv_pairs: list[tuple[str, dict]], collection: str = DEFAULT_COLLECTION, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        self.put_all(kv_pairs, collection, batch_size)
 
     async def aput(self, key: str, val: dict, collection: str = DEFAULT_COLLECTION) -> None:
         self.put(key, val, collection)
@@ -35,6 +64,15 @@ class SyncKVStore(BaseKVStore):
 
     async def adelete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
         return self.delete(key, collection)
+
+
+def llama_kv(kv: Any) -> Any:
+    """``kv``, with our KV classes made LlamaIndex ``BaseKVStore``s (``ABCMeta.register``: idempotent) so
+    ``IngestionCache`` and ``KVDocumentStore`` take them. Call where LlamaIndex is being used anyway."""
+    from llama_index.core.storage.kvstore.types import BaseKVStore
+
+    BaseKVStore.register(SyncKVStore)
+    return kv
 
 
 class SQLiteKVStore(SyncKVStore):
