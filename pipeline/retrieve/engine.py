@@ -135,6 +135,13 @@ class Engine:
         cfg = settings or self.settings.retrieval
         return ParentRetriever(self.store, self.embedder, cfg, self.reranker if cfg.rerank else None)
 
+    def llama_retriever(self, mode: Mode = Mode.ALL, top_k: int | None = None, filters: Mapping[str, Any] | None = None) -> Any:
+        """A stock LlamaIndex ``BaseRetriever`` over the configured stages (``retrieve/llama.py``; imports
+        LlamaIndex), e.g. for ``RetrieverQueryEngine`` or any LlamaIndex pipeline."""
+        from pipeline.retrieve.llama import LlamaIndexRetriever
+
+        return LlamaIndexRetriever(self.retriever(), Mode(mode), check_top_k(top_k or self.settings.retrieval.top_k), filters)
+
     def _stats(self, r: Retrieval, started: float) -> QueryStats:
         usage = getattr(self.embedder, "usage", None)
         return QueryStats(

@@ -20,10 +20,6 @@ import pytest
 
 from tests.conftest import ROOT
 
-# Until the store side lands (ParentStore readable without LlamaIndex, store.migrate without qdrant-client):
-# the retrieval side is lean (pipeline/retrieve, pipeline/providers); what still imports them is named in the failure.
-pytestmark = pytest.mark.xfail(reason="store side pending: docstore without LlamaIndex, store.migrate without qdrant-client", strict=False)
-
 HEAVY = ("llama_index", "qdrant_client", "torch", "sqlalchemy", "pandas")
 TEXT = (
     "AlexNet was trained on two NVIDIA GTX 580 GPUs for five to six days. The network was split across the two GPUs, "

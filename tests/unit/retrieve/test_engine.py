@@ -99,3 +99,13 @@ def test_bad_requests_are_refused_before_anything_runs(engine: Engine) -> None:
     with pytest.raises(InvalidQuery, match="empty"):
         engine.retrieve("  ")
     assert Path(engine.settings.store).is_dir()
+
+
+def test_a_stock_llamaindex_retriever_is_obtainable(engine: Engine) -> None:
+    from llama_index.core.base.base_retriever import BaseRetriever
+
+    retriever = engine.llama_retriever(Mode.CHUNK, 2)
+    nodes = retriever.retrieve("How many GPUs was AlexNet trained on?")
+    direct = engine.retrieve("How many GPUs was AlexNet trained on?", Mode.CHUNK, 2, judge=False)
+    assert isinstance(retriever, BaseRetriever)
+    assert [n.node.node_id for n in nodes] == [s.parent_id for s in direct.sources]
