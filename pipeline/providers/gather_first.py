@@ -24,7 +24,7 @@ import logging
 import os
 from pathlib import Path
 
-from pipeline.providers.hashing import sha256_of
+from pipeline.providers.hashing import memo_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def prepared(model: Path, digest: str) -> Path:
     try:
         if none.is_file():
             return model
-        if target.is_file() and pin.is_file() and sha256_of(target) == pin.read_text(encoding="ascii").strip():
+        if target.is_file() and pin.is_file() and memo_sha256(target, folder / "verified.json") == pin.read_text(encoding="ascii").strip():
             return target
     except OSError:
         pass

