@@ -147,7 +147,7 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
             "load1": [round(load_before, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count(),
             "store": str(args.store), "label": args.label, "size": store_size(args.store, base),
-            "command": "nice -n 10 .venv/bin/python benchmarks/fleet_retrieve.py " + " ".join(sys.argv[1:]),
+            "command": (f"nice -n {os.nice(0)} " if os.nice(0) else "") + ".venv/bin/python benchmarks/fleet_retrieve.py " + " ".join(sys.argv[1:]),
             "runs": runs,
         }
         out = ROOT / "benchmarks" / "results" / f"fleet_retrieve_{args.label}.json"
