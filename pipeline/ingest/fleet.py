@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.store.docstore import LEDGER
 from pipeline.store.layout import doc_id_for
 from pipeline.store.ledger import fault_marker
 from pipeline.store.state import db_url, lock_key, namespace, worker_id
@@ -141,14 +142,20 @@ class Leases:
 
     @contextmanager
     def fenced(self, key: str, ledger_key: str) -> Iterator[None]:
-        """While held: every ledger write of ``ledger_key`` by this thread checks the claim on ``key``."""
+        """While held, every docstore write by this thread (the document's intent, parents, page
+        offsets, its commit) checks the claim on ``key`` in its own transaction. The ingest cache is
+        not fenced: its rows are keyed by content, so a stale worker's cache rows are still right.
+        ``ledger_key``: the ledger entry whose commit is the claim's (the stall hook's place)."""
         from pipeline.store.postgres import guarded
+        from pipeline.store.state import DOCSTORE_KV
 
-        def check(conn: Any, collection: str, keys: list[str], values: list[dict | None]) -> None:
-            if ledger_key in keys:
+        def check(conn: Any, kv_namespace: str, collection: str, keys: list[str], values: list[dict | None]) -> None:
+            if not kv_namespace.endswith("/" + DOCSTORE_KV):
+                return
+            if collection == LEDGER and ledger_key in keys:
                 value = values[keys.index(ledger_key)]
                 stall("stall-before-commit" if value is not None and not value.get("pending") else "stall-before-intent")
-                self.check_token(conn, key)
+            self.check_token(conn, key)
 
         with guarded(check):
             yield

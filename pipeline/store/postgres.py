@@ -51,7 +51,6 @@ _pools: dict[str, Any] = {}
 _pools_lock = threading.Lock()
 # A write guard per thread (``guarded``): ingest/fleet.py sets it while a worker holds a lease.
 _guard = threading.local()
-LEDGER_COLLECTION = "ledger"  # docstore.LEDGER (not imported: docstore imports nothing of this module's layer)
 
 
 def masked(url: str) -> str:
@@ -95,13 +94,14 @@ def pool(url: str, size: int = 4) -> Any:
 
 
 @contextmanager
-def guarded(check: Callable[[Any, str, list[str], list[dict | None]], None]) -> Iterator[None]:
-    """Run ``check(conn, collection, keys, values)`` inside every ledger write this thread makes, in
-    the write's own transaction, before it (``values`` None for a delete). Raising aborts the write.
+def guarded(check: Callable[[Any, str, str, list[str], list[dict | None]], None]) -> Iterator[None]:
+    """Run ``check(conn, namespace, collection, keys, values)`` inside every write this thread makes to a
+    ``PostgresKV``, in the write's own transaction, before it (``values`` None for a delete). Raising aborts the write.
 
     Why a hook here: the fencing token must be checked in the transaction that commits the ledger
-    entry (the write protocol's commit point), and that transaction is this KV's; the lease table
-    belongs to the ingest side (ingest/fleet.py), which passes the check in.
+    entry (the write protocol's commit point) and in those that write a document's parents, and
+    those transactions are this KV's; the lease table belongs to the ingest side (ingest/fleet.py),
+    which passes the check in.
     """
     before = getattr(_guard, "check", None)
     _guard.check = check
@@ -111,10 +111,10 @@ def guarded(check: Callable[[Any, str, list[str], list[dict | None]], None]) -> 
         _guard.check = before
 
 
-def _guard_write(conn: Any, collection: str, keys: list[str], values: list[dict | None]) -> None:
+def _guard_write(conn: Any, namespace: str, collection: str, keys: list[str], values: list[dict | None]) -> None:
     check = getattr(_guard, "check", None)
-    if check is not None and collection == LEDGER_COLLECTION:
-        check(conn, collection, keys, values)
+    if check is not None:
+        check(conn, namespace, collection, keys, values)
 
 
 def close_pools() -> None:
@@ -236,7 +236,7 @@ class PostgresKV(SyncKVStore):
             return
         with self.transaction():  # atomic, as SQLiteKVStore.put_all
             conn = self._held()
-            _guard_write(conn, collection, [k for k, _ in kv_pairs], [v for _, v in kv_pairs])
+            _guard_write(conn, self.namespace, collection, [k for k, _ in kv_pairs], [v for _, v in kv_pairs])
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO kv (namespace, collection, key, value) VALUES (%s, %s, %s, %s::jsonb) "
@@ -277,7 +277,7 @@ class PostgresKV(SyncKVStore):
     def delete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
         with self.transaction():
             conn = self._held()
-            _guard_write(conn, collection, [key], [None])
+            _guard_write(conn, self.namespace, collection, [key], [None])
             cur = conn.execute("DELETE FROM kv WHERE namespace = %s AND collection = %s AND key = %s", (self.namespace, collection, key))
             return cur.rowcount > 0
 

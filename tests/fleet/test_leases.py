@@ -19,6 +19,8 @@ def settings(tmp_path: Path, url: str, lease: float) -> Settings:
 
 
 def test_a_stale_holder_cannot_commit_after_takeover(tmp_path: Path, pg_url: str) -> None:
+    from llama_index.core.schema import TextNode
+
     from pipeline.ingest.fleet import Leases
     from pipeline.store.ledger import LedgerEntry
     from pipeline.store.state import open_parents
@@ -38,9 +40,9 @@ def test_a_stale_holder_cannot_commit_after_takeover(tmp_path: Path, pg_url: str
         parents.put_ledger("doc", LedgerEntry(content_hash="stale-a"))
     with a.fenced("doc", "doc"), pytest.raises(StoreLocked):
         parents.delete_ledger("doc")  # a removal's last step is fenced too
-    with a.fenced("doc", "doc"):  # other documents' entries are not this claim's business
-        parents.put_ledger("other", LedgerEntry(content_hash="x"))
-    assert parents.ledger_entry("doc").content_hash == "from-a"  # the refused writes left nothing
+    with a.fenced("doc", "doc"), pytest.raises(StoreLocked):
+        parents.put([TextNode(id_="stale-parent", text="written after the takeover")])  # and the parents (step 2)
+    assert parents.ledger_entry("doc").content_hash == "from-a" and parents.get("stale-parent") is None  # nothing left
     with b.fenced("doc", "doc"):
         parents.put_ledger("doc", LedgerEntry(content_hash="from-b"))
     assert parents.ledger_entry("doc").content_hash == "from-b"
