@@ -81,7 +81,7 @@ class Leases:
         import psycopg
         from psycopg_pool import PoolTimeout
 
-        from pipeline.store.postgres import unavailable
+        from pipeline.store.postgres import recheck, unavailable
 
         for attempt in range(2):
             try:
@@ -90,6 +90,7 @@ class Leases:
             except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
                 if attempt or isinstance(exc, PoolTimeout):
                     raise unavailable(self.url, exc) from exc
+                recheck(self.pool)
         raise AssertionError("not reached")
 
     def register(self, doc_ids: Sequence[str]) -> None:

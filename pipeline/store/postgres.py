@@ -73,8 +73,8 @@ def pool(url: str, size: int = 4) -> Any:
 
     No check per checkout: it cost a round trip before every query (the parent lookup's p95 was
     +3.9 ms over SQLite with it). A connection a restarted server closed is found by its failing
-    query instead: ``PostgresKV`` retries a read (or a whole write it owns) once on a new connection,
-    and the pool drops the broken one, so a replica still recovers by itself.
+    query instead: the pool drops it, ``recheck`` replaces the other idle ones the restart closed, and
+    ``PostgresKV`` retries the read (or the transaction's ``BEGIN``) once, so a replica recovers by itself.
     """
     from psycopg_pool import ConnectionPool
 
@@ -115,6 +115,15 @@ def _guard_write(conn: Any, namespace: str, collection: str, keys: list[str], va
     check = getattr(_guard, "check", None)
     if check is not None:
         check(conn, namespace, collection, keys, values)
+
+
+def recheck(p: Any) -> None:
+    """After one connection failed: test every idle one of the pool and replace the broken ones, so
+    the retry does not draw another connection the same restart closed. Paid only on a failure."""
+    try:
+        p.check()
+    except Exception:  # the server still away: the retry reports it
+        pass
 
 
 def close_pools() -> None:
@@ -186,6 +195,7 @@ class PostgresKV(SyncKVStore):
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if attempt + 1 == attempts:
                     raise unavailable(self.url, exc) from exc
+                recheck(self._pool)
             except PoolTimeout as exc:
                 raise unavailable(self.url, exc) from exc
         raise AssertionError("not reached")
@@ -218,6 +228,7 @@ class PostgresKV(SyncKVStore):
                 stack.__exit__(type(exc), exc, exc.__traceback__)  # the pool drops the broken connection
                 if attempt or isinstance(exc, PoolTimeout):
                     raise unavailable(self.url, exc) from exc
+                recheck(self._pool)
         try:
             with stack:
                 self._local.conn, self._local.depth = conn, 1

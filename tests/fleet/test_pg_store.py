@@ -116,3 +116,29 @@ def test_writer_lock_exclusive_shared_and_released_by_a_killed_process(tmp_path:
     lock.acquire()
     assert time.monotonic() - start < 5
     lock.release()
+
+
+def test_connections_the_server_closed_are_replaced_without_an_error(tmp_path: Path, pg_url: str) -> None:
+    """No check per checkout (it cost a round trip per query): a pooled connection the server ended
+    (restart, failover, idle timeout) fails at its next use and that read, or that transaction's BEGIN,
+    is retried once on a new connection: the caller sees no error."""
+    import psycopg
+    from llama_index.core.schema import TextNode
+
+    from pipeline.store.state import open_parents
+    from tests.pgdb import ADMIN_URL
+
+    parents = open_parents(fleet_settings(tmp_path, pg_url))
+    parents.put([TextNode(id_="p1", text="one")])
+    name = pg_url.rsplit("/", 1)[1]
+
+    def end_sessions() -> int:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            return len(conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name <> 'pipeline-readyz'",
+                                    (name,)).fetchall())
+
+    assert end_sessions() >= 1  # the pool's idle connection(s)
+    assert parents.get("p1").get_content() == "one"  # a read
+    assert end_sessions() >= 1
+    parents.put([TextNode(id_="p2", text="two")])  # a transaction
+    assert parents.kv.count("parents/data") == 2
