@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -21,7 +22,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, IngestError, InvalidQuery, PipelineError, QueryError, ShuttingDown, StoreError, StoreUnavailable, fatal_error
+from pipeline.errors import ConfigError, IngestError, InvalidQuery, PipelineError, QueryError, ShuttingDown, StoreError, fatal_error
 from pipeline.service import documents, routes, snapshots
 from pipeline.service.deps import ServiceState, require_token
 from pipeline.service.middleware import CleanStartupFailure, RequestContext
@@ -86,11 +87,19 @@ async def _pipeline_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, status, type(exc).__name__, str(exc), headers=retry)
 
 
-async def _qdrant_unreachable(request: Request, exc: Exception) -> JSONResponse:
-    # A Qdrant server that went away after the engine was built: classified as the CLI does (fatal_error).
-    error = fatal_error(exc) or StoreUnavailable(f"Qdrant request failed: {type(exc).__name__}: {exc}")
-    logger.error("%s: %s", type(error).__name__, error)
-    return error_response(request, status_for(error), type(error).__name__, str(error))
+# Failures from outside our code that ``fatal_error`` classifies: a Qdrant server that went away after
+# the engine was built, a full disk or a permission change under the store, a SQLite error. Each is
+# answered with the class the CLI (``output.fatal``) and the SSE stream (``routes._error_event``) give it,
+# not as a 500 "internal error".
+CLASSIFIED_OUTSIDE_ERRORS: tuple[type[Exception], ...] = (ResponseHandlingException, UnexpectedResponse, OSError, sqlite3.Error)
+
+
+async def _outside_error(request: Request, exc: Exception) -> JSONResponse:
+    service = getattr(request.app.state, "service", None)
+    error = fatal_error(exc, service.settings.store if service is not None else "the store")
+    if error is None:  # not one fatal_error knows: a bug, for the middleware's 500
+        raise exc
+    return await _pipeline_error(request, error)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -172,8 +181,8 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     )
     app.add_middleware(CleanStartupFailure, reason=lambda: service.startup_error)
     app.add_exception_handler(PipelineError, _pipeline_error)
-    app.add_exception_handler(ResponseHandlingException, _qdrant_unreachable)
-    app.add_exception_handler(UnexpectedResponse, _qdrant_unreachable)
+    for outside in CLASSIFIED_OUTSIDE_ERRORS:
+        app.add_exception_handler(outside, _outside_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # Without a token the routes declare no security requirement: the schema says what the service does.

@@ -151,10 +151,11 @@ def _failures() -> list[tuple[BaseException, str]]:
         (UnexpectedResponse(500, "Internal Server Error", b"boom", httpx.Headers()), "StoreUnavailable"),
         (QueryError("LLM failed to answer (APIConnectionError: Connection error.)"), "QueryError"),
         (StoreLocked.open_elsewhere("embedded Qdrant (edge) at s/edge"), "StoreLocked"),
+        (OSError(errno.ENOSPC, "No space left on device", "store/docstore.sqlite"), "DiskFull"),  # was a 500 over HTTP
     ]
 
 
-@pytest.mark.parametrize(("failure", "kind"), _failures(), ids=["qdrant-response", "llm", "store-locked"])
+@pytest.mark.parametrize(("failure", "kind"), _failures(), ids=["qdrant-response", "llm", "store-locked", "disk-full"])
 def test_the_same_failure_has_the_same_class_in_the_cli_http_and_sse(
     failure: BaseException, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
