@@ -13,6 +13,7 @@ from pipeline.config import Settings
 from pipeline.ingest.fingerprint import fingerprint, phase1_transforms
 from pipeline.ingest.load import load_document
 from pipeline.ingest.plan import plan_ingest
+from pipeline.ingest.scan import file_stat
 from pipeline.ingest.split import ParentSplitter
 from pipeline.providers.embeddings import build_embedder, embed_dim
 from pipeline.store.docstore import ParentStore
@@ -159,4 +160,22 @@ def test_other_bytes_of_the_same_size_and_mtime_are_an_update(tmp_path: Path) ->
         f.write("Silver")
     os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert (a.stat().st_size, a.stat().st_mtime_ns, a.stat().st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert plan_ingest(settings, [a.parent], prune=False).counts == {"update": 1}
+
+
+def test_a_file_as_last_seen_is_not_read_and_any_change_to_it_is(tmp_path: Path) -> None:
+    """The shortcut the real run takes: size, mtime, inode and ctime as recorded → the recorded hash
+    is trusted without reading the file (here a hash no bytes have, so only the shortcut says
+    unchanged); once the file is touched (ctime moves even when mtime is put back) the bytes decide."""
+    settings, a = recorded_file(tmp_path)
+    store = ParentStore(settings.docstore_path)
+    try:
+        entry = store.ledger_entry(doc_id_for(a))
+        assert entry is not None
+        store.put_ledger(doc_id_for(a), entry.model_copy(update={"content_hash": "not the bytes", "file_stat": file_stat(a.stat())}))
+    finally:
+        store.close()
+    assert plan_ingest(settings, [a.parent], prune=False).counts == {"unchanged": 1}
+    st = a.stat()
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))  # same bytes, same mtime: only ctime moves
     assert plan_ingest(settings, [a.parent], prune=False).counts == {"update": 1}
