@@ -60,14 +60,20 @@ def render_ingest(r: dict[str, Any], letter: str) -> list[str]:
     runs = r["runs"]
     out = [f"### 9{letter}. Ingest with the database, and two workers — {r['label']} ({r['documents']} documents)\n",
            _how(r) + f". Vectors: {r['vectors']}. Each run is cold (new store, new database, no ingest cache).\n",
-           "| run | workers | embed threads each | wall s | CPU s | documents / s | documents per worker |", "|---|---|---|---|---|---|---|"]
+           "| run | workers | embed threads each | wall s | CPU s | documents / s | documents per worker | load after |",
+           "|---|---|---|---|---|---|---|---|"]
     threads = {"sqlite": "default", "postgres": "default", "one worker": "1", "two workers": "1"}
     for label, v in runs.items():
         out.append(f"| {label} | {v['workers']} | {threads.get(label, '?')} | {v['wall_s']:.1f} | {v['cpu_s']:.1f} | {v['docs_per_s']:.3f} | "
-                   f"{' + '.join(str(x) for x in v['per_worker_documents'])} |")
+                   f"{' + '.join(str(x) for x in v['per_worker_documents'])} | {v.get('load1_after', '?')} |")
     pg, two = r["postgres_over_sqlite"], r["two_over_one"]
-    out.append(f"\nPostgreSQL / SQLite wall time: {pg:.3f} (target ≤ 1.05: {_met(pg <= 1.05)}); two workers / one, "
-               f"documents per second: {two:.2f}× (target ≥ 1.8×: {_met(two >= 1.8)}).\n")
+    if r["label"] in PREFERRED:
+        out.append(f"\nPostgreSQL / SQLite wall time: {pg:.3f} (target ≤ 1.05: {_met(pg <= 1.05)}); two workers / one, "
+                   f"documents per second: {two:.2f}× (target ≥ 1.8×: {_met(two >= 1.8)}).\n")
+    else:  # a few documents on a busy machine prove the script, not the targets
+        out.append(f"\nA try of the script on {r['documents']} documents, not a measurement of the targets (the machine's load moved "
+                   f"the wall times; a worker's share is whole documents): PostgreSQL / SQLite wall {pg:.3f}, CPU "
+                   f"{runs['postgres']['cpu_s'] / runs['sqlite']['cpu_s']:.3f}; two workers / one {two:.2f}×.\n")
     return out
 
 
