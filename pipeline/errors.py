@@ -13,6 +13,7 @@
     │   └── ModelMismatch      a collection was built with another embedding model or dimension
     ├── QueryError
     │   └── InvalidQuery       empty query, unknown mode, top_k out of range
+    │       └── UnknownDocument  a document name that names none, or several (carries ``ambiguous``)
     └── ShuttingDown           the service is stopping: a query waiting for its embedding was not run
 
 ``fatal_error(exc)`` turns anything else a command can hit (``OSError``, ``sqlite3`` errors) into one
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -138,6 +140,20 @@ class QueryError(PipelineError):
 
 class InvalidQuery(QueryError):
     """Raised for bad query input: empty text, unknown mode, top_k out of range."""
+
+
+class UnknownDocument(InvalidQuery):
+    """A document name (or id) that names no document, or more than one; ``closest`` lists candidates.
+
+    ``ambiguous`` says which of the two: callers that answer differently (the service: 422 for a name
+    several documents answer to, 404 for one nobody does) read it instead of parsing the message.
+    """
+
+    def __init__(self, message: str, name: str, closest: Sequence[str] = (), *, ambiguous: bool = False) -> None:
+        super().__init__(message)
+        self.name = name
+        self.closest = list(closest)
+        self.ambiguous = ambiguous
 
 
 class ShuttingDown(PipelineError):

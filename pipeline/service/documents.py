@@ -17,10 +17,11 @@ import anyio
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi import Path as PathParam
 
+from pipeline.errors import UnknownDocument
 from pipeline.service.deps import ServiceState, get_state
 from pipeline.service.middleware import request_id_var
 from pipeline.service.schemas import API_RESPONSES, ErrorBody
-from pipeline.store.documents import Catalog, DocumentDetail, DocumentInfo, Removed, UnknownDocument, docstore_path
+from pipeline.store.documents import Catalog, DocumentDetail, DocumentInfo, Removed, docstore_path
 from pipeline.store.state import fleet
 
 logger = logging.getLogger("pipeline.service.audit")
@@ -88,14 +89,17 @@ def scoped_filters(state: ServiceState, filters: dict[str, Any] | None) -> tuple
     return catalog, out
 
 
+def not_found(exc: UnknownDocument) -> HTTPException:
+    """422 for a name several documents answer to (the request cannot be used as it is), 404 for one nobody does."""
+    return HTTPException(status_code=422 if exc.ambiguous else 404, detail=str(exc))
+
+
 def _resolve(state: ServiceState, name: str) -> tuple[Catalog, str]:
     catalog = Catalog.read(state.settings)
     try:
         return catalog, catalog.resolve(name)
     except UnknownDocument as exc:
-        if len(exc.closest) > 1 and "ambiguous" in str(exc):
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+        raise not_found(exc) from exc
 
 
 @router.get("/documents", response_model=list[DocumentInfo], summary="Every ingested document, by name")

@@ -32,14 +32,14 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from pipeline.config import Settings
-from pipeline.errors import InvalidQuery, StoreUnavailable
+from pipeline.errors import StoreUnavailable, UnknownDocument
 from pipeline.store import state
 from pipeline.store.docstore import PAGE_OFFSETS, LedgerReader
 from pipeline.store.ledger import ENRICH_COLLECTIONS, LedgerEntry, Op
@@ -51,15 +51,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DOCSTORE = "docstore.sqlite"  # the docstore's file name in a store folder
-
-
-class UnknownDocument(InvalidQuery):
-    """A document name (or id) that names no document, or more than one; ``closest`` lists candidates."""
-
-    def __init__(self, message: str, name: str, closest: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.name = name
-        self.closest = list(closest)
 
 
 class DocumentInfo(BaseModel):
@@ -228,7 +219,7 @@ class Catalog:
         if len(tail) == 1:
             return self.by_name[tail[0]]
         if len(tail) > 1:
-            raise UnknownDocument(f"document name {name!r} is ambiguous: it could be {', '.join(sorted(tail))}; give the whole name", name, sorted(tail))
+            raise UnknownDocument(f"document name {name!r} is ambiguous: it could be {', '.join(sorted(tail))}; give the whole name", name, sorted(tail), ambiguous=True)
         close = difflib.get_close_matches(name, shown, n=5, cutoff=0.5) or difflib.get_close_matches(PurePosixPath(name).name, shown, n=5, cutoff=0.5)
         if not shown:
             raise UnknownDocument(f"no document named {name!r}: the store holds no documents", name)
