@@ -94,7 +94,10 @@ class Leases:
         raise AssertionError("not reached")
 
     def register(self, doc_ids: Sequence[str]) -> None:
+        """Rows for ``doc_ids`` (existing ones kept). Rows nobody holds that finished over a day ago are
+        dropped first: every parent id an ``enrich`` ever saw would otherwise stay in the table."""
         def run(conn: Any) -> None:
+            conn.execute("DELETE FROM leases WHERE namespace = %s AND owner IS NULL AND finished_at < now() - interval '1 day'", (self.ns,))
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO leases (namespace, doc_id) VALUES (%s, %s) ON CONFLICT DO NOTHING", [(self.ns, d) for d in doc_ids])
 
