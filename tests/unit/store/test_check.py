@@ -11,7 +11,7 @@ for real in tests/e2e/test_recovery.py; ``damaged-docstore``, ``damaged-cache`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,10 +23,24 @@ from pipeline.store import qdrant as qstore
 from pipeline.store.check import CheckReport, check_store
 from pipeline.store.docstore import SELF_REFS
 from pipeline.store.layout import Collection
-from pipeline.store.ledger import Change, Op
-from tests.unit.store.test_ledger import CHUNKS, DOC, Killed, Store, enrichment, kill_at, parent, refs_of, store, write
+from pipeline.store.ledger import Change, LedgerEntry, Op
+from tests.unit.store.test_ledger import CHUNKS, DOC, Bases, Killed, Store, bases, enrichment, kill_at, parent, refs_of, store, write
 
-__all__ = ["store"]  # the fixture, shared with test_ledger.py
+__all__ = ["bases", "store"]  # the fixtures, shared with test_ledger.py: each test damages its own copy of one written store
+
+
+@pytest.fixture(scope="module")
+def written(bases: Bases) -> LedgerEntry:
+    """What ``write(store, ["one", "two"])`` returned for the base every test here copies (``store``)."""
+    return bases.entry(["one", "two"])
+
+
+@pytest.fixture(scope="module")
+def clean(bases: Bases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """One copy of the written store shared by the tests that only read it (``check_store`` without repair)."""
+    s = bases.open_copy(["one", "two"], tmp_path_factory.mktemp("clean") / "store")
+    yield s
+    s.close()
 
 
 def kinds(report: CheckReport) -> set[str]:
@@ -171,7 +185,6 @@ CASES: dict[str, tuple[Damage, set[str], list[str], bool]] = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_damage_is_found_and_repair_keeps_every_reference_whose_parent_exists(store: Store, case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     damage, want, rebuild, repairable = CASES[case]
-    write(store, ["one", "two"])
     assert check(store).ok and live_refs(store)
     damage(store, monkeypatch)
 
@@ -189,25 +202,23 @@ def test_each_damage_is_found_and_repair_keeps_every_reference_whose_parent_exis
         assert again.ok and not [p for p in again.problems if p.kind not in CheckReport.NOTES], again.problems
 
 
-def test_a_clean_store_reports_nothing_and_counts_every_point(store: Store) -> None:
-    entry = write(store, ["one", "two"])
-    report = check(store)
+def test_a_clean_store_reports_nothing_and_counts_every_point(clean: Store, written: LedgerEntry) -> None:
+    entry = written
+    report = check(clean)
     assert report.ok and report.problems == [] and report.rebuild == [] and report.damaged == []
     assert report.documents == 1 and report.parents == 2
-    assert report.points == {store.collections[c]: len(entry.refs.get(c.value, [])) for c in Collection}
+    assert report.points == {clean.collections[c]: len(entry.refs.get(c.value, [])) for c in Collection}
 
 
-def test_vectors_found_corrupt_name_their_document_for_rebuild(store: Store) -> None:
-    entry = write(store, ["one", "two"])
-    bad = entry.refs[Collection.CHILDREN.value][:2]
-    report = check(store, corrupt={Collection.CHILDREN: bad})
+def test_vectors_found_corrupt_name_their_document_for_rebuild(clean: Store, written: LedgerEntry) -> None:
+    bad = written.refs[Collection.CHILDREN.value][:2]
+    report = check(clean, corrupt={Collection.CHILDREN: bad})
     assert kinds(report) == {"corrupt-vectors"} and report.problems[0].count == 2 and report.rebuild == [DOC]
-    assert check(store, corrupt={Collection.CHILDREN: []}).ok
+    assert check(clean, corrupt={Collection.CHILDREN: []}).ok
 
 
 def test_repair_deletes_the_orphans_and_the_stray_parent_but_nothing_else(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The two things repair deletes, each only where nothing that exists names it."""
-    write(store, ["one", "two"])
     _lost_parent_and_its_entry(store, monkeypatch)
     stray = parent(7, "a parent no document lists")
     store.parents.put([stray])
@@ -223,6 +234,5 @@ def test_repair_deletes_the_orphans_and_the_stray_parent_but_nothing_else(store:
 
 def test_a_caller_that_read_the_ledger_gets_the_same_report(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """``pipeline check`` reads the ledger once and passes it (``ingest/repair.py``): same answer."""
-    write(store, ["one", "two"])
     _lost_chunk(store, monkeypatch)
     assert check(store, ledger=store.parents.ledger()) == check(store)

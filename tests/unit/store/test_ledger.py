@@ -4,12 +4,18 @@ A kill is simulated by the protocol's own checkpoint hook raising: everything th
 the step is on disk or in the open engine, nothing after it ran (the end-to-end suites kill real
 processes at the same steps: tests/e2e/test_recovery.py). Vectors are random unit vectors: what is
 under test is which ids exist where, not what they mean.
+
+Each test gets its own store, but not a new one: a new embedded store is ~680 MB of preallocated files
+and costs seconds of disk writes, so each module writes a document into a store once (``Bases``),
+closes it, and gives every test a sparse copy of the closed folder (byte for byte the same files).
 """
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +88,64 @@ class Store:
         self.client.close()
 
 
+_BLOCK = 1 << 18
+_ZEROS = bytes(_BLOCK)
+
+
+def _sparse_copy(src: str, dst: str) -> str:
+    """``shutil.copy2`` without writing the zero blocks: the engine's WAL segments and page files are
+    mostly preallocated zeros, and writing them again made a plain ``copytree`` cost ~6 s per store."""
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        while chunk := fi.read(_BLOCK):
+            if chunk == _ZEROS[: len(chunk)]:
+                fo.seek(len(chunk), os.SEEK_CUR)
+            else:
+                fo.write(chunk)
+        fo.truncate()
+    shutil.copystat(src, dst)
+    return dst
+
+
+class Bases:
+    """Closed stores each holding one document written by the protocol, built on first use and copied per test."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.built: dict[tuple[str, ...], tuple[Path, LedgerEntry]] = {}
+
+    def entry(self, texts: Sequence[str]) -> LedgerEntry:
+        """What ``write(store, texts)`` returned when the base was written."""
+        return self._base(texts)[1]
+
+    def open_copy(self, texts: Sequence[str], to: Path) -> Store:
+        """A store as ``write(Store(to), texts)`` leaves it, from a copy of the closed base."""
+        path, entry = self._base(texts)
+        shutil.copytree(path, to, copy_function=_sparse_copy)
+        s = Store(to)
+        assert s.parents.ledger_entry(DOC) == entry  # the copy reads as the store written
+        return s
+
+    def _base(self, texts: Sequence[str]) -> tuple[Path, LedgerEntry]:
+        key = tuple(texts)
+        if key not in self.built:
+            path = self.root / f"base-{len(self.built)}"
+            s = Store(path)
+            try:
+                self.built[key] = (path, write(s, list(texts)))
+            finally:
+                s.close()
+        return self.built[key]
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory: pytest.TempPathFactory) -> Bases:
+    return Bases(tmp_path_factory.mktemp("bases"))
+
+
 @pytest.fixture()
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "store")
+def store(bases: Bases, tmp_path: Path) -> Iterator[Store]:
+    """This test's own store, with ``write(store, ["one", "two"])`` done."""
+    s = bases.open_copy(["one", "two"], tmp_path / "store")
     yield s
     s.close()
 
@@ -127,18 +188,33 @@ def state(store: Store) -> tuple[dict[str, set[str]], set[str], dict[str, Any]]:
 
 WRITE_STEPS = ["after-intent", "after-parents", "after-children", "after-delete-refs", "after-flush"]
 ENRICH_STEPS = ["enrich-after-intent", "enrich-after-summaries", "enrich-after-questions", "enrich-after-delete-refs", "enrich-after-flush"]
+THREE = ["one", "two", "three"]
+
+
+@pytest.fixture(scope="module")
+def rewritten(bases: Bases, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, set[str]], set[str], dict[str, Any]]:
+    """The state an uninterrupted rewrite ends in: the reference every killed write must reach."""
+    reference = bases.open_copy(THREE, tmp_path_factory.mktemp("rewritten") / "store")
+    try:
+        write(reference, ["one", "two changed", "three"])
+        return state(reference)
+    finally:
+        reference.close()
+
+
+@pytest.fixture()
+def three(bases: Bases, tmp_path: Path) -> Iterator[Store]:
+    """This test's own store, with ``write(store, THREE)`` done."""
+    s = bases.open_copy(THREE, tmp_path / "store")
+    yield s
+    s.close()
 
 
 @pytest.mark.parametrize("step", WRITE_STEPS)
-def test_a_write_killed_at_any_step_is_finished_by_the_next(store: Store, tmp_path: Path, step: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    write(store, ["one", "two", "three"])
-    reference = Store(tmp_path / "reference")
-    try:
-        write(reference, ["one", "two", "three"])
-        write(reference, ["one", "two changed", "three"])
-        want = state(reference)
-    finally:
-        reference.close()
+def test_a_write_killed_at_any_step_is_finished_by_the_next(
+    three: Store, rewritten: tuple[dict[str, set[str]], set[str], dict[str, Any]], step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, want = three, rewritten
     kill_at(monkeypatch, step)
     with pytest.raises(Killed):
         write(store, ["one", "two changed", "three"])
@@ -154,23 +230,31 @@ def test_a_write_killed_at_any_step_is_finished_by_the_next(store: Store, tmp_pa
     assert check_store(store.client, store.collections, store.parents).ok
 
 
+@pytest.fixture(scope="module")
+def reenriched(bases: Bases, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, set[str]], set[str], dict[str, Any]]:
+    """The state an uninterrupted enrichment of the first parent, then another, ends in."""
+    first = bases.entry(["one", "two"]).parents[0]
+    reference = bases.open_copy(["one", "two"], tmp_path_factory.mktemp("reenriched") / "store")
+    try:
+        reference.writer.apply(DOC, enrichment(reference, first, "old")[1])
+        reference.writer.apply(DOC, enrichment(reference, first, "new")[1])
+        return state(reference)
+    finally:
+        reference.close()
+
+
 @pytest.mark.parametrize("step", ENRICH_STEPS)
-def test_a_killed_enrichment_then_ingest_check_and_repair_delete_nothing_and_converge(store: Store, tmp_path: Path, step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_killed_enrichment_then_ingest_check_and_repair_delete_nothing_and_converge(
+    store: Store, bases: Bases, reenriched: tuple[dict[str, set[str]], set[str], dict[str, Any]], step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The defect: a killed enrich, then `ingest`, emptied the ledger's parent references (read as an
     old layout), `check --repair` deleted their vectors. Now: the entry stays whole, repair registers
     what the killed run wrote, and the next enrichment gives the uninterrupted run's store."""
-    entry = write(store, ["one", "two"])
+    entry = bases.entry(["one", "two"])
     first = entry.parents[0]
     _, done = enrichment(store, first, "old")
     store.writer.apply(DOC, done)  # an earlier enrichment, replaced by the killed one
-    reference = Store(tmp_path / "reference")
-    try:
-        write(reference, ["one", "two"])
-        reference.writer.apply(DOC, enrichment(reference, first, "old")[1])
-        reference.writer.apply(DOC, enrichment(reference, first, "new")[1])
-        want = state(reference)
-    finally:
-        reference.close()
+    want = reenriched
     kill_at(monkeypatch, step)
     with pytest.raises(Killed):
         store.writer.apply(DOC, enrichment(store, first, "new")[1])
@@ -203,7 +287,6 @@ def test_a_killed_enrichment_then_ingest_check_and_repair_delete_nothing_and_con
 
 @pytest.mark.parametrize("step", ["remove-after-intent", "remove-after-delete-refs", "remove-after-flush"])
 def test_a_killed_removal_is_accepted_by_check_and_finished(store: Store, step: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    write(store, ["one", "two"])
     kill_at(monkeypatch, step)
     with pytest.raises(Killed):
         store.writer.apply(DOC, Change(Op.REMOVE, final=None))
@@ -214,8 +297,8 @@ def test_a_killed_removal_is_accepted_by_check_and_finished(store: Store, step: 
     assert state(store) == ({c.value: set() for c in Collection}, set(), {})
 
 
-def test_repair_registers_a_reference_the_ledger_forgot_instead_of_deleting_it(store: Store) -> None:
-    entry = write(store, ["one", "two"])
+def test_repair_registers_a_reference_the_ledger_forgot_instead_of_deleting_it(store: Store, bases: Bases) -> None:
+    entry = bases.entry(["one", "two"])
     forgotten = entry.refs[Collection.CHILDREN.value][0]
     refs = dict(entry.refs)
     refs[Collection.CHILDREN.value] = refs[Collection.CHILDREN.value][1:]
@@ -229,8 +312,8 @@ def test_repair_registers_a_reference_the_ledger_forgot_instead_of_deleting_it(s
     assert check_store(store.client, store.collections, store.parents).ok
 
 
-def test_repair_deletes_only_references_whose_parent_is_gone(store: Store) -> None:
-    entry = write(store, ["one", "two"])
+def test_repair_deletes_only_references_whose_parent_is_gone(store: Store, bases: Bases) -> None:
+    entry = bases.entry(["one", "two"])
     gone = entry.parents[1]
     store.parents.delete([gone])  # the docstore lost it and the ledger forgot it: its references are orphans
     kept = {r.node_id for r in refs_of(store.parents.get(entry.parents[0]), CHUNKS)}
@@ -246,7 +329,6 @@ def test_repair_deletes_only_references_whose_parent_is_gone(store: Store) -> No
 
 
 def test_a_missing_collection_is_found_and_its_documents_named_for_rebuild(store: Store) -> None:
-    write(store, ["one", "two"])
     store.client.delete_collection(store.collections[Collection.PARENTS])
     report = check_store(store.client, store.collections, store.parents)
     assert not report.ok and "missing-collection" in {p.kind for p in report.problems}
