@@ -102,9 +102,19 @@ class OnnxEncoder:
         with self._load_lock:
             if self._session is None:
                 model_path, tokenizer_path = self._files()
-                self._session = onnx.session(model_path, self.threads)
+                # One thread per ONNX run; ``threads`` > 1 runs that many batches at once (``_embed``).
+                self._session = onnx.session(model_path, 1)
                 self._tokenizer = onnx.tokenizer(tokenizer_path)
         return self
+
+    def _pool(self) -> Any:
+        """``threads`` workers for batches side by side, made on first use."""
+        with self._load_lock:
+            if getattr(self, "_workers", None) is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._workers = ThreadPoolExecutor(self.threads, thread_name_prefix="embed")
+        return self._workers
 
     def _windows(self, text: str) -> list[list[int]]:
         ids = self._tokenizer.encode(text).ids
@@ -138,9 +148,17 @@ class OnnxEncoder:
         # Sort by length so each ONNX batch pads little.
         order = sorted(range(len(windows)), key=lambda j: len(windows[j]))
         pooled = np.zeros((len(windows), self.dim), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            pooled[batch] = self._run([windows[j] for j in batch])
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        if self.threads > 1 and len(batches) > 1:
+            # Batches side by side on one session (ONNX Runtime runs concurrent calls and releases the
+            # GIL): MiniLM on 2 cores embedded 1.76x as fast as one thread for the same CPU, where two
+            # intra-op threads on one batch gave 1.45x for 24 % more CPU (/tmp/w/par_bench.py, 421
+            # windows, 2026-12-06; docs/benchmarks.md §3a for a whole ingest).
+            for batch, out in zip(batches, self._pool().map(lambda b: self._run([windows[j] for j in b]), batches)):
+                pooled[batch] = out
+        else:
+            for batch in batches:
+                pooled[batch] = self._run([windows[j] for j in batch])
         vecs = np.zeros((len(texts), self.dim), dtype=np.float32)
         for j, i in enumerate(owner):
             # Normalise each window first, weight by its length, so the mean is over word pieces.
