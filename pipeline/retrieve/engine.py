@@ -116,7 +116,8 @@ class Engine:
         """The cross-encoder, loaded on first use (a retrieve-only process never pays for it)."""
         with self._lock:
             if self._reranker is None:
-                self._reranker = CrossEncoderReranker(threads=self.settings.embed.threads, model=self.settings.retrieval.rerank_model).load()
+                # embed.threads 0 (auto) means all cores for ingest only: a query process scores pairs on one thread.
+                self._reranker = CrossEncoderReranker(threads=self.settings.embed.threads or 1, model=self.settings.retrieval.rerank_model).load()
         return self._reranker
 
     def rerank_for(self, rerank: bool | None) -> bool:
