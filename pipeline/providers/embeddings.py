@@ -112,6 +112,14 @@ class OnnxEmbedding(BaseEmbedding):
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return self._encoder.embed_texts(texts)
 
+    def get_text_embedding_batch(self, texts: list[str], show_progress: bool = False, **kwargs: Any) -> list[list[float]]:
+        """LlamaIndex's batching (groups of ``embed_batch_size`` texts, in order), the groups run
+        ``threads`` at a time (``OnnxEncoder.embed_groups``): ingest on every core, the same vectors."""
+        if self._encoder.threads <= 1:
+            return super().get_text_embedding_batch(texts, show_progress=show_progress, **kwargs)
+        size = max(1, self.embed_batch_size)
+        return self._encoder.embed_groups([list(texts[i : i + size]) for i in range(0, len(texts), size)])
+
 
 class OnnxMiniLMEmbedding(OnnxEmbedding):
     """all-MiniLM-L6-v2 int8 (``MiniLMEncoder``) for LlamaIndex.

@@ -136,7 +136,7 @@ class OnnxEncoder:
         states = self._session.run(None, feed)[0]
         return pool(states, feed["attention_mask"], self.pooling)
 
-    def _embed(self, texts: list[str], batch_size: int | None = None) -> list[list[float]]:
+    def _embed(self, texts: list[str], batch_size: int | None = None, parallel: bool = True) -> list[list[float]]:
         self.load()
         batch_size = batch_size or self.batch_size
         windows: list[list[int]] = []
@@ -149,7 +149,7 @@ class OnnxEncoder:
         order = sorted(range(len(windows)), key=lambda j: len(windows[j]))
         pooled = np.zeros((len(windows), self.dim), dtype=np.float32)
         batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-        if self.threads > 1 and len(batches) > 1:
+        if parallel and self.threads > 1 and len(batches) > 1:
             # Batches side by side on one session (ONNX Runtime runs concurrent calls and releases the
             # GIL): MiniLM on 2 cores embedded 1.76x as fast as one thread for the same CPU, where two
             # intra-op threads on one batch gave 1.45x for 24 % more CPU (/tmp/w/par_bench.py, 421
@@ -180,10 +180,20 @@ class OnnxEncoder:
         self.usage.add(queries=len(queries))
         return self._embed([self.query_prefix + q for q in queries], batch_size=max(len(queries), self.batch_size))
 
-    def embed_texts(self, texts: list[str]) -> list[list[float]]:
+    def embed_texts(self, texts: list[str], parallel: bool = True) -> list[list[float]]:
         """Corpus texts (with ``passage_prefix``), ``batch_size`` windows per ONNX call."""
         self.usage.add(texts=len(texts))
-        return self._embed([self.passage_prefix + t for t in texts])
+        return self._embed([self.passage_prefix + t for t in texts], parallel=parallel)
+
+    def embed_groups(self, groups: list[list[str]]) -> list[list[float]]:
+        """``embed_texts`` of each group, ``threads`` groups side by side, vectors in order.
+
+        Each group is embedded exactly as alone (same windows, same ONNX batches: the int8 model's
+        vectors depend on what shares a batch), so the vectors do not depend on ``threads``."""
+        if self.threads <= 1 or len(groups) <= 1:
+            return [v for g in groups for v in self.embed_texts(g)]
+        self.load()
+        return [v for out in self._pool().map(lambda g: self.embed_texts(g, parallel=False), groups) for v in out]
 
 
 class MiniLMEncoder(OnnxEncoder):

@@ -22,3 +22,15 @@ def test_one_thread_uses_no_worker_pool() -> None:
     enc = MiniLMEncoder(threads=1)
     enc.embed_texts(TEXTS[:20])
     assert getattr(enc, "_workers", None) is None
+
+
+def test_ingest_batches_run_side_by_side_with_the_vectors_of_one_thread() -> None:
+    """LlamaIndex's groups of ``embed_batch_size`` texts, embedded ``threads`` at a time, give exactly
+    the vectors of one thread (each group embedded as alone: the int8 model depends on batch-mates)."""
+    from pipeline.providers.embeddings import OnnxEmbedding
+
+    one = OnnxEmbedding.wrap(MiniLMEncoder(threads=1, batch_size=8)).get_text_embedding_batch(TEXTS)
+    two = OnnxEmbedding.wrap(MiniLMEncoder(threads=2, batch_size=8))
+    got = two.get_text_embedding_batch(TEXTS)
+    assert two.encoder._workers is not None and two.usage.texts == len(TEXTS)
+    assert np.array_equal(np.array(got), np.array(one))
