@@ -9,11 +9,16 @@ every ``put``/``delete`` in its own SQLAlchemy session, so parents and ledger ca
 transaction (the write protocol's step 2 needs that), it has no ``get_many`` (retrieval reads a hit's
 parents in one query), and it pulls psycopg2, asyncpg and SQLAlchemy for what is five SQL statements.
 
-Layout: one table ``kv(namespace, collection, key, value jsonb)`` for every store in the database. A
+Layout: one table ``kv(namespace, collection, key, value)`` for every store in the database. A
 store is a ``namespace`` (``database.namespace``, default the Qdrant prefix, so fleet members that share
 collections share rows), its docstore and cache ``<namespace>/docstore`` and ``<namespace>/cache``. One
 table, not a schema per store: the schema is versioned once (``schema_version``) and upgrades once for
 all stores, and a new store needs no DDL (no CREATE rights for workers).
+
+``value`` is the JSON as text (schema 3), as SQLite stores it, not ``jsonb``: ``jsonb`` refuses the
+escape ``\u0000``, and text pulled out of PDFs may hold NUL characters (the 41-paper store does:
+`migrate --to postgres` of it failed with "unsupported Unicode escape sequence"). Nothing
+queries inside the values on the server, so ``jsonb`` bought nothing; they are parsed in Python either way.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pipeline.store.sqlite_kv import DEFAULT_BATCH_SIZE, DEFAULT_COLLECTION
 from pipeline.errors import ConfigError, StoreUnavailable
 from pipeline.store.sqlite_kv import SyncKVStore
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Each upgrade step: the DDL that takes a database from version N-1 to N (index N-1).
 _UPGRADES: list[list[str]] = [
     [
@@ -43,6 +48,10 @@ _UPGRADES: list[list[str]] = [
         # The fencing token: raised at every claim, so a worker whose lease was taken over while it
         # stalled finds another token at its ledger commit and does not commit (ingest/fleet.py).
         "ALTER TABLE leases ADD COLUMN IF NOT EXISTS token bigint NOT NULL DEFAULT 0",
+    ],
+    [
+        # JSON as text: jsonb cannot hold \u0000, which PDF text contains (see the module docstring).
+        "ALTER TABLE kv ALTER COLUMN value TYPE text USING value::text",
     ],
 ]
 _SCHEMA_LOCK = 0x7069706531  # advisory lock key serialising schema creation/upgrade ("pipe1")
@@ -250,7 +259,7 @@ class PostgresKV(SyncKVStore):
             _guard_write(conn, self.namespace, collection, [k for k, _ in kv_pairs], [v for _, v in kv_pairs])
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO kv (namespace, collection, key, value) VALUES (%s, %s, %s, %s::jsonb) "
+                    "INSERT INTO kv (namespace, collection, key, value) VALUES (%s, %s, %s, %s) "
                     "ON CONFLICT (namespace, collection, key) DO UPDATE SET value = EXCLUDED.value",
                     [(self.namespace, collection, k, json.dumps(v)) for k, v in kv_pairs],
                 )
@@ -260,17 +269,17 @@ class PostgresKV(SyncKVStore):
 
     def get(self, key: str, collection: str = DEFAULT_COLLECTION) -> dict | None:
         rows = self._rows("SELECT value FROM kv WHERE namespace = %s AND collection = %s AND key = %s", (self.namespace, collection, key))
-        return rows[0][0] if rows else None
+        return json.loads(rows[0][0]) if rows else None
 
     def get_many(self, keys: list[str], collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
         """The values of those ``keys`` that exist, in one query (absent keys are left out)."""
         if not keys:
             return {}
-        return dict(self._rows("SELECT key, value FROM kv WHERE namespace = %s AND collection = %s AND key = ANY(%s)",
-                               (self.namespace, collection, list(keys))))
+        return {k: json.loads(v) for k, v in self._rows("SELECT key, value FROM kv WHERE namespace = %s AND collection = %s AND key = ANY(%s)",
+                                                        (self.namespace, collection, list(keys)))}
 
     def get_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict]:
-        return dict(self._rows("SELECT key, value FROM kv WHERE namespace = %s AND collection = %s", (self.namespace, collection)))
+        return {k: json.loads(v) for k, v in self._rows("SELECT key, value FROM kv WHERE namespace = %s AND collection = %s", (self.namespace, collection))}
 
     def keys(self, collection: str = DEFAULT_COLLECTION) -> list[str]:
         return [r[0] for r in self._rows("SELECT key FROM kv WHERE namespace = %s AND collection = %s", (self.namespace, collection))]

@@ -48,7 +48,7 @@ def restartable() -> str | None:
 
 def committed(url: str, ns: str) -> int:
     with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
-        return conn.execute("SELECT count(*) FROM kv WHERE namespace = %s AND collection = 'ledger' AND NOT value ? 'pending'",
+        return conn.execute("SELECT count(*) FROM kv WHERE namespace = %s AND collection = 'ledger' AND NOT value::jsonb ? 'pending'",
                             (f"{ns}/docstore",)).fetchone()[0]
 
 

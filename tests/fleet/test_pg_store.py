@@ -142,3 +142,15 @@ def test_connections_the_server_closed_are_replaced_without_an_error(tmp_path: P
     assert end_sessions() >= 1
     parents.put([TextNode(id_="p2", text="two")])  # a transaction
     assert parents.kv.count("parents/data") == 2
+
+
+def test_text_with_nul_characters_round_trips(tmp_path: Path, pg_url: str) -> None:
+    """PDF text may hold NUL (U+0000); jsonb refuses it, so values are stored as JSON text (schema 3)."""
+    from llama_index.core.schema import TextNode
+
+    from pipeline.store.state import open_parents
+
+    parents = open_parents(fleet_settings(tmp_path, pg_url))
+    parents.put([TextNode(id_="p1", text="before\x00after \u201a\U0001d43f")])
+    assert parents.get("p1").get_content() == "before\x00after \u201a\U0001d43f"
+    assert parents.get_many(["p1"])["p1"].get_content().count("\x00") == 1
