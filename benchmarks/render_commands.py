@@ -67,7 +67,7 @@ def render_threads() -> list[str]:
                 f"| {d['papers']} | {r['threads']} | {ing['wall_s']:.1f} | {ing['references']} | {ing['refs_per_s']:.1f} | — | — | {ing['peak_rss_mb']:.0f} | {load} |"
             )
         speed = f"; {max(r['threads'] for r in d['runs'])} threads / 1 thread: **{d['speedup_refs_per_s']:.2f}×** references per second" if d.get("speedup_refs_per_s") else ""
-        notes.append(f"`{d['command']}` ({d['date']}){speed}")
+        notes.append(f"`{d['command']}` (commit {d.get('commit', '?')}, {d['date']}){speed}" + (f" — {d['note']}" if d.get("note") else ""))
     out.append(
         "\nOverhead = ingest wall time (process start, PDF parsing, splitting, references, embedding, docstore and "
         "engine writes) / the raw model's time on the same reference texts at the same thread count − 1. "

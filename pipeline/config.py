@@ -136,12 +136,12 @@ class EmbedSettings(BaseModel):
     provider: EmbedProvider = Field(EmbedProvider.ONNX, description="onnx (offline MiniLM) or openai")
     model: str = Field("", description="onnx: minilm | bge-small | a folder holding an ONNX model and its tokenizer.json (unset: the model the store was built with, else the default); openai: default text-embedding-3-small")
     api_base: str | None = Field(None, description="OpenAI-compatible base URL for embeddings")
-    threads: int = Field(0, ge=0, description="ONNX intra-op threads; 0 (auto): every CPU this process may use, at most 4, for ingest and enrich (docs/benchmarks.md §3), 1 for queries and the service's embedder")
+    threads: int = Field(1, ge=0, description="Embedding threads for ingest and enrich: that many ONNX batches side by side (0: every CPU this process may use, at most 4); queries and the service's embedder use 1. Default 1 by measurement (docs/benchmarks.md §3a): 2 threads embed the raw texts 1.55x as fast on 2 cores, but a whole ingest was not faster (149 s against 130 s, 4 papers)")
 
     def ingest_threads(self) -> int:
-        """Threads for ingest and enrich: ``threads``, or (auto) the CPUs this process may use, at most
-        ``MAX_AUTO_THREADS``: one ONNX session over all cores embeds ~1.8x faster than one thread on 2
-        cores (§3), and ingest is the longest job the product has."""
+        """Threads for ingest and enrich: ``threads``, or with 0 (auto) the CPUs this process may use, at
+        most ``MAX_AUTO_THREADS``. Batches run side by side on one 1-thread session (providers/encoder.py):
+        the raw model gains 1.55x on 2 cores, a whole ingest did not (§3a), so the default stays 1."""
         if self.threads:
             return self.threads
         try:
