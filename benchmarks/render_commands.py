@@ -35,7 +35,8 @@ def render_commands() -> list[str]:
     for label, r in (("1 paper", one), ("41 papers", many)):
         if r:
             loads = [x["load_1m"] for c in r["commands"].values() for x in c["runs"]]
-            runs.append(f"{label}: `{r['command']}`, commit {r['commit']}, {r['date']}, {r['repeats']} runs each, load {min(loads):.1f}–{max(loads):.1f}")
+            runs.append(f"{label}: `{r['command']}`, commit {r['commit']}, {r['date']}, {r['repeats']} runs each, load {min(loads):.1f}–{max(loads):.1f}"
+                        + (f" ({r['note']})" if r.get("note") else ""))
     out.append(
         "\n`ingest (unchanged)` is benchmark 2 (a scheduled run with nothing to do: `pipeline/ingest/quick.py`), "
         "`query --retrieve-only` benchmark 1 (a new process → first retrieval answered; the notebook's "
