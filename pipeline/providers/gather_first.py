@@ -33,6 +33,10 @@ CACHE_ENV = "PIPELINE_MODEL_CACHE"
 
 
 def cache_dir() -> Path:
+    # The environment, not ``Settings``, on purpose (issue 24): the model cache belongs to the machine
+    # and user, like HF_HOME, not to a store's configuration; `scripts/setup.sh` fills it before any
+    # settings exist (`python -m pipeline.providers.embeddings`), and `settings_check.NOT_SETTINGS`
+    # names it so it is not taken for an unknown setting.
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pipeline" / "models")
 
 

@@ -83,6 +83,8 @@ def _verified_sha256(path: Path) -> str:
 
 
 def _model_cache_dir() -> Path:
+    # The environment, not ``Settings``: the machine's model cache, not a store's setting (the reason is
+    # written at gather_first.cache_dir); joined GGUF parts are kept here across stores.
     return Path(os.environ.get("PIPELINE_MODEL_CACHE", Path.home() / ".cache" / "pipeline-models"))
 
 

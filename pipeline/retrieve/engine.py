@@ -340,11 +340,16 @@ class Engine:
         from pipeline.retrieve.answer import build_query_engine
 
         t_answer = time.perf_counter()
-        response = build_query_engine(retriever, llm, streaming=True).synthesize(QueryBundle(query_str=query), nodes=hits)
         parts: list[str] = []
-        for delta in response.response_gen:
-            parts.append(delta)
-            yield delta
+        try:  # as ``query``: an LLM failure is a QueryError on every front end (an SSE error event of that class)
+            response = build_query_engine(retriever, llm, streaming=True).synthesize(QueryBundle(query_str=query), nodes=hits)
+            for delta in response.response_gen:
+                parts.append(delta)
+                yield delta
+        except GeneratorExit:
+            raise
+        except Exception as exc:  # openai/httpx errors from any provider
+            raise QueryError(f"LLM failed to answer ({type(exc).__name__}: {exc})") from exc
         result.answer = "".join(parts).strip()
         result.stats.answer_ms = round((time.perf_counter() - t_answer) * 1000, 2)
         result = cite_llm_answer(self, result)
