@@ -85,6 +85,19 @@ def run_child(args: list[str], env: dict[str, str] | None = None) -> ChildRun:
     return ChildRun(proc.returncode, chunks.get("out", ""), chunks.get("err", ""), seconds, usage.ru_maxrss / 1024)
 
 
+def corpus_of(papers: list[Path], name: str) -> Path:
+    """A new folder ``STORES/name`` of links to ``papers``: every child reads the same files in the
+    same discovery order."""
+    import shutil
+
+    corpus = STORES / name
+    shutil.rmtree(corpus, ignore_errors=True)
+    corpus.mkdir(parents=True)
+    for p in papers:
+        (corpus / p.name).symlink_to(p)
+    return corpus
+
+
 def machine() -> dict[str, Any]:
     cpu = ""
     try:

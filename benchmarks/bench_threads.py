@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import NO_LLM, PAPERS, PY, QUERY, STORES, ChildRun, run_child, write_result  # noqa: E402
+from _bench import corpus_of, NO_LLM, PAPERS, PY, QUERY, STORES, ChildRun, run_child, write_result  # noqa: E402
 
 
 def _load() -> list[float]:
@@ -46,11 +46,7 @@ def main() -> None:
     ap.add_argument("--out", default="threads", help="result name under benchmarks/results/bench/")
     args = ap.parse_args()
     papers = sorted(PAPERS.glob("*.pdf"))[: args.limit or None]
-    corpus = STORES / "threads_corpus"
-    shutil.rmtree(corpus, ignore_errors=True)
-    corpus.mkdir(parents=True)
-    for p in papers:
-        (corpus / p.name).symlink_to(p)
+    corpus = corpus_of(papers, "threads_corpus")
     runs = []
     for i, n in enumerate(int(t) for t in args.threads.split(",")):
         env = {**NO_LLM, "PIPELINE_EMBED__THREADS": str(n)}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import NO_LLM, PAPERS, PY, QUERY, STORES, ChildRun, run_child, write_result  # noqa: E402
+from _bench import corpus_of, NO_LLM, PAPERS, PY, QUERY, STORES, ChildRun, run_child, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -30,11 +30,7 @@ def main() -> None:
     ap.add_argument("--out", default="throughput", help="result name under benchmarks/results/bench/")
     args = ap.parse_args()
     papers = sorted(PAPERS.glob("*.pdf"))[: args.limit or None]
-    corpus = STORES / "throughput_corpus"
-    shutil.rmtree(corpus, ignore_errors=True)
-    corpus.mkdir(parents=True)
-    for p in papers:  # one folder for both children: same files, same discovery order
-        (corpus / p.name).symlink_to(p)
+    corpus = corpus_of(papers, "throughput_corpus")
     store = STORES / "throughput_store"
     shutil.rmtree(store, ignore_errors=True)
     runs: dict[str, ChildRun] = {}

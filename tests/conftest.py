@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_PDF = ROOT / "samples" / "acl2020.acl-main.447.pdf"
@@ -34,3 +38,17 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (../shared is only on the team's machines)")
     return path
+
+
+def text_store(folder: Path, text: str) -> Settings:
+    """Settings of a store in ``folder`` holding one text file ingested with MiniLM and no LLM: the
+    small real store unit tests share (seconds to build)."""
+    from pipeline.config import Settings
+    from pipeline.ingest.run import ingest
+
+    doc = folder / "notes.txt"
+    doc.write_text(text, encoding="utf-8")
+    settings = Settings(store=folder / "store", llm={"provider": "none"}, ingest={"enrich": "later"})
+    report = ingest(settings, [doc])
+    assert report.stats.files_failed == 0 and report.stats.parents >= 1
+    return settings

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, text_store
 
 HEAVY = ("llama_index", "qdrant_client", "torch", "sqlalchemy", "pandas")
 TEXT = (
@@ -31,15 +31,7 @@ TEXT = (
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.config import Settings
-    from pipeline.ingest.run import ingest
-
-    folder = tmp_path_factory.mktemp("lean")
-    doc = folder / "notes.txt"
-    doc.write_text(TEXT * 4, encoding="utf-8")
-    settings = Settings(store=folder / "store", llm={"provider": "none"}, ingest={"enrich": "later"})
-    assert ingest(settings, [doc]).stats.files_failed == 0
-    return settings.store
+    return text_store(tmp_path_factory.mktemp("lean"), TEXT * 4).store
 
 
 def imported_by(*args: str) -> tuple[set[str], dict]:

@@ -13,6 +13,7 @@ from pipeline.errors import InvalidQuery
 from pipeline.models import Mode
 from pipeline.providers.encoder import OnnxEncoder
 from pipeline.retrieve.engine import Engine
+from tests.conftest import text_store
 
 TEXT = """Graphics processors in deep learning
 
@@ -35,15 +36,7 @@ Kenya. Nile crocodiles wait for the herds at the crossing points, and many anima
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    from pipeline.ingest.run import ingest
-
-    folder = tmp_path_factory.mktemp("engine")
-    doc = folder / "notes.txt"
-    doc.write_text(TEXT * 3, encoding="utf-8")
-    s = Settings(store=folder / "store", llm={"provider": "none"}, ingest={"enrich": "later"})
-    report = ingest(s, [doc])
-    assert report.stats.files_failed == 0 and report.stats.parents >= 1
-    return s
+    return text_store(tmp_path_factory.mktemp("engine"), TEXT * 3)
 
 
 @pytest.fixture(scope="module")
