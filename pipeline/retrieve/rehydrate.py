@@ -107,7 +107,6 @@ def rehydrate(settings: Settings, embedder: Any, client: Any = None) -> Rehydrat
         ModelMismatch: the collections were built with another embedding model or dimension.
         StoreLocked: embedded Qdrant is open in another process.
     """
-    docstore_path = settings.store / "docstore.sqlite"
     names = qstore.names(settings)
     if not has_docstore(settings):  # say so before opening (and creating) anything (fleet mode: no rows in the database)
         raise StoreUnavailable(
