@@ -10,6 +10,7 @@ from typing import Any
 from render_common import ROOT, HEADER, load_bench, load_quality
 from render_commands import render_commands, render_threads
 from render_edge import render_edge
+from render_fleet import render_fleet
 
 def render_benchmarks() -> str:
     out = [HEADER.format(src="benchmarks/results/bench/*.json"), "# Benchmarks\n"]
@@ -124,6 +125,7 @@ def render_benchmarks() -> str:
     out += render_edge()
     out += render_commands()
     out += render_threads()
+    out += render_fleet()
     # Hand-measured sections (start-up, memory) kept verbatim: benchmarks/benchmarks_static.md.
     static = ROOT / "benchmarks" / "benchmarks_static.md"
     if static.exists():
