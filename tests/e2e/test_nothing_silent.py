@@ -110,7 +110,7 @@ def test_ctrl_c_during_ingest_says_what_finished_and_the_same_command_resumes(tm
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text(FERRY + "\n")
-    random_text(docs / "b.txt", paragraphs=16, seed=23)
+    random_text(docs / "b.txt", paragraphs=40, seed=23)  # ~13 parents: still in progress 0.5 s after it starts, also with 2 embedding threads
     store = tmp_path / "store"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "QDRANT_"))}
     env.update(NO_LLM, PIPELINE_CONFIG=str(ROOT / "tests" / "no-config.toml"))

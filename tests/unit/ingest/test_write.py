@@ -14,7 +14,7 @@ from typing import Any
 from pipeline.ingest.write import DocumentWriter
 from pipeline.models import RefKind
 from pipeline.store.layout import Collection
-from tests.unit.store.test_ledger import CHUNKS, DOC, Store, parent, refs_of, store, vec
+from tests.unit.store.test_ledger import CHUNKS, DOC, Store, bases, parent, refs_of, store, vec  # noqa: F401 (fixtures: store needs bases)
 
 __all__ = ["store"]  # the fixture, shared with test_ledger.py
 
