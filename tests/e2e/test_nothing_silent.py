@@ -117,7 +117,10 @@ def test_ctrl_c_during_ingest_says_what_finished_and_the_same_command_resumes(tm
     if "PIPELINE_MODEL_CACHE" in os.environ:
         env["PIPELINE_MODEL_CACHE"] = os.environ["PIPELINE_MODEL_CACHE"]
     args = [sys.executable, "-m", "pipeline", "ingest", str(docs), "--store", str(store)]
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a test run started in the background (`cmd &` in a script,
+    # nohup) ignores SIGINT, children inherit that, and Python then installs no KeyboardInterrupt handler.
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     try:
         assert proc.stderr is not None
